@@ -161,3 +161,85 @@ def encode_passages(embedder: Any, miner: Any, passages: list[str]) -> np.ndarra
                              miner.passage_instruction_format_for_retrieval)
     return _encode_one_device(embedder, pooling, texts, max_length=miner.passage_max_length,
                               batch_size=miner.batch_size, description="encode passages")
+
+
+def effective_dtype(hardware: Any) -> str:
+    """The dtype the forward passes really run in (FlagEmbedding runs fp16 models in fp32 on the CPU)."""
+    if hardware.use_bf16:
+        return "bf16"
+    if not hardware.use_fp16:
+        return "fp32"
+    devices = hardware.devices
+    if devices == "cpu" or (isinstance(devices, str) and devices.startswith("cpu")):
+        return "fp32"
+    if devices is None:
+        import torch
+
+        return "fp16" if torch.cuda.is_available() else "fp32"
+    return "fp16"
+
+
+def embedder_identity(miner: Any, hardware: Any) -> dict[str, Any]:
+    """Everything that changes an embedding, for the cache key (batch size and devices do not)."""
+    from prep.cache import model_fingerprint
+
+    return {
+        "model": model_fingerprint(miner.model_name_or_path),
+        "model_class": miner.model_class,
+        "pooling_method": miner.pooling_method,
+        "normalize_embeddings": miner.normalize_embeddings,
+        "query_instruction": [miner.query_instruction_for_retrieval, miner.query_instruction_format_for_retrieval],
+        "passage_instruction": [miner.passage_instruction_for_retrieval,
+                                miner.passage_instruction_format_for_retrieval],
+        "examples": [model_fingerprint(miner.examples_for_task), miner.examples_instruction_format],
+        "max_length": [miner.query_max_length, miner.passage_max_length],
+        "dtype": effective_dtype(hardware),
+    }
+
+
+class CachedEncoder:
+    """Encodes queries and passages through the cache; the model is loaded only on a miss."""
+
+    def __init__(self, miner: Any, hardware: Any, cache: Any, timer: Any, storage_dtype: str = "float32"):
+        self.miner, self.hardware, self.cache, self.timer = miner, hardware, cache, timer
+        if storage_dtype not in ("float32", "float16"):
+            from prep.errors import UsageError
+
+            raise UsageError(f"cache_dtype: '{storage_dtype}' is not float32 or float16")
+        self.storage_dtype = np.dtype(storage_dtype)
+        self.identity = embedder_identity(miner, hardware)
+        self.encoded = {"queries": 0, "passages": 0}
+        self._embedder: Any = None
+
+    def model(self) -> Any:
+        if self._embedder is None:
+            with self.timer("load"):
+                self._embedder = load_embedder(self.miner, self.hardware)
+        return self._embedder
+
+    def key(self, side: str, texts: list[str]) -> str:
+        from prep.cache import fingerprint, texts_fingerprint
+
+        return fingerprint({**self.identity, "side": side, "storage": self.storage_dtype.name,
+                            "texts": texts_fingerprint(texts)})
+
+    def _encode(self, side: str, texts: list[str]) -> np.ndarray:
+        key = self.key(side, texts)
+        found = self.cache.get("embeddings", key)
+        if found is not None:
+            return found["embeddings"].astype(np.float32)
+        model = self.model()
+        with self.timer("encode"):
+            function = encode_queries if side == "queries" else encode_passages
+            embeddings = function(model, self.miner, texts)
+        # Stored and used at the same precision, so a cached run equals a fresh one.
+        embeddings = embeddings.astype(self.storage_dtype)
+        self.cache.put("embeddings", key, {"embeddings": embeddings})
+        self.encoded[side] += len(texts)
+        return embeddings.astype(np.float32)
+
+    def queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode("queries", texts)
+
+    def passages(self, texts: list[str]) -> np.ndarray:
+        return self._encode("passages", texts)

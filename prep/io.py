@@ -58,6 +58,22 @@ def check_pool_row(row: dict[str, Any]) -> None:
         raise FieldError("text", f"must be a string, got {type(row['text']).__name__}")
 
 
+def parse_line(path: str | os.PathLike, line_number: int, line: str, check: RowCheck | None = None) -> dict[str, Any]:
+    """One JSON-lines row, checked; DataError names the file, the line and the field."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, line_number, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(row, dict):
+        raise DataError(path, line_number, f"a row must be a JSON object, got {type(row).__name__}")
+    if check is not None:
+        try:
+            check(row)
+        except FieldError as exc:
+            raise DataError(path, line_number, str(exc), field=exc.field) from None
+    return row
+
+
 def iter_jsonl(path: str | os.PathLike, check: RowCheck | None = None) -> Iterator[dict[str, Any]]:
     """Yield each row of a JSON-lines file, checked; blank lines are skipped.
 
@@ -72,17 +88,7 @@ def iter_jsonl(path: str | os.PathLike, check: RowCheck | None = None) -> Iterat
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, line_number, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(path, line_number, f"a row must be a JSON object, got {type(row).__name__}")
-            if check is not None:
-                try:
-                    check(row)
-                except FieldError as exc:
-                    raise DataError(path, line_number, str(exc), field=exc.field) from None
+            row = parse_line(path, line_number, line, check)
             rows += 1
             yield row
     if rows == 0:

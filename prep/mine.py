@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from prep import embed, paths, sampling
+from prep.cache import Cache, fingerprint
 from prep.io import check_pool_row, check_training_row, ensure_writable, iter_jsonl, read_jsonl, write_json, write_jsonl
 from prep.stats import describe, table
 from prep.timing import PhaseTimer, run_metadata
@@ -114,24 +115,34 @@ def run(cfg: Any) -> dict[str, Any]:
         positives_outside = list(dict.fromkeys(p for row in rows for p in row["pos"] if p not in corpus_ids))
         log.info("%d rows from %s; corpus of %d distinct passages%s", len(rows), input_path, len(corpus),
                  f" from {pool_path}" if pool_path else " (pos and neg of the input)")
-        embedder = embed.load_embedder(cfg.miner, cfg.hardware)
 
-    with timer("encode"):
-        passage_embeddings = embed.encode_passages(embedder, cfg.miner, corpus + positives_outside)
-        query_embeddings = embed.encode_queries(embedder, cfg.miner, [row["query"] for row in rows])
+    cache = Cache(cfg.cache_dir, cfg.cache)
+    encoder = embed.CachedEncoder(cfg.miner, cfg.hardware, cache, timer, cfg.cache_dtype)
+    corpus_embeddings = encoder.passages(corpus)
+    # Positives outside the pool are encoded only for the statistics (their similarity to the query).
+    positive_embeddings = encoder.passages(positives_outside) if positives_outside else corpus_embeddings[:0]
+    passage_embeddings = np.concatenate([corpus_embeddings, positive_embeddings])
+    query_texts = [row["query"] for row in rows]
+    query_embeddings = encoder.queries(query_texts)
 
     low, high = rules.rank_window
     top_k = min(high, len(corpus))
     if high > len(corpus):
         log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
                     low, high, len(corpus), top_k)
-    with timer("search"):
-        from prep.index import search
+    search_key = fingerprint([encoder.key("passages", corpus), encoder.key("queries", query_texts)])
+    found = cache.get_search(search_key, top_k)
+    if found is not None:
+        result_similarities, result_ids = found
+    else:
+        with timer("search"):
+            from prep.index import search
 
-        result_similarities, result_ids = search(
-            passage_embeddings[: len(corpus)], query_embeddings, top_k,
-            batch_size=cfg.miner.search_batch_size, use_gpu=cfg.hardware.use_gpu_for_searching,
-        )
+            result_similarities, result_ids = search(
+                corpus_embeddings, query_embeddings, top_k,
+                batch_size=cfg.miner.search_batch_size, use_gpu=cfg.hardware.use_gpu_for_searching,
+            )
+        cache.put_search(search_key, result_similarities, result_ids)
 
     with timer("sample"):
         positive_row_of = {text: len(corpus) + i for i, text in enumerate(positives_outside)}
@@ -174,8 +185,9 @@ def run(cfg: Any) -> dict[str, Any]:
         "similarity": similarity,
         "negative_rank": describe([rank for r in results for rank in r.ranks]),
         "searched_top_k": top_k,
-        "seconds": timer.seconds(),
-        "cache": {"hits": 0, "misses": 0},
+        "seconds": timer.seconds(("load", "encode", "search", "sample", "write")),
+        "cache": cache.stats(),
+        "encoded": encoder.encoded,
         "input": str(input_path),
         "candidate_pool": str(pool_path) if pool_path else None,
         "output": str(output_path),

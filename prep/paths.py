@@ -8,6 +8,7 @@ from typing import Any
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SAMPLE_TRAIN = DATA_DIR / "sample_train.jsonl"
 SAMPLE_POOL = DATA_DIR / "sample_pool.jsonl"
+SAMPLE_MINED = DATA_DIR / "sample_mined.jsonl"  # the sample mined with the defaults: input of step=score
 
 
 def run_dir(cfg: Any) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -26,24 +26,24 @@ class MinerConfig:
     model_name_or_path: str = MISSING
     # encoder-only-base, encoder-only-m3, decoder-only-base, decoder-only-icl, decoder-only-pseudo_moe;
     # null lets FlagEmbedding pick the class from the model's name.
-    model_class: Optional[str] = None
+    model_class: str | None = None
     # null keeps the model class's own pooling (cls, mean, last_token): never forced.
-    pooling_method: Optional[str] = None
+    pooling_method: str | None = None
     normalize_embeddings: bool = True
-    query_instruction_for_retrieval: Optional[str] = None
-    query_instruction_format_for_retrieval: Optional[str] = None
+    query_instruction_for_retrieval: str | None = None
+    query_instruction_format_for_retrieval: str | None = None
     # Prefix for passages (E5's "passage: "); FlagEmbedding's script has no such argument.
-    passage_instruction_for_retrieval: Optional[str] = None
+    passage_instruction_for_retrieval: str | None = None
     passage_instruction_format_for_retrieval: str = "{}{}"
     # In-context examples for decoder-only-icl embedders (bge-en-icl): a JSON file of examples.
-    examples_for_task: Optional[str] = None
-    examples_instruction_format: Optional[str] = None
+    examples_for_task: str | None = None
+    examples_instruction_format: str | None = None
     trust_remote_code: bool = False
-    cache_dir: Optional[str] = None  # where Hugging Face keeps downloaded model files
+    cache_dir: str | None = None  # where Hugging Face keeps downloaded model files
     batch_size: int = 64
     query_max_length: int = 512
     passage_max_length: int = 512
-    candidate_pool: Optional[str] = None
+    candidate_pool: str | None = None
     range_for_sampling: Any = "10-210"  # "A-B" string or [A, B]: ranks [A, B), 0-based
     similarity_range: Any = None  # "L-H" string or [L, H], inclusive; null: no bound
     negative_number: int = 15
@@ -58,22 +58,22 @@ class RerankerConfig:
     # "embedder" scores with the miner's bi-encoder (offline default); any FlagEmbedding reranker class
     # otherwise: auto, encoder-only-base, decoder-only-base, decoder-only-layerwise, decoder-only-lightweight.
     model_class: str = "auto"
-    model_name_or_path: Optional[str] = None
-    peft_path: Optional[str] = None
-    query_instruction_for_rerank: Optional[str] = None
+    model_name_or_path: str | None = None
+    peft_path: str | None = None
+    query_instruction_for_rerank: str | None = None
     query_instruction_format_for_rerank: str = "{}{}"
-    passage_instruction_for_rerank: Optional[str] = None
+    passage_instruction_for_rerank: str | None = None
     passage_instruction_format_for_rerank: str = "{}{}"
     trust_remote_code: bool = False
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     batch_size: int = 128
-    query_max_length: Optional[int] = None
+    query_max_length: int | None = None
     max_length: int = 512
     normalize: bool = False
-    prompt: Optional[str] = None
-    cutoff_layers: Optional[list[int]] = None
+    prompt: str | None = None
+    cutoff_layers: list[int] | None = None
     compress_ratio: int = 1
-    compress_layers: Optional[list[int]] = None
+    compress_layers: list[int] | None = None
 
 
 @dataclass
@@ -85,7 +85,7 @@ class SplitterConfig:
     num_proc: int = 2
     log_name: str = ".split_log"
     overwrite: bool = False
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     trust_remote_code: bool = False
 
 
@@ -101,13 +101,14 @@ class HardwareConfig:
 @dataclass
 class Config:
     step: str = "mine"
-    input: Optional[str] = None  # null: the sample that ships inside the package
-    output: Optional[str] = None  # null: a file (or folder, for split) inside the run's output folder
-    run_dir: Optional[str] = None  # null: Hydra's output folder for this run
+    input: str | None = None  # null: the sample that ships inside the package
+    output: str | None = None  # null: a file (or folder, for split) inside the run's output folder
+    run_dir: str | None = None  # null: Hydra's output folder for this run
     seed: int = 42
     overwrite: bool = False
     cache: bool = True
     cache_dir: str = "${oc.env:PREP_CACHE_DIR,${oc.env:HOME,.}/.cache/prep}"
+    cache_dtype: str = "float32"  # embeddings are stored (and used) as float32 or float16
     miner: MinerConfig = MISSING
     reranker: RerankerConfig = MISSING
     splitter: SplitterConfig = MISSING

@@ -23,8 +23,10 @@ class PhaseTimer:
         finally:
             self._phases[phase] = self._phases.get(phase, 0.0) + time.perf_counter() - began
 
-    def seconds(self) -> dict[str, float]:
-        result = {name: round(value, 3) for name, value in self._phases.items()}
+    def seconds(self, phases: tuple[str, ...] = ()) -> dict[str, float]:
+        """Seconds per phase; ``phases`` are reported even when they did not run (0.0)."""
+        result = {name: 0.0 for name in phases}
+        result.update({name: round(value, 3) for name, value in self._phases.items()})
         result["total"] = round(time.perf_counter() - self._start, 3)
         return result
 

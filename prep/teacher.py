@@ -1,0 +1,143 @@
+"""Teachers that score (query, passage) pairs: any FlagEmbedding reranker, or the miner's bi-encoder.
+
+Each teacher has an ``identity`` (everything that changes its scores, model files included) that
+keys the score cache, and ``score(pairs) -> list[float]``. Models load on the first ``score`` call,
+so a run whose pairs are all cached loads nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from prep import embed
+from prep.cache import fingerprint, model_fingerprint
+from prep.models import check_model_source
+
+log = logging.getLogger(__name__)
+
+EMBEDDER = "embedder"
+RERANKER_CLASSES = ("auto", "encoder-only-base", "decoder-only-base", "decoder-only-layerwise",
+                    "decoder-only-lightweight")
+# Passed to FlagEmbedding only when set, so a class keeps its own defaults (decoder-only rerankers
+# default to the "A: " / "B: " instructions and their own prompt).
+OPTIONAL_KEYS = {
+    "peft_path": "peft_path",
+    "query_instruction_for_rerank": "query_instruction_for_rerank",
+    "passage_instruction_for_rerank": "passage_instruction_for_rerank",
+    "query_max_length": "query_max_length",
+    "prompt": "prompt",
+    "cutoff_layers": "cutoff_layers",
+    "compress_layers": "compress_layers",
+    "cache_dir": "cache_dir",
+}
+
+
+def _plain(value: Any) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+class RerankerTeacher:
+    """A cross-encoder (or decoder-only reranker) loaded through ``FlagAutoReranker``."""
+
+    def __init__(self, reranker: Any, hardware: Any):
+        if reranker.model_class not in RERANKER_CLASSES:
+            from prep.errors import UsageError
+
+            raise UsageError(f"reranker.model_class: '{reranker.model_class}' is not one of "
+                             f"{', '.join((EMBEDDER,) + RERANKER_CLASSES)}")
+        check_model_source(reranker.model_name_or_path, "reranker.model_name_or_path", reranker.cache_dir)
+        if reranker.peft_path:
+            check_model_source(reranker.peft_path, "reranker.peft_path")
+        self.reranker, self.hardware = reranker, hardware
+        self.model: Any = None
+        self.identity = fingerprint({
+            "kind": "reranker",
+            "model": model_fingerprint(reranker.model_name_or_path),
+            "peft": model_fingerprint(reranker.peft_path),
+            "model_class": reranker.model_class,
+            "instructions": [reranker.query_instruction_for_rerank, reranker.query_instruction_format_for_rerank,
+                             reranker.passage_instruction_for_rerank, reranker.passage_instruction_format_for_rerank],
+            "lengths": [reranker.query_max_length, reranker.max_length],
+            "normalize": reranker.normalize,
+            "prompt": reranker.prompt,
+            "layers": [_plain(reranker.cutoff_layers), reranker.compress_ratio, _plain(reranker.compress_layers)],
+            "dtype": embed.effective_dtype(hardware),
+        })
+        self.description = f"reranker {reranker.model_name_or_path} ({reranker.model_class})"
+
+    def load(self) -> None:
+        from FlagEmbedding import FlagAutoReranker
+
+        r = self.reranker
+        options: dict[str, Any] = {
+            "use_fp16": self.hardware.use_fp16,
+            "use_bf16": self.hardware.use_bf16,
+            "devices": embed.devices_argument(self.hardware),
+            "trust_remote_code": r.trust_remote_code,
+            "query_instruction_format": r.query_instruction_format_for_rerank,
+            "passage_instruction_format": r.passage_instruction_format_for_rerank,
+            "batch_size": r.batch_size,
+            "max_length": r.max_length,
+            "normalize": r.normalize,
+        }
+        if r.model_class == "decoder-only-lightweight":
+            options["compress_ratio"] = r.compress_ratio
+        for key, argument in OPTIONAL_KEYS.items():
+            value = _plain(r[key])
+            if value is not None:
+                options[argument] = value
+        model_class = None if r.model_class == "auto" else r.model_class
+        self.model = FlagAutoReranker.from_finetuned(r.model_name_or_path, model_class=model_class, **options)
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        if self.model is None:
+            self.load()
+        scores = self.model.compute_score([list(pair) for pair in pairs])
+        return [float(s) for s in np.atleast_1d(np.asarray(scores, dtype=np.float64))]
+
+
+class EmbedderTeacher:
+    """The miner's bi-encoder as a teacher: the cosine of query and passage embeddings.
+
+    Offline, with no reranker weights at hand, this is the default; a cross-encoder reads query and
+    passage together and is the stronger teacher.
+    """
+
+    def __init__(self, miner: Any, hardware: Any, reranker: Any):
+        if reranker.model_name_or_path:
+            from omegaconf import OmegaConf
+
+            miner = OmegaConf.merge(miner, {"model_name_or_path": reranker.model_name_or_path})
+        check_model_source(miner.model_name_or_path, "reranker.model_name_or_path", miner.cache_dir)
+        self.miner, self.hardware = miner, hardware
+        self.model: Any = None
+        self.identity = fingerprint({"kind": EMBEDDER, **embed.embedder_identity(miner, hardware)})
+        self.description = f"bi-encoder {miner.model_name_or_path} (cosine)"
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        if self.model is None:
+            self.model = embed.load_embedder(self.miner, self.hardware)
+        queries = list(dict.fromkeys(q for q, _ in pairs))
+        passages = list(dict.fromkeys(p for _, p in pairs))
+        query_rows = {q: i for i, q in enumerate(queries)}
+        passage_rows = {p: i for i, p in enumerate(passages)}
+        query_embeddings = embed.encode_queries(self.model, self.miner, queries)
+        passage_embeddings = embed.encode_passages(self.model, self.miner, passages)
+        q_index = np.fromiter((query_rows[q] for q, _ in pairs), dtype=np.int64, count=len(pairs))
+        p_index = np.fromiter((passage_rows[p] for _, p in pairs), dtype=np.int64, count=len(pairs))
+        scores = np.einsum("ij,ij->i", query_embeddings[q_index], passage_embeddings[p_index])
+        return scores.astype(np.float64).tolist()
+
+
+def make_teacher(cfg: Any) -> RerankerTeacher | EmbedderTeacher:
+    if cfg.reranker.model_class == EMBEDDER:
+        log.info("teacher: the bi-encoder %s (cosine similarity). A cross-encoder reranker, e.g. "
+                 "reranker=bge_reranker_base, is the stronger teacher for distillation.",
+                 cfg.reranker.model_name_or_path or cfg.miner.model_name_or_path)
+        return EmbedderTeacher(cfg.miner, cfg.hardware, cfg.reranker)
+    return RerankerTeacher(cfg.reranker, cfg.hardware)
