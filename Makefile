@@ -1,11 +1,13 @@
-# make install | demo | test | lint | bench | clean | clean-cache
+# make install | demo | test | lint | bench | sweep [SWEEP=similarity|rank_window|grid] | clean | clean-cache
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_DIR ?= .bench
 
-.PHONY: install demo test lint bench clean clean-cache
+SWEEP ?= similarity
+
+.PHONY: install demo test lint bench sweep clean clean-cache
 
 install: $(STAMP)
 
@@ -30,6 +32,10 @@ lint: $(STAMP)
 # Debian corpus benchmarks (see bench/README.md); the corpus is built once under $(BENCH_DIR).
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/run_bench.py --dir $(BENCH_DIR)
+
+# A ready sweep (conf/sweep/) on the bundled sample; the table and plot land in outputs/multirun/mine/...
+sweep: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python run.py +sweep=$(SWEEP)
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache $(BENCH_DIR)

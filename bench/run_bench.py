@@ -1,6 +1,6 @@
 """Benchmarks on the Debian corpus (../shared/bench/debian_corpus.py), timed with /usr/bin/time -v.
 
-    python bench/run_bench.py [--dir .bench] [--only mine,reference,score,split,sweep]
+    python bench/run_bench.py [--dir .bench] [--only mine,bf16,reference,score,split,sweep]
 
 Each benchmark prints wall seconds and peak memory and appends a JSON line to DIR/results.jsonl.
 `reference` times FlagEmbedding's own encode path (FlagAutoModel + encode_corpus, batch 256, fp32),
@@ -62,7 +62,7 @@ def run_args(*args: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=".bench")
-    parser.add_argument("--only", default="mine,reference,score,split,sweep")
+    parser.add_argument("--only", default="mine,bf16,reference,score,split,sweep")
     args = parser.parse_args()
     out = (ROOT / args.dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -74,6 +74,9 @@ def main() -> None:
     if "mine" in wanted:
         timed("mine fp32 (cache off)", run_args("step=mine", *mine_common, "cache=false",
                                                f"run_dir={out / 'runs' / stamp / 'mine'}"), out)
+    if "bf16" in wanted:
+        timed("mine bf16 (cache off)", run_args("step=mine", *mine_common, "cache=false", "hardware.use_bf16=auto",
+                                               f"run_dir={out / 'runs' / stamp / 'mine-bf16'}"), out)
     if "reference" in wanted:
         timed("FlagEmbedding encode_corpus batch 256 fp32", [PY, "-c", REFERENCE_ENCODE,
                                                              str(mine_data / "corpus.jsonl")], out)

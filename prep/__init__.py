@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# oneDNN keeps a compiled kernel (and its scratch memory) per tensor shape; with length-sorted batches
+# every batch has new shapes, and the default cache of 1,024 entries grew a run's memory by 0.5 GB.
+# Four entries still let the layers of one forward pass share them. Read when torch first uses oneDNN.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "4")
 
 __version__ = "0.1.0"
 

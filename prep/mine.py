@@ -201,6 +201,13 @@ def run(cfg: Any) -> dict[str, Any]:
              summary["negatives"]["mean"], summary["negatives"]["min"], summary["negatives"]["max"],
              summary["negatives"]["rows_short"], summary["negatives"]["filled_random"],
              summary["negatives"]["rows_filled"])
+    positive_array = np.asarray(positive_similarities, dtype=np.float32)
+    negative_array = np.asarray([s for r in results for s in r.similarities], dtype=np.float32)
+    np.savez(out_dir / "similarities.npz", positive=positive_array, negative=negative_array)
+    from prep.plots import similarity_histogram
+
+    similarity_histogram(out_dir / "similarity.png", positive_array, negative_array,
+                         f"{len(rows)} rows, ranks {low}-{high}, similarity {rules.similarity_window or 'any'}")
     summary["summary"] = str(out_dir / "summary.json")
     write_json(out_dir / "summary.json", summary)
     return summary

@@ -94,8 +94,10 @@ class HardwareConfig:
     # null: the CPU, or the first GPU when CUDA is available; "cuda:0", [0, 1], ...
     devices: Any = None
     use_fp16: bool = False
-    use_bf16: bool = False
+    use_bf16: Any = False  # true, false, or auto: bf16 on CPUs with AMX or AVX512-BF16
     use_gpu_for_searching: bool = False
+    # Padded tokens per forward pass (batch_size still caps the count): long texts go in small batches.
+    max_batch_tokens: int = 4096
 
 
 @dataclass

@@ -76,21 +76,67 @@ def input_files(path: Path) -> list[Path]:
     return files
 
 
-def load_tokenizer(splitter: Any):
-    """The fast tokenizer's Rust backend with truncation and padding off (tokenizer.json may set them)."""
-    from transformers import AutoTokenizer
+def _tokenizer_file(splitter: Any) -> Path | None:
+    """The model's ``tokenizer.json`` (local folder or Hugging Face cache), when there is one."""
+    folder = Path(splitter.model_name_or_path).expanduser()
+    if folder.is_dir():
+        candidate = folder / "tokenizer.json"
+        return candidate if candidate.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
 
+    found = try_to_load_from_cache(splitter.model_name_or_path, "tokenizer.json", cache_dir=splitter.cache_dir)
+    return Path(found) if isinstance(found, str) else None
+
+
+def load_tokenizer(splitter: Any):
+    """A fast (Rust) tokenizer with truncation and padding off (tokenizer.json may set them).
+
+    Read straight from ``tokenizer.json`` with the ``tokenizers`` library when the model has one
+    (importing transformers alone takes seconds); else through transformers' ``AutoTokenizer``.
+    """
     from prep.models import check_model_source
 
     check_model_source(splitter.model_name_or_path, "splitter.model_name_or_path", splitter.cache_dir)
-    tokenizer = AutoTokenizer.from_pretrained(splitter.model_name_or_path, cache_dir=splitter.cache_dir,
-                                              trust_remote_code=splitter.trust_remote_code, use_fast=True)
-    if not tokenizer.is_fast:
-        raise UsageError(f"splitter.model_name_or_path: {splitter.model_name_or_path} has no fast tokenizer")
-    backend = tokenizer.backend_tokenizer
+    tokenizer_file = _tokenizer_file(splitter)
+    if tokenizer_file is not None:
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_file(str(tokenizer_file))
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(splitter.model_name_or_path, cache_dir=splitter.cache_dir,
+                                                  trust_remote_code=splitter.trust_remote_code, use_fast=True)
+        if not tokenizer.is_fast:
+            raise UsageError(f"splitter.model_name_or_path: {splitter.model_name_or_path} has no fast tokenizer")
+        backend = tokenizer.backend_tokenizer
     backend.no_truncation()
     backend.no_padding()
     return backend
+
+
+class TextLengths:
+    """Token counts of texts, each distinct text tokenized once.
+
+    Training files repeat passages heavily (mined negatives come from one pool), so most lookups hit.
+    The memo is emptied when it holds ``limit`` texts, which bounds memory on any file.
+    """
+
+    def __init__(self, backend: Any, limit: int = 500_000):
+        self.backend, self.limit = backend, limit
+        self.known: dict[str, int] = {}
+        self.tokenized = 0
+
+    def of(self, texts: list[str]) -> list[int]:
+        new = list(dict.fromkeys(t for t in texts if t not in self.known))
+        if new and len(self.known) + len(new) > self.limit:
+            self.known.clear()
+            new = list(dict.fromkeys(texts))
+        if new:
+            encodings = self.backend.encode_batch_fast(new, add_special_tokens=True)
+            self.known.update(zip(new, map(len, encodings)))
+            self.tokenized += len(new)
+        return [self.known[t] for t in texts]
 
 
 def _chunks(path: Path) -> Iterator[tuple[list[int], list[str]]]:
@@ -132,18 +178,17 @@ class FileResult:
     ended: float = 0.0
 
 
-def split_file(path: Path, out_dir: Path, bounds: list[int], backend: Any) -> FileResult:
+def split_file(path: Path, out_dir: Path, bounds: list[int], lengths: TextLengths) -> FileResult:
     """Stream one file into temporary bucket files beside their targets (renamed later)."""
     result = FileResult(path, bucket_rows=[0] * len(bounds), temp_paths=[None] * len(bounds), started=time.time())
     handles: list[TextIO | None] = [None] * len(bounds)
     try:
         for numbers, lines in _chunks(path):
             texts = _parse(path, numbers, lines)
-            flat = [t for row in texts for t in row]
-            encodings = backend.encode_batch_fast(flat, add_special_tokens=True)
+            text_lengths = lengths.of([t for row in texts for t in row])
             position = 0
             for line, row in zip(lines, texts):
-                length = max(len(e) for e in encodings[position:position + len(row)])
+                length = max(text_lengths[position:position + len(row)])
                 position += len(row)
                 result.rows += 1
                 result.texts += len(row)
@@ -198,14 +243,14 @@ def run(cfg: Any) -> dict[str, Any]:
     # The tokenizer's Rust thread pool reads this once, when it first runs.
     os.environ.setdefault("RAYON_NUM_THREADS", str(splitter.num_proc))
     with timer("load"):
-        backend = load_tokenizer(splitter)
+        lengths = TextLengths(load_tokenizer(splitter))
     out_dir.mkdir(parents=True, exist_ok=True)
 
     results: list[FileResult] = []
     with timer("split"):
         try:
             for path in files:
-                results.append(split_file(path, out_dir, bounds, backend))
+                results.append(split_file(path, out_dir, bounds, lengths))
                 log.info("%s: %d rows", path, results[-1].rows)
         except BaseException:
             _discard(results)  # one bad file: nothing of any file is written
@@ -251,6 +296,7 @@ def run(cfg: Any) -> dict[str, Any]:
         "step": "split",
         "rows": rows,
         "texts": texts,
+        "texts_tokenized": lengths.tokenized,
         "texts_per_second": round(texts / seconds["split"], 1) if seconds["split"] else None,
         "length_list": bounds,
         "files": report,

