@@ -100,6 +100,21 @@ def mine_row(
     return RowResult(negative_ids, len(chosen), [c.rank for c in chosen], [c.similarity for c in chosen])
 
 
+def cached_search(cfg: Any, cache: Cache, timer: PhaseTimer, key: str, passages: np.ndarray, queries: np.ndarray,
+                  top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (similarities, ids) per query, from the cache (a search at least as deep) or faiss."""
+    found = cache.get_search(key, top_k)
+    if found is not None:
+        return found
+    from prep.index import search
+
+    with timer("search"):
+        similarities, ids = search(passages, queries, top_k, batch_size=cfg.miner.search_batch_size,
+                                   use_gpu=cfg.hardware.use_gpu_for_searching)
+    cache.put_search(key, similarities, ids)
+    return similarities, ids
+
+
 def run(cfg: Any) -> dict[str, Any]:
     timer = PhaseTimer()
     rules = MiningRules.from_config(cfg)
@@ -131,18 +146,8 @@ def run(cfg: Any) -> dict[str, Any]:
         log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
                     low, high, len(corpus), top_k)
     search_key = fingerprint([encoder.key("passages", corpus), encoder.key("queries", query_texts)])
-    found = cache.get_search(search_key, top_k)
-    if found is not None:
-        result_similarities, result_ids = found
-    else:
-        with timer("search"):
-            from prep.index import search
-
-            result_similarities, result_ids = search(
-                corpus_embeddings, query_embeddings, top_k,
-                batch_size=cfg.miner.search_batch_size, use_gpu=cfg.hardware.use_gpu_for_searching,
-            )
-        cache.put_search(search_key, result_similarities, result_ids)
+    result_similarities, result_ids = cached_search(cfg, cache, timer, search_key, corpus_embeddings,
+                                                    query_embeddings, top_k)
 
     with timer("sample"):
         positive_row_of = {text: len(corpus) + i for i, text in enumerate(positives_outside)}

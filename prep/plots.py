@@ -35,10 +35,11 @@ def similarity_histogram(path: Path, positives: Sequence[float], negatives: Sequ
     figure, axes = plt.subplots(figsize=(7, 4))
     values = np.concatenate([np.asarray(positives, dtype=float), np.asarray(negatives, dtype=float)])
     bins = np.linspace(values.min(), values.max(), 41) if values.size else 40
-    axes.hist(negatives, bins=bins, alpha=0.6, label=f"negatives ({len(negatives)})", color="tab:red")
-    axes.hist(positives, bins=bins, alpha=0.6, label=f"positives ({len(positives)})", color="tab:blue")
+    # Densities: there are many more negatives than positives, and the shapes are what matter.
+    axes.hist(negatives, bins=bins, alpha=0.6, density=True, label=f"negatives ({len(negatives)})", color="tab:red")
+    axes.hist(positives, bins=bins, alpha=0.6, density=True, label=f"positives ({len(positives)})", color="tab:blue")
     axes.set_xlabel("similarity to the query")
-    axes.set_ylabel("passages")
+    axes.set_ylabel("density")
     axes.set_title(title)
     axes.legend()
     _save(figure, path)
@@ -58,7 +59,7 @@ def sweep_boxplot(path: Path, jobs: Sequence[tuple[str, np.ndarray, np.ndarray]]
         patch.set_facecolor("tab:red")
     for patch in box_p["boxes"]:
         patch.set_facecolor("tab:blue")
-    axes.set_xticks(positions + 0.55, [label for label, _, _ in jobs], rotation=30, ha="right", fontsize=8)
+    axes.set_xticks(positions + 0.55, [label for label, _, _ in jobs], fontsize=8)
     axes.set_ylabel("similarity to the query")
     axes.legend([box_n["boxes"][0], box_p["boxes"][0]], ["negatives", "positives"]) if jobs else None
     axes.set_title("mined negatives against positives, per job")

@@ -57,6 +57,16 @@ def job_row(job: str, summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+SHORT_NAMES = {"miner.similarity_range=": "sim=", "miner.range_for_sampling=": "ranks=", "miner.": ""}
+
+
+def short_label(job: str, overrides: str) -> str:
+    """A plot label: the job number and its overrides, one per line, with the long key names shortened."""
+    for long, short in SHORT_NAMES.items():
+        overrides = overrides.replace(long, short)
+    return "\n".join([f"job {job}", *overrides.split(" ")])[:120]
+
+
 def _job_folders(sweep_dir: Path) -> list[Path]:
     folders = [p.parent for p in sweep_dir.glob("*/summary.json")]
     return sorted(folders, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
@@ -78,15 +88,19 @@ def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     from prep.io import atomic_file
     from prep.plots import sweep_boxplot
 
+    folders = _job_folders(sweep_dir)
+    summaries = [json.loads((folder / "summary.json").read_text(encoding="utf-8")) for folder in folders]
+    # Overrides that every job shares are said once, above the table; each row shows what varies.
+    shared = set.intersection(*(set(s.get("overrides", [])) for s in summaries)) if summaries else set()
     rows, distributions = [], []
-    for folder in _job_folders(sweep_dir):
-        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-        row = job_row(folder.name, summary)
+    for folder, summary in zip(folders, summaries):
+        varying = {**summary, "overrides": [o for o in summary.get("overrides", []) if o not in shared]}
+        row = job_row(folder.name, varying)
         rows.append(row)
         similarities = folder / "similarities.npz"
         if similarities.is_file():
             with np.load(similarities) as data:
-                label = f"{folder.name}: {row['overrides']}"[:60]
+                label = short_label(folder.name, row["overrides"])
                 distributions.append((label, data["positive"], data["negative"]))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
@@ -94,7 +108,9 @@ def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     writer.writerows(rows)
     with atomic_file(sweep_dir / "sweep_summary.csv", overwrite=True) as handle:
         handle.write(text.getvalue())
+    common = [o for o in summaries[0].get("overrides", []) if o in shared] if summaries else []
     with atomic_file(sweep_dir / "sweep_summary.md", overwrite=True) as handle:
+        handle.write(f"Sweep of {len(rows)} jobs in {sweep_dir}\n\nEvery job: `{' '.join(common) or '(defaults)'}`\n\n")
         handle.write(markdown_table(rows))
     if distributions:
         sweep_boxplot(sweep_dir / "sweep_similarity.png", distributions)

@@ -27,11 +27,13 @@ def test_three_job_sweep_encodes_once_and_is_summarised(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [r["job"] for r in rows] == ["0", "1", "2"]
     assert list(rows[0]) == COLUMNS
-    assert "miner.similarity_range=[0.1,0.6]" in rows[1]["overrides"]
+    assert rows[1]["overrides"] == "miner.similarity_range=[0.1,0.6]"  # only what varies between jobs
     assert float(rows[2]["neg_sim_mean"]) > float(rows[0]["neg_sim_mean"])  # a narrower, harder window
     assert int(rows[2]["filled_random"]) >= int(rows[0]["filled_random"])
     markdown = (sweep / "sweep_summary.md").read_text()
-    assert markdown.splitlines()[0].startswith("| job | overrides | rows |") and len(markdown.splitlines()) == 5
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| job | overrides | rows |") and len(table) == 5
+    assert "miner.negative_number=5" in markdown.split("| job")[0]  # shared overrides, said once
     for png in [sweep / "sweep_similarity.png", *(sweep / str(j) / "similarity.png" for j in range(3))]:
         assert png.read_bytes()[:8] == PNG_SIGNATURE and png.stat().st_size > 2000
 
@@ -50,3 +52,23 @@ def test_ready_sweeps_compose():
         assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
         assert cfg.hydra.sweeper.params.step == "mine"
         assert set(cfg.hydra.sweeper.params) > {"step"}
+
+
+def test_parallel_jobs_share_a_cold_cache_safely(tmp_path):
+    """Two joblib jobs encode into one cold cache at once; a later run trusts what they left."""
+    data = write_jsonl(tmp_path / "train.jsonl", read_jsonl(SAMPLE_TRAIN)[:30])
+    cache = tmp_path / "cache"
+    result = run_cli("-m", "step=mine", f"input={data}", "seed=1,2", "miner.range_for_sampling=2-40",
+                     "miner.negative_number=4", f"cache_dir={cache}", "hydra/launcher=joblib",
+                     "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list(cache.rglob("*.tmp"))
+    again = run_cli("step=mine", f"input={data}", "seed=2", "miner.range_for_sampling=2-40",
+                    "miner.negative_number=4", f"cache_dir={cache}", f"output={tmp_path / 'again.jsonl'}",
+                    f"run_dir={tmp_path / 'again'}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert summary["encoded"] == {"queries": 0, "passages": 0} and summary["cache"]["misses"] == 0
+    job_output = next(p for p in (tmp_path / "sweep").glob("*/mined.jsonl")
+                      if "seed=2" in json.loads((p.parent / "summary.json").read_text())["overrides"])
+    assert (tmp_path / "again.jsonl").read_bytes() == job_output.read_bytes()
