@@ -97,7 +97,7 @@ class HardwareConfig:
     use_bf16: Any = False  # true, false, or auto: bf16 on CPUs with AMX or AVX512-BF16
     use_gpu_for_searching: bool = False
     # Padded tokens per forward pass (batch_size still caps the count): long texts go in small batches.
-    max_batch_tokens: int = 4096
+    max_batch_tokens: int = 2048
 
 
 @dataclass
