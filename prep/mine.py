@@ -110,7 +110,7 @@ def cached_search(cfg: Any, cache: Cache, timer: PhaseTimer, key: str, passages:
 
     with timer("search"):
         similarities, ids = search(passages, queries, top_k, batch_size=cfg.miner.search_batch_size,
-                                   use_gpu=cfg.hardware.use_gpu_for_searching)
+                                   use_gpu=cfg.hardware.use_gpu_for_searching, backend=cfg.miner.search_backend)
     cache.put_search(key, similarities, ids)
     return similarities, ids
 
@@ -145,7 +145,8 @@ def run(cfg: Any) -> dict[str, Any]:
     if high > len(corpus):
         log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
                     low, high, len(corpus), top_k)
-    search_key = fingerprint([encoder.key("passages", corpus), encoder.key("queries", query_texts)])
+    search_key = fingerprint([encoder.key("passages", corpus), encoder.key("queries", query_texts),
+                              cfg.miner.search_backend])
     result_similarities, result_ids = cached_search(cfg, cache, timer, search_key, corpus_embeddings,
                                                     query_embeddings, top_k)
 

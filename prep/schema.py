@@ -49,6 +49,7 @@ class MinerConfig:
     negative_number: int = 15
     fill_random: bool = True
     search_batch_size: int = 1024
+    search_backend: str = "faiss"  # or torch: exact too, faster for deep windows on the CPU
 
 
 @dataclass
