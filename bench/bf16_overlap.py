@@ -32,9 +32,9 @@ def main() -> None:
         cfg = compose_config([f"hardware.use_bf16={setting}"])
         model = embed.load_embedder(cfg.miner, cfg.hardware)
         start = time.time()
-        p = embed.encode_passages(model, cfg.miner, passages, cfg.hardware.max_batch_tokens)
+        p = embed.encode_passages(model, cfg.miner, cfg.hardware, passages)
         seconds = time.time() - start
-        q = embed.encode_queries(model, cfg.miner, [r["query"] for r in rows], cfg.hardware.max_batch_tokens)
+        q = embed.encode_queries(model, cfg.miner, cfg.hardware, [r["query"] for r in rows])
         scores = q @ p.T
         results[setting] = (np.argsort(-scores, axis=1, kind="stable")[:, :200], scores, seconds)
     fp32, bf16 = results["false"], results["true"]

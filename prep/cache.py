@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import uuid
 from collections.abc import Iterable
 from functools import lru_cache
@@ -130,17 +129,10 @@ class Cache:
 
     @staticmethod
     def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp", delete=False)
-        try:
-            with handle:
-                np.savez(handle, **arrays)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(handle.name, path)
-        except BaseException:
-            Path(handle.name).unlink(missing_ok=True)
-            raise
+        from prep.io import atomic_file
+
+        with atomic_file(path, overwrite=True, binary=True) as handle:
+            np.savez(handle, **arrays)
 
     def get(self, namespace: str, key: str) -> dict[str, np.ndarray] | None:
         """The arrays stored under ``key``, or None (a miss)."""

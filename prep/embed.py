@@ -137,14 +137,6 @@ def torch_dtype(name: str):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
-def _model_dtype(embedder: Any, device: str):
-    if embedder.use_bf16:
-        return torch_dtype("bf16")
-    if embedder.use_fp16 and not device.startswith("cpu"):
-        return torch_dtype("fp16")
-    return torch_dtype("fp32")  # FlagEmbedding also runs fp16 models in fp32 on the CPU
-
-
 def token_batches(lengths_longest_first: list[int], batch_size: int, max_tokens: int) -> list[tuple[int, int]]:
     """(start, end) of consecutive batches over texts sorted longest first.
 
@@ -163,13 +155,14 @@ def token_batches(lengths_longest_first: list[int], batch_size: int, max_tokens:
     return batches
 
 
-def _encode_one_device(embedder: Any, pooling, texts: list[str], *, max_length: int, batch_size: int,
-                       max_tokens: int, description: str) -> np.ndarray:
+def _encode_one_device(embedder: Any, pooling, texts: list[str], *, hardware: Any, max_length: int, batch_size: int,
+                       description: str) -> np.ndarray:
     import torch
     from tqdm import tqdm
 
     device = embedder.target_devices[0]
-    model = embedder.model.to(device=device, dtype=_model_dtype(embedder, device))
+    # The dtype the cache key names (effective_dtype), so a cached embedding is what this loop gives.
+    model = embedder.model.to(device=device, dtype=torch_dtype(effective_dtype(hardware)))
     model.eval()
     tokenizer = embedder.tokenizer
     # We pad token ids that were tokenized once for sorting; transformers warns about that path.
@@ -180,7 +173,7 @@ def _encode_one_device(embedder: Any, pooling, texts: list[str], *, max_length: 
         token_ids.extend(tokenizer(chunk, truncation=True, max_length=max_length)["input_ids"])
     # Longest first, as FlagEmbedding does: a batch holds texts of similar length, so little padding.
     order = np.argsort([-len(ids) for ids in token_ids], kind="stable")
-    batches = token_batches([len(token_ids[i]) for i in order], batch_size, max_tokens)
+    batches = token_batches([len(token_ids[i]) for i in order], batch_size, hardware.max_batch_tokens)
     embeddings: np.ndarray | None = None
     with torch.inference_mode(), tqdm(total=len(texts), desc=description, unit="text") as progress:
         for start, end in batches:
@@ -208,7 +201,7 @@ def _fast_path(embedder: Any):
     return pooling if pooling is not None and len(embedder.target_devices) == 1 else None
 
 
-def encode_queries(embedder: Any, miner: Any, queries: list[str], max_tokens: int) -> np.ndarray:
+def encode_queries(embedder: Any, miner: Any, hardware: Any, queries: list[str]) -> np.ndarray:
     """Query embeddings (float32), with the query instruction in FlagEmbedding's format."""
     pooling = _fast_path(embedder)
     if pooling is None:
@@ -216,10 +209,10 @@ def encode_queries(embedder: Any, miner: Any, queries: list[str], max_tokens: in
     texts = with_instruction(embedder, queries, embedder.query_instruction_for_retrieval,
                              embedder.query_instruction_format)
     return _encode_one_device(embedder, pooling, texts, max_length=miner.query_max_length,
-                              batch_size=miner.batch_size, max_tokens=max_tokens, description="encode queries")
+                              hardware=hardware, batch_size=miner.batch_size, description="encode queries")
 
 
-def encode_passages(embedder: Any, miner: Any, passages: list[str], max_tokens: int) -> np.ndarray:
+def encode_passages(embedder: Any, miner: Any, hardware: Any, passages: list[str]) -> np.ndarray:
     """Passage embeddings (float32), with the passage instruction when one is configured."""
     pooling = _fast_path(embedder)
     if pooling is None:
@@ -227,7 +220,7 @@ def encode_passages(embedder: Any, miner: Any, passages: list[str], max_tokens: 
     texts = with_instruction(embedder, passages, miner.passage_instruction_for_retrieval,
                              miner.passage_instruction_format_for_retrieval)
     return _encode_one_device(embedder, pooling, texts, max_length=miner.passage_max_length,
-                              batch_size=miner.batch_size, max_tokens=max_tokens, description="encode passages")
+                              hardware=hardware, batch_size=miner.batch_size, description="encode passages")
 
 
 def effective_dtype(hardware: Any) -> str:
@@ -295,7 +288,7 @@ class CachedEncoder:
         model = self.model()
         with self.timer("encode"):
             function = encode_queries if side == "queries" else encode_passages
-            embeddings = function(model, self.miner, texts, self.hardware.max_batch_tokens)
+            embeddings = function(model, self.miner, self.hardware, texts)
         # Stored and used at the same precision, so a cached run equals a fresh one.
         embeddings = embeddings.astype(self.storage_dtype)
         self.cache.put("embeddings", key, {"embeddings": embeddings})

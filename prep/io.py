@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from prep.errors import DataError, OutputExistsError
 
@@ -110,16 +110,18 @@ def ensure_writable(path: str | os.PathLike, overwrite: bool) -> None:
 
 
 @contextmanager
-def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[TextIO]:
+def atomic_file(path: str | os.PathLike, overwrite: bool = False, binary: bool = False) -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success it is synced and renamed onto ``path``.
 
-    On any error the temporary file is removed, so ``path`` is either complete or untouched.
+    On any error the temporary file is removed, so ``path`` is either complete or untouched. Every
+    output of the project goes through here: JSON lines, summaries, cache entries, plots.
     """
     path = Path(path)
     ensure_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        "wb" if binary else "w", encoding=None if binary else "utf-8", dir=path.parent, prefix=f".{path.name}.",
+        suffix=".tmp", delete=False,
     )
     try:
         with handle:

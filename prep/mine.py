@@ -18,7 +18,16 @@ import numpy as np
 
 from prep import embed, paths, sampling
 from prep.cache import Cache, fingerprint
-from prep.io import check_pool_row, check_training_row, ensure_writable, iter_jsonl, read_jsonl, write_json, write_jsonl
+from prep.io import (
+    atomic_file,
+    check_pool_row,
+    check_training_row,
+    ensure_writable,
+    iter_jsonl,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
 from prep.stats import describe, table
 from prep.timing import PhaseTimer, run_metadata
 
@@ -136,7 +145,6 @@ def run(cfg: Any) -> dict[str, Any]:
     corpus_embeddings = encoder.passages(corpus)
     # Positives outside the pool are encoded only for the statistics (their similarity to the query).
     positive_embeddings = encoder.passages(positives_outside) if positives_outside else corpus_embeddings[:0]
-    passage_embeddings = np.concatenate([corpus_embeddings, positive_embeddings])
     query_texts = [row["query"] for row in rows]
     query_embeddings = encoder.queries(query_texts)
 
@@ -151,16 +159,18 @@ def run(cfg: Any) -> dict[str, Any]:
                                                     query_embeddings, top_k)
 
     with timer("sample"):
-        positive_row_of = {text: len(corpus) + i for i, text in enumerate(positives_outside)}
+        outside_row_of = {text: i for i, text in enumerate(positives_outside)}
         mined_rows, results, positive_similarities = [], [], []
         for index, row in enumerate(rows):
             excluded = {corpus_ids[t] for t in [*row["pos"], row["query"]] if t in corpus_ids}
             result = mine_row(index, excluded, result_ids[index], result_similarities[index], len(corpus), rules)
             fills = result.negative_ids[result.window_count:]
             if fills:
-                result.similarities += (passage_embeddings[fills] @ query_embeddings[index]).tolist()
-            positive_rows = [corpus_ids.get(p, positive_row_of.get(p)) for p in row["pos"]]
-            positive_similarities += (passage_embeddings[positive_rows] @ query_embeddings[index]).tolist()
+                result.similarities += (corpus_embeddings[fills] @ query_embeddings[index]).tolist()
+            positive_similarities += [
+                float(corpus_embeddings[corpus_ids[p]] @ query_embeddings[index]) if p in corpus_ids
+                else float(positive_embeddings[outside_row_of[p]] @ query_embeddings[index]) for p in row["pos"]
+            ]
             results.append(result)
             mined = dict(row)
             mined["neg"] = [corpus[i] for i in result.negative_ids]
@@ -209,7 +219,8 @@ def run(cfg: Any) -> dict[str, Any]:
              summary["negatives"]["rows_filled"])
     positive_array = np.asarray(positive_similarities, dtype=np.float32)
     negative_array = np.asarray([s for r in results for s in r.similarities], dtype=np.float32)
-    np.savez(out_dir / "similarities.npz", positive=positive_array, negative=negative_array)
+    with atomic_file(out_dir / "similarities.npz", overwrite=True, binary=True) as handle:
+        np.savez(handle, positive=positive_array, negative=negative_array)
     from prep.plots import similarity_histogram
 
     similarity_histogram(out_dir / "similarity.png", positive_array, negative_array,

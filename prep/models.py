@@ -13,8 +13,8 @@ OFFLINE_HELP = ("this machine is offline (HF_HUB_OFFLINE=1): download the model 
 
 
 def looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or os.sep in name.strip("/").split("/", 1)[-1] \
-        or Path(name).expanduser().exists()
+    """A hub name is ``org/name`` or ``name``; anything absolute, relative, deeper or existing is a path."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or Path(name).expanduser().exists()
 
 
 def in_hub_cache(name: str, cache_dir: str | None = None) -> bool:

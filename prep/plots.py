@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,13 +19,10 @@ def _pyplot():
 
 def _save(figure, path: Path) -> None:
     """Write the PNG atomically, like every other output."""
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".png", delete=False)
-    handle.close()
-    try:
-        figure.savefig(handle.name, dpi=110, bbox_inches="tight")
-        os.replace(handle.name, path)
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
+    from prep.io import atomic_file
+
+    with atomic_file(path, overwrite=True, binary=True) as handle:
+        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
 
 
 def similarity_histogram(path: Path, positives: Sequence[float], negatives: Sequence[float], title: str) -> None:

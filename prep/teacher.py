@@ -23,16 +23,8 @@ RERANKER_CLASSES = ("auto", "encoder-only-base", "decoder-only-base", "decoder-o
                     "decoder-only-lightweight")
 # Passed to FlagEmbedding only when set, so a class keeps its own defaults (decoder-only rerankers
 # default to the "A: " / "B: " instructions and their own prompt).
-OPTIONAL_KEYS = {
-    "peft_path": "peft_path",
-    "query_instruction_for_rerank": "query_instruction_for_rerank",
-    "passage_instruction_for_rerank": "passage_instruction_for_rerank",
-    "query_max_length": "query_max_length",
-    "prompt": "prompt",
-    "cutoff_layers": "cutoff_layers",
-    "compress_layers": "compress_layers",
-    "cache_dir": "cache_dir",
-}
+OPTIONAL_KEYS = ("peft_path", "query_instruction_for_rerank", "passage_instruction_for_rerank", "query_max_length",
+                 "prompt", "cutoff_layers", "compress_layers", "cache_dir")
 
 
 def _plain(value: Any) -> Any:
@@ -87,10 +79,10 @@ class RerankerTeacher:
         }
         if r.model_class == "decoder-only-lightweight":
             options["compress_ratio"] = r.compress_ratio
-        for key, argument in OPTIONAL_KEYS.items():
+        for key in OPTIONAL_KEYS:
             value = _plain(r[key])
             if value is not None:
-                options[argument] = value
+                options[key] = value
         model_class = None if r.model_class == "auto" else r.model_class
         log.info("reranker %s, forward passes in %s", r.model_name_or_path, embed.describe_dtype(self.hardware))
         self.model = FlagAutoReranker.from_finetuned(r.model_name_or_path, model_class=model_class, **options)
@@ -169,8 +161,8 @@ class EmbedderTeacher:
         passages = list(dict.fromkeys(p for _, p in pairs))
         query_rows = {q: i for i, q in enumerate(queries)}
         passage_rows = {p: i for i, p in enumerate(passages)}
-        query_embeddings = embed.encode_queries(self.model, self.miner, queries, self.hardware.max_batch_tokens)
-        passage_embeddings = embed.encode_passages(self.model, self.miner, passages, self.hardware.max_batch_tokens)
+        query_embeddings = embed.encode_queries(self.model, self.miner, self.hardware, queries)
+        passage_embeddings = embed.encode_passages(self.model, self.miner, self.hardware, passages)
         q_index = np.fromiter((query_rows[q] for q, _ in pairs), dtype=np.int64, count=len(pairs))
         p_index = np.fromiter((passage_rows[p] for _, p in pairs), dtype=np.int64, count=len(pairs))
         scores = np.einsum("ij,ij->i", query_embeddings[q_index], passage_embeddings[p_index])

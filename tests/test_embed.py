@@ -24,8 +24,8 @@ def test_our_loop_matches_flagembedding(texts, overrides):
     passages, queries = texts
     cfg = compose_config(overrides)
     embedder = embed.load_embedder(cfg.miner, cfg.hardware)
-    ours_p = embed.encode_passages(embedder, cfg.miner, passages, cfg.hardware.max_batch_tokens)
-    ours_q = embed.encode_queries(embedder, cfg.miner, queries, cfg.hardware.max_batch_tokens)
+    ours_p = embed.encode_passages(embedder, cfg.miner, cfg.hardware, passages)
+    ours_q = embed.encode_queries(embedder, cfg.miner, cfg.hardware, queries)
     theirs_p = embedder.encode_corpus(passages, batch_size=16)
     theirs_q = embedder.encode_queries(queries, batch_size=16)
     assert ours_p.shape == (40, 384) and ours_p.dtype == np.float32
@@ -43,8 +43,8 @@ def test_instructions_change_the_embeddings(texts):
     plain = compose_config()
     prefixed = compose_config(["miner.passage_instruction_for_retrieval=passage: "])
     embedder = embed.load_embedder(plain.miner, plain.hardware)
-    a = embed.encode_passages(embedder, plain.miner, passages[:5], 16384)
-    b = embed.encode_passages(embedder, prefixed.miner, passages[:5], 16384)
+    a = embed.encode_passages(embedder, plain.miner, plain.hardware, passages[:5])
+    b = embed.encode_passages(embedder, prefixed.miner, prefixed.hardware, passages[:5])
     assert not np.allclose(a, b, atol=1e-3)
     assert embed.with_instruction(embedder, ["x"], "passage: ", "{}{}") == ["passage: x"]
     assert embed.with_instruction(embedder, ["x"], None, "{}{}") == ["x"]
@@ -92,8 +92,8 @@ def test_bf16_and_fp32_neighbours_agree_on_the_sample():
     for setting in ("false", "true"):
         cfg = compose_config([f"hardware.use_bf16={setting}"])
         embedder = embed.load_embedder(cfg.miner, cfg.hardware)
-        p = embed.encode_passages(embedder, cfg.miner, passages, 16384)
-        q = embed.encode_queries(embedder, cfg.miner, queries, 16384)
+        p = embed.encode_passages(embedder, cfg.miner, cfg.hardware, passages)
+        q = embed.encode_queries(embedder, cfg.miner, cfg.hardware, queries)
         neighbours[setting] = (np.argsort(-(q @ p.T), axis=1)[:, :20], q @ p.T)
     overlap = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(neighbours["false"][0], neighbours["true"][0])])
     assert overlap >= 0.95
