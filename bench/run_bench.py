@@ -1,10 +1,11 @@
 """Benchmarks on the Debian corpus (../shared/bench/debian_corpus.py), timed with /usr/bin/time -v.
 
-    python bench/run_bench.py [--dir .bench] [--only mine,bf16,reference,score,split,sweep]
+    python bench/run_bench.py [--dir .bench] [--only mine,bf16,reference,search,score,split,sweep]
 
-Each benchmark prints wall seconds and peak memory and appends a JSON line to DIR/results.jsonl.
-`reference` times FlagEmbedding's own encode path (FlagAutoModel + encode_corpus, batch 256, fp32),
-95% of its hn_mine.py, beside ours in the same sitting.
+Each benchmark prints wall seconds and peak memory and appends a JSON line to DIR/results.jsonl;
+at the end a table puts each figure beside its reference and target. `reference` times
+FlagEmbedding's own encode path (FlagAutoModel + encode_corpus, batch 256, fp32), 95% of its
+hn_mine.py, beside ours in the same sitting; `search` times both searches on the same vectors.
 """
 
 from __future__ import annotations
@@ -52,7 +53,38 @@ def timed(name: str, command: list[str], out: Path) -> dict:
     print(json.dumps(record), flush=True)
     with open(out / "results.jsonl", "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
+    RESULTS[name] = record
     return record
+
+
+RESULTS: dict[str, dict] = {}
+FE_ENCODE = "FlagEmbedding encode_corpus batch 256 fp32"
+FE_SEARCH = "search 10k x 60,835, k=200: faiss IndexFlatIP, batches of 64 (FlagEmbedding)"
+# (figure, reference, what is compared, target as a ratio ours/reference), from the issues
+COMPARISONS = [
+    ("mine fp32 (cache off)", FE_ENCODE, "wall_s", 1.0),
+    ("mine fp32 (cache off)", FE_ENCODE, "peak_gb", 0.5),
+    ("mine bf16 (cache off)", FE_ENCODE, "wall_s", 0.4),
+    ("mine bf16 (cache off)", FE_ENCODE, "peak_gb", 0.5),
+    ("search 10k x 60,835, k=200: prep.index.search (defaults)", FE_SEARCH, "wall_s", 1 / 3),
+    ("score after replacing a third of the negatives", "score first run", "wall_s", 1 / 2.5),
+    ("sweep 9 points cold cache", "mine cold single run", "wall_s", 1.5),
+]
+
+
+def print_comparisons() -> None:
+    """Each figure beside its reference: the ratio ours/reference and the issue's target."""
+    lines = []
+    for figure, reference, measure, target in COMPARISONS:
+        if figure in RESULTS and reference in RESULTS:
+            ours, theirs = RESULTS[figure][measure], RESULTS[reference][measure]
+            ratio = ours / theirs
+            verdict = "meets" if ratio <= target else "MISSES"
+            lines.append(f"{figure} [{measure}] {ours} vs {reference} {theirs}: {ratio:.2f}x "
+                         f"(target <= {target:.2f}x, {verdict})")
+    if lines:
+        print("\nfigures beside their references (same sitting):")
+        print("\n".join("  " + line for line in lines))
 
 
 def run_args(*args: str) -> list[str]:
@@ -62,7 +94,7 @@ def run_args(*args: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=".bench")
-    parser.add_argument("--only", default="mine,bf16,reference,score,split,sweep")
+    parser.add_argument("--only", default="mine,bf16,reference,search,score,split,sweep")
     args = parser.parse_args()
     out = (ROOT / args.dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -72,14 +104,24 @@ def main() -> None:
     mine_common = [f"input={mine_data / 'train.jsonl'}", f"miner.candidate_pool={mine_data / 'corpus.jsonl'}",
                    "miner.range_for_sampling=2-200", "miner.negative_number=15"]
     if "mine" in wanted:
-        timed("mine fp32 (cache off)", run_args("step=mine", *mine_common, "cache=false",
+        timed("mine fp32 (cache off)", run_args("step=mine", *mine_common, "cache=false", "hardware.use_bf16=false",
                                                f"run_dir={out / 'runs' / stamp / 'mine'}"), out)
     if "bf16" in wanted:
-        timed("mine bf16 (cache off)", run_args("step=mine", *mine_common, "cache=false", "hardware.use_bf16=auto",
+        timed("mine bf16 (cache off)", run_args("step=mine", *mine_common, "cache=false",  # the default: auto
                                                f"run_dir={out / 'runs' / stamp / 'mine-bf16'}"), out)
     if "reference" in wanted:
         timed("FlagEmbedding encode_corpus batch 256 fp32", [PY, "-c", REFERENCE_ENCODE,
                                                              str(mine_data / "corpus.jsonl")], out)
+    if "search" in wanted:
+        result = subprocess.run([PY, str(ROOT / "bench" / "search_speed.py")], capture_output=True, text=True,
+                                check=True, cwd=ROOT)
+        for line in result.stdout.splitlines():
+            record = json.loads(line)
+            record = {"bench": "search 10k x 60,835, k=200: " + record["method"], "wall_s": record["seconds"]}
+            print(json.dumps(record), flush=True)
+            with open(out / "results.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+            RESULTS[record["bench"]] = record
     if "sweep" in wanted:
         cache = out / "runs" / stamp / "sweep-cache"
         timed("mine cold single run", run_args("step=mine", *mine_common, f"cache_dir={cache}-single",
@@ -111,6 +153,7 @@ def main() -> None:
         timed("split 20k rows", run_args("step=split", f"input={split_data / 'train.jsonl'}",
                                          "splitter.length_list=[0,64,128,256,512]", "splitter.num_proc=2",
                                          f"run_dir={out / 'runs' / stamp / 'split'}"), out)
+    print_comparisons()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-TOKENIZE_CHUNK = 4096
+TOKENIZE_CHUNK = 8192  # texts tokenized together; also the unit of length sorting
 
 
 def devices_argument(hardware: Any) -> Any:
@@ -155,8 +155,21 @@ def token_batches(lengths_longest_first: list[int], batch_size: int, max_tokens:
     return batches
 
 
+def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
+    return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+
+
 def _encode_one_device(embedder: Any, pooling, texts: list[str], *, hardware: Any, max_length: int, batch_size: int,
                        description: str) -> np.ndarray:
+    """Embeddings of ``texts`` in their order, as float32.
+
+    Texts go through in chunks of ``TOKENIZE_CHUNK``: while one chunk runs its forward passes, a
+    thread tokenizes the next (the Rust tokenizer releases the GIL), so tokenizing costs no wall
+    time of its own. Within a chunk, texts are sorted longest first, as FlagEmbedding does, so a
+    batch holds texts of similar length and little padding.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
     from tqdm import tqdm
 
@@ -167,29 +180,31 @@ def _encode_one_device(embedder: Any, pooling, texts: list[str], *, hardware: An
     tokenizer = embedder.tokenizer
     # We pad token ids that were tokenized once for sorting; transformers warns about that path.
     tokenizer.deprecation_warnings["Asking-to-pad-a-fast-tokenizer"] = True
-    token_ids: list[list[int]] = []
-    for start in range(0, len(texts), TOKENIZE_CHUNK):
-        chunk = texts[start:start + TOKENIZE_CHUNK]
-        token_ids.extend(tokenizer(chunk, truncation=True, max_length=max_length)["input_ids"])
-    # Longest first, as FlagEmbedding does: a batch holds texts of similar length, so little padding.
-    order = np.argsort([-len(ids) for ids in token_ids], kind="stable")
-    batches = token_batches([len(token_ids[i]) for i in order], batch_size, hardware.max_batch_tokens)
     embeddings: np.ndarray | None = None
-    with torch.inference_mode(), tqdm(total=len(texts), desc=description, unit="text") as progress:
-        for start, end in batches:
-            batch_index = order[start:end]
-            padded = tokenizer.pad({"input_ids": [token_ids[i] for i in batch_index]}, padding=True,
-                                   return_tensors="pt").to(device)
-            hidden = model(**padded, return_dict=True).last_hidden_state
-            batch_embeddings = pooling(hidden, padded["attention_mask"])
-            batch_embeddings = embedder._truncate_embeddings(batch_embeddings)
-            if embedder.normalize_embeddings:
-                batch_embeddings = torch.nn.functional.normalize(batch_embeddings, dim=-1)
-            values = batch_embeddings.float().cpu().numpy()
-            if embeddings is None:
-                embeddings = np.empty((len(texts), values.shape[1]), dtype=np.float32)
-            embeddings[batch_index] = values
-            progress.update(len(batch_index))
+    starts = list(range(0, len(texts), TOKENIZE_CHUNK))
+    with torch.inference_mode(), ThreadPoolExecutor(max_workers=1) as pool, \
+            tqdm(total=len(texts), desc=description, unit="text") as progress:
+        pending = pool.submit(_tokenize, tokenizer, texts[:TOKENIZE_CHUNK], max_length) if starts else None
+        for number, chunk_start in enumerate(starts):
+            token_ids = pending.result()
+            if number + 1 < len(starts):
+                following = starts[number + 1]
+                pending = pool.submit(_tokenize, tokenizer, texts[following:following + TOKENIZE_CHUNK], max_length)
+            order = np.argsort([-len(ids) for ids in token_ids], kind="stable")
+            for start, end in token_batches([len(token_ids[i]) for i in order], batch_size, hardware.max_batch_tokens):
+                batch_index = order[start:end]
+                padded = tokenizer.pad({"input_ids": [token_ids[i] for i in batch_index]}, padding=True,
+                                       return_tensors="pt").to(device)
+                hidden = model(**padded, return_dict=True).last_hidden_state
+                batch_embeddings = pooling(hidden, padded["attention_mask"])
+                batch_embeddings = embedder._truncate_embeddings(batch_embeddings)
+                if embedder.normalize_embeddings:
+                    batch_embeddings = torch.nn.functional.normalize(batch_embeddings, dim=-1)
+                values = batch_embeddings.float().cpu().numpy()
+                if embeddings is None:
+                    embeddings = np.empty((len(texts), values.shape[1]), dtype=np.float32)
+                embeddings[chunk_start + batch_index] = values
+                progress.update(len(batch_index))
     if embeddings is None:
         return np.empty((0, 0), dtype=np.float32)
     return embeddings

@@ -110,8 +110,8 @@ def mine_row(
 
 
 def cached_search(cfg: Any, cache: Cache, timer: PhaseTimer, key: str, passages: np.ndarray, queries: np.ndarray,
-                  top_k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (similarities, ids) per query, from the cache (a search at least as deep) or faiss."""
+                  top_k: int, backend: str) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (similarities, ids) per query, from the cache (a search at least as deep) or a search."""
     found = cache.get_search(key, top_k)
     if found is not None:
         return found
@@ -119,7 +119,7 @@ def cached_search(cfg: Any, cache: Cache, timer: PhaseTimer, key: str, passages:
 
     with timer("search"):
         similarities, ids = search(passages, queries, top_k, batch_size=cfg.miner.search_batch_size,
-                                   use_gpu=cfg.hardware.use_gpu_for_searching, backend=cfg.miner.search_backend)
+                                   use_gpu=cfg.hardware.use_gpu_for_searching, backend=backend)
     cache.put_search(key, similarities, ids)
     return similarities, ids
 
@@ -153,10 +153,16 @@ def run(cfg: Any) -> dict[str, Any]:
     if high > len(corpus):
         log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
                     low, high, len(corpus), top_k)
+    from prep.index import resolve_backend
+
+    backend = resolve_backend(cfg.miner.search_backend, cfg.hardware.use_gpu_for_searching, top_k)
+    log.info("exact search of the top %d with %s on the %s", top_k, backend,
+             "GPU" if cfg.hardware.use_gpu_for_searching else "CPU")
+    # The GPU searches in fp16, so where it ran is part of the key.
     search_key = fingerprint([encoder.key("passages", corpus), encoder.key("queries", query_texts),
-                              cfg.miner.search_backend])
+                              backend, bool(cfg.hardware.use_gpu_for_searching)])
     result_similarities, result_ids = cached_search(cfg, cache, timer, search_key, corpus_embeddings,
-                                                    query_embeddings, top_k)
+                                                    query_embeddings, top_k, backend)
 
     with timer("sample"):
         outside_row_of = {text: i for i, text in enumerate(positives_outside)}

@@ -49,7 +49,9 @@ class MinerConfig:
     negative_number: int = 15
     fill_random: bool = True
     search_batch_size: int = 1024
-    search_backend: str = "faiss"  # or torch: exact too, faster for deep windows on the CPU
+    # auto: torch (matrix product + top-k; faster than faiss's per-query heap at deep windows), or faiss
+    # on GPUs where faiss-gpu is installed; faiss or torch force one. All are exact.
+    search_backend: str = "auto"
 
 
 @dataclass
@@ -95,7 +97,7 @@ class HardwareConfig:
     # null: the CPU, or the first GPU when CUDA is available; "cuda:0", [0, 1], ...
     devices: Any = None
     use_fp16: bool = False
-    use_bf16: Any = False  # true, false, or auto: bf16 on CPUs with AMX or AVX512-BF16
+    use_bf16: Any = "auto"  # true, false, or auto: bf16 on CPUs with AMX or AVX512-BF16, else fp32
     use_gpu_for_searching: bool = False
     # Padded tokens per forward pass (batch_size still caps the count): long texts go in small batches.
     max_batch_tokens: int = 2048

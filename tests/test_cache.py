@@ -30,7 +30,7 @@ def test_model_fingerprint_reads_the_files_not_the_name(tmp_path):
 KEY_CHANGES = [
     "miner.model_class=encoder-only-m3", "miner.pooling_method=cls", "miner.normalize_embeddings=false",
     "miner.passage_max_length=128", "miner.query_instruction_for_retrieval=Q: ",
-    "miner.passage_instruction_for_retrieval=P: ", "hardware.use_bf16=true", "cache_dtype=float16",
+    "miner.passage_instruction_for_retrieval=P: ", "cache_dtype=float16",
 ]
 
 
@@ -43,6 +43,8 @@ def test_each_input_of_the_embedding_key_changes_it(change):
 
     assert key() == key()
     assert key(change) != key()
+    # the dtype too (the default, auto, depends on the CPU, so both are named)
+    assert key("hardware.use_bf16=true") != key("hardware.use_bf16=false")
 
 
 def test_batch_size_does_not_change_the_key():

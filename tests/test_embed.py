@@ -22,7 +22,7 @@ def texts():
 ])
 def test_our_loop_matches_flagembedding(texts, overrides):
     passages, queries = texts
-    cfg = compose_config(overrides)
+    cfg = compose_config([*overrides, "hardware.use_bf16=false"])  # FlagEmbedding runs fp32 on the CPU
     embedder = embed.load_embedder(cfg.miner, cfg.hardware)
     ours_p = embed.encode_passages(embedder, cfg.miner, cfg.hardware, passages)
     ours_q = embed.encode_queries(embedder, cfg.miner, cfg.hardware, queries)
@@ -36,6 +36,16 @@ def test_our_loop_matches_flagembedding(texts, overrides):
         np.testing.assert_allclose(norms, 1, atol=1e-5)
     else:
         assert not np.allclose(norms, 1, atol=1e-3)
+
+
+def test_chunked_tokenization_gives_the_same_embeddings(texts, monkeypatch):
+    passages, _ = texts
+    cfg = compose_config(["hardware.use_bf16=false"])
+    embedder = embed.load_embedder(cfg.miner, cfg.hardware)
+    whole = embed.encode_passages(embedder, cfg.miner, cfg.hardware, passages)
+    monkeypatch.setattr(embed, "TOKENIZE_CHUNK", 7)  # 40 texts: six chunks, the last one short
+    chunked = embed.encode_passages(embedder, cfg.miner, cfg.hardware, passages)
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)
 
 
 def test_instructions_change_the_embeddings(texts):

@@ -19,6 +19,31 @@ def test_torch_and_faiss_agree():
     np.testing.assert_array_equal(torch_ids, expected)
 
 
+def test_torch_pieces_merge_to_the_exact_top_k():
+    from prep.index import _torch_search
+
+    rng = np.random.default_rng(1)
+    passages = rng.standard_normal((300, 8)).astype(np.float32)
+    queries = rng.standard_normal((20, 8)).astype(np.float32)
+    # two "devices" and pieces of 64 rows: six partial top-ks merged per batch
+    sims, ids = _torch_search(passages, queries, 90, 7, ["cpu", "cpu"], shard_rows=64)
+    expected = np.argsort(-(queries @ passages.T), axis=1, kind="stable")[:, :90]
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_allclose(sims, np.take_along_axis(queries @ passages.T, expected, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("backend, use_gpu, top_k, expected", [
+    ("auto", False, 200, "torch"), ("faiss", False, 200, "faiss"), ("torch", True, 5000, "torch"),
+    ("faiss", True, 5000, "torch"),  # past faiss's GPU limit of 2,048: torch, with a warning
+    ("auto", True, 200, "torch"),  # faiss-cpu sees no GPU
+])
+def test_backend_choice(backend, use_gpu, top_k, expected, caplog):
+    from prep.index import resolve_backend
+
+    assert resolve_backend(backend, use_gpu, top_k) == expected
+    assert ("at most 2048" in caplog.text) == (backend == "faiss" and top_k > 2048)
+
+
 def test_unknown_backend():
     with pytest.raises(UsageError, match="search_backend"):
         search(np.zeros((3, 2), np.float32), np.zeros((1, 2), np.float32), 2, backend="annoy")

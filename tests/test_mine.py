@@ -36,7 +36,8 @@ def windowed_run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("mine")
     cfg = compose_config([f"run_dir={tmp}", "miner.range_for_sampling=2-40", "miner.similarity_range=[0.2,0.5]",
-                          "miner.negative_number=8", "seed=7", f"cache_dir={tmp / 'cache'}"])
+                          "miner.negative_number=8", "seed=7", f"cache_dir={tmp / 'cache'}",
+                          "hardware.use_bf16=false"])  # the reference is FlagEmbedding's fp32
     summary = mine.run(cfg)
     return summary, read_jsonl(summary["output"])
 

@@ -81,7 +81,8 @@ def test_scores_equal_flagembedding_aligned_with_pos_and_neg(make_config, tmp_pa
     model_class = "encoder-only-base" if kind == "encoder" else "decoder-only-base"
     data = write_jsonl(tmp_path / "mined.jsonl", ROWS)
     summary = score.run(make_config("step=score", f"input={data}", "reranker=cross_encoder",
-                                    f"reranker.model_name_or_path={folder}", f"reranker.model_class={model_class}"))
+                                    f"reranker.model_name_or_path={folder}", f"reranker.model_class={model_class}",
+                                    "hardware.use_bf16=false"))
     scored = read_jsonl(summary["output"])
     reference = _reference_scores(folder, model_class, ROWS)
     for row, original, (pos_ref, neg_ref) in zip(scored, ROWS, reference):
