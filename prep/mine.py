@@ -10,6 +10,7 @@ short row with random passages that are neither positives, nor the query, nor ch
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,17 +44,35 @@ class MiningRules:
     negative_number: int
     fill_random: bool
     seed: int
+    relative_margin: float | None = None
+    absolute_margin: float | None = None
+    sampling_strategy: str = "random"
+    teacher_filter: bool = False
+    teacher_relative_margin: float | None = None
+    teacher_absolute_margin: float | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> MiningRules:
         if cfg.miner.negative_number < 0:
             raise sampling.RangeError(f"miner.negative_number must be >= 0, got {cfg.miner.negative_number}")
+        miner = cfg.miner
+        if miner.sampling_strategy not in sampling.STRATEGIES:
+            raise sampling.RangeError(f"miner.sampling_strategy: '{miner.sampling_strategy}' is not one of "
+                                      f"{', '.join(sampling.STRATEGIES)}")
         return cls(
-            rank_window=sampling.parse_rank_range(cfg.miner.range_for_sampling),
-            similarity_window=sampling.parse_similarity_range(cfg.miner.similarity_range),
-            negative_number=int(cfg.miner.negative_number),
-            fill_random=bool(cfg.miner.fill_random),
+            rank_window=sampling.parse_rank_range(miner.range_for_sampling),
+            similarity_window=sampling.parse_similarity_range(miner.similarity_range),
+            negative_number=int(miner.negative_number),
+            fill_random=bool(miner.fill_random),
             seed=int(cfg.seed),
+            relative_margin=sampling.check_margin(miner.relative_margin, "miner.relative_margin"),
+            absolute_margin=sampling.check_margin(miner.absolute_margin, "miner.absolute_margin"),
+            sampling_strategy=miner.sampling_strategy,
+            teacher_filter=bool(miner.teacher_filter),
+            teacher_relative_margin=sampling.check_margin(miner.teacher_relative_margin,
+                                                          "miner.teacher_relative_margin"),
+            teacher_absolute_margin=sampling.check_margin(miner.teacher_absolute_margin,
+                                                          "miner.teacher_absolute_margin"),
         )
 
 
@@ -91,22 +110,49 @@ class RowResult:
 def mine_row(
     row_index: int,
     excluded_ids: set[int],
-    result_ids: np.ndarray,
-    result_similarities: np.ndarray,
+    qualifying: list[sampling.Candidate],
     corpus_size: int,
     rules: MiningRules,
 ) -> RowResult:
-    """Pick one row's negatives from its search results (pure: same inputs, same ids)."""
+    """Pick one row's negatives from its qualifying candidates (pure: same inputs, same ids)."""
     rng = sampling.row_rng(rules.seed, row_index)
-    qualifying = sampling.qualifying_candidates(
-        result_ids, result_similarities, rules.rank_window, rules.similarity_window, excluded_ids
-    )
-    chosen = sampling.sample_candidates(qualifying, rules.negative_number, rng)
+    chosen = sampling.select_candidates(qualifying, rules.negative_number, rules.sampling_strategy, rng)
     negative_ids = [c.passage_id for c in chosen]
     missing = rules.negative_number - len(chosen)
     if missing > 0 and rules.fill_random:
         negative_ids += sampling.random_fill(corpus_size, missing, excluded_ids | set(negative_ids), rng)
     return RowResult(negative_ids, len(chosen), [c.rank for c in chosen], [c.similarity for c in chosen])
+
+
+def denoise(cfg: Any, cache: Cache, rows: list[dict[str, Any]], corpus: list[str],
+            qualifying_rows: list[list[sampling.Candidate]], rules: MiningRules,
+            removed: Counter) -> tuple[list[list[sampling.Candidate]], dict[str, Any]]:
+    """Drop candidates the teacher scores close to or above the row's positive (teacher denoising).
+
+    Every (query, positive) and (query, candidate) pair of every row is scored in one pass, in
+    chunks across queries, through the score cache, so a second run with the same teacher scores
+    nothing. The positive's teacher score is the lowest among the row's positives.
+    """
+    from prep.teacher import cached_scores, make_teacher
+
+    teacher = make_teacher(cfg)
+    pair_index: dict[tuple[str, str], int] = {}
+    for row, qualifying in zip(rows, qualifying_rows):
+        for text in [*row["pos"], *(corpus[c.passage_id] for c in qualifying)]:
+            pair_index.setdefault((row["query"], text), len(pair_index))
+    scores, scored_now = cached_scores(teacher, list(pair_index), cache, description="teacher scores")
+    kept_rows, positive_scores = [], []
+    for row, qualifying in zip(rows, qualifying_rows):
+        positive = min(scores[pair_index[(row["query"], p)]] for p in row["pos"])
+        candidate_scores = [scores[pair_index[(row["query"], corpus[c.passage_id])]] for c in qualifying]
+        kept_rows.append(sampling.teacher_filter(qualifying, candidate_scores, positive,
+                                                 rules.teacher_relative_margin, rules.teacher_absolute_margin,
+                                                 removed))
+        positive_scores.append(positive)
+    info = {"teacher": teacher.description, "pairs": len(pair_index), "pairs_scored": scored_now,
+            "positive_score": describe(positive_scores),
+            "relative_margin": rules.teacher_relative_margin, "absolute_margin": rules.teacher_absolute_margin}
+    return kept_rows, info
 
 
 def cached_search(cfg: Any, cache: Cache, timer: PhaseTimer, key: str, passages: np.ndarray, queries: np.ndarray,
@@ -166,17 +212,31 @@ def run(cfg: Any) -> dict[str, Any]:
 
     with timer("sample"):
         outside_row_of = {text: i for i, text in enumerate(positives_outside)}
-        mined_rows, results, positive_similarities = [], [], []
+        removed: Counter = Counter({name: 0 for name in sampling.FILTERS})
+        excluded_rows, qualifying_rows, positive_similarities = [], [], []
         for index, row in enumerate(rows):
             excluded = {corpus_ids[t] for t in [*row["pos"], row["query"]] if t in corpus_ids}
-            result = mine_row(index, excluded, result_ids[index], result_similarities[index], len(corpus), rules)
-            fills = result.negative_ids[result.window_count:]
-            if fills:
-                result.similarities += (corpus_embeddings[fills] @ query_embeddings[index]).tolist()
-            positive_similarities += [
+            row_positive_similarities = [
                 float(corpus_embeddings[corpus_ids[p]] @ query_embeddings[index]) if p in corpus_ids
                 else float(positive_embeddings[outside_row_of[p]] @ query_embeddings[index]) for p in row["pos"]
             ]
+            positive_similarities += row_positive_similarities
+            excluded_rows.append(excluded)
+            qualifying_rows.append(sampling.qualifying_candidates(
+                result_ids[index], result_similarities[index], rules.rank_window, rules.similarity_window, excluded,
+                positive_similarity=min(row_positive_similarities), relative_margin=rules.relative_margin,
+                absolute_margin=rules.absolute_margin, removed=removed))
+    teacher_info = None
+    if rules.teacher_filter:
+        with timer("teacher"):
+            qualifying_rows, teacher_info = denoise(cfg, cache, rows, corpus, qualifying_rows, rules, removed)
+    with timer("sample"):
+        mined_rows, results = [], []
+        for index, row in enumerate(rows):
+            result = mine_row(index, excluded_rows[index], qualifying_rows[index], len(corpus), rules)
+            fills = result.negative_ids[result.window_count:]
+            if fills:
+                result.similarities += (corpus_embeddings[fills] @ query_embeddings[index]).tolist()
             results.append(result)
             mined = dict(row)
             mined["neg"] = [corpus[i] for i in result.negative_ids]
@@ -204,10 +264,17 @@ def run(cfg: Any) -> dict[str, Any]:
             "filled_random": int(sum(filled)),
             "rows_filled": sum(1 for f in filled if f),
         },
+        "candidates": {
+            "in_window": sum(removed.values()) + sum(len(q) for q in qualifying_rows),
+            "removed": dict(removed),
+            "qualifying": sum(len(q) for q in qualifying_rows),
+        },
+        "sampling_strategy": rules.sampling_strategy,
+        "teacher_filter": teacher_info,
         "similarity": similarity,
         "negative_rank": describe([rank for r in results for rank in r.ranks]),
         "searched_top_k": top_k,
-        "seconds": timer.seconds(("load", "encode", "search", "sample", "write")),
+        "seconds": timer.seconds(("load", "encode", "search", "teacher", "sample", "write")),
         "cache": cache.stats(),
         "encoded": encoder.encoded,
         "input": str(input_path),
@@ -219,6 +286,9 @@ def run(cfg: Any) -> dict[str, Any]:
                                                      "negatives": similarity["negative"],
                                                      "  from window": similarity["negative_window"],
                                                      "negative rank": summary["negative_rank"]}))
+    log.info("candidates in the rank window: %d; removed by %s; qualifying: %d",
+             summary["candidates"]["in_window"],
+             ", ".join(f"{name} {count}" for name, count in removed.items()), summary["candidates"]["qualifying"])
     log.info("negatives per row: mean %.2f (min %d, max %d); rows short: %d; random fills: %d in %d rows",
              summary["negatives"]["mean"], summary["negatives"]["min"], summary["negatives"]["max"],
              summary["negatives"]["rows_short"], summary["negatives"]["filled_random"],

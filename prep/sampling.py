@@ -7,6 +7,7 @@ Ranks are 0-based positions in one query's search results; ``2-200`` keeps ranks
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -64,30 +65,90 @@ class Candidate:
     similarity: float
 
 
+FILTERS = ("positive_or_query", "similarity_range", "relative_margin", "absolute_margin", "teacher")
+STRATEGIES = ("random", "top")
+
+
+def check_margin(value: float | None, key: str) -> float | None:
+    """A margin is null or a number >= 0 (a relative margin also < 1)."""
+    if value is None:
+        return None
+    if value < 0 or (key.endswith("relative_margin") and value >= 1):
+        bound = "0 <= value < 1" if key.endswith("relative_margin") else "value >= 0"
+        raise RangeError(f"{key}: need {bound}, got {value}")
+    return float(value)
+
+
+def score_ceiling(positive_score: float, relative_margin: float | None,
+                  absolute_margin: float | None) -> tuple[float | None, float | None]:
+    """The highest score a negative may have under each margin, from the row's positive score.
+
+    ``relative_margin`` r keeps scores ``<= (1 - r) * positive`` (r = 0.05 is NV-Retriever's
+    TopK-PercPos 95%); ``absolute_margin`` m keeps scores ``<= positive - m``. None: no bound.
+    """
+    relative = None if relative_margin is None else (1.0 - relative_margin) * positive_score
+    absolute = None if absolute_margin is None else positive_score - absolute_margin
+    return relative, absolute
+
+
 def qualifying_candidates(
     passage_ids: Sequence[int],
     similarities: Sequence[float],
     rank_window: tuple[int, int],
     similarity_window: tuple[float, float] | None,
     excluded_ids: set[int],
+    *,
+    positive_similarity: float | None = None,
+    relative_margin: float | None = None,
+    absolute_margin: float | None = None,
+    removed: Counter | None = None,
 ) -> list[Candidate]:
     """Search results that may become negatives, best rank first.
 
     ``passage_ids``/``similarities`` are one query's results in rank order (faiss pads missing
     results with id -1, which are skipped). A candidate qualifies when its rank lies in
-    ``[low, high)``, it is not excluded (a positive or the query itself) and, when a similarity
-    window is given, its similarity lies inside it (bounds included).
+    ``[low, high)``, it is not excluded (a positive or the query itself), its similarity lies inside
+    ``similarity_window`` when one is given (bounds included), and it is at most each margin's
+    ceiling below ``positive_similarity`` (see ``score_ceiling``). Filters apply in that order;
+    ``removed`` counts, per filter, the candidates it removed (each counted once, by the first
+    filter that removed it).
     """
     low, high = rank_window
+    relative_ceiling, absolute_ceiling = (None, None) if positive_similarity is None else score_ceiling(
+        positive_similarity, relative_margin, absolute_margin)
+    removed = Counter() if removed is None else removed
     kept = []
     for rank in range(low, min(high, len(passage_ids))):
         passage_id = int(passage_ids[rank])
-        if passage_id < 0 or passage_id in excluded_ids:
+        if passage_id < 0:
             continue
         similarity = float(similarities[rank])
-        if similarity_window is not None and not similarity_window[0] <= similarity <= similarity_window[1]:
-            continue
-        kept.append(Candidate(rank, passage_id, similarity))
+        if passage_id in excluded_ids:
+            removed["positive_or_query"] += 1
+        elif similarity_window is not None and not similarity_window[0] <= similarity <= similarity_window[1]:
+            removed["similarity_range"] += 1
+        elif relative_ceiling is not None and similarity > relative_ceiling:
+            removed["relative_margin"] += 1
+        elif absolute_ceiling is not None and similarity > absolute_ceiling:
+            removed["absolute_margin"] += 1
+        else:
+            kept.append(Candidate(rank, passage_id, similarity))
+    return kept
+
+
+def teacher_filter(candidates: Sequence[Candidate], teacher_scores: Sequence[float], positive_score: float,
+                   relative_margin: float | None, absolute_margin: float | None,
+                   removed: Counter | None = None) -> list[Candidate]:
+    """Candidates whose teacher score stays under both margins' ceilings from the positive's teacher score."""
+    relative_ceiling, absolute_ceiling = score_ceiling(positive_score, relative_margin, absolute_margin)
+    removed = Counter() if removed is None else removed
+    kept = []
+    for candidate, score in zip(candidates, teacher_scores, strict=True):
+        if (relative_ceiling is not None and score > relative_ceiling) or (
+                absolute_ceiling is not None and score > absolute_ceiling):
+            removed["teacher"] += 1
+        else:
+            kept.append(candidate)
     return kept
 
 
@@ -97,6 +158,16 @@ def sample_candidates(candidates: Sequence[Candidate], count: int, rng: np.rando
         return list(candidates)
     picked = rng.choice(len(candidates), size=count, replace=False)
     return [candidates[i] for i in sorted(picked.tolist())]
+
+
+def select_candidates(candidates: Sequence[Candidate], count: int, strategy: str,
+                      rng: np.random.Generator) -> list[Candidate]:
+    """``random`` (FlagEmbedding's): a uniform draw; ``top`` (NV-Retriever's): the ``count`` best ranked."""
+    if strategy == "top":
+        return list(candidates[:count])
+    if strategy == "random":
+        return sample_candidates(candidates, count, rng)
+    raise UsageError(f"miner.sampling_strategy: '{strategy}' is not one of {', '.join(STRATEGIES)}")
 
 
 def random_fill(corpus_size: int, count: int, forbidden_ids: set[int], rng: np.random.Generator) -> list[int]:

@@ -47,6 +47,17 @@ class MinerConfig:
     range_for_sampling: Any = "10-210"  # "A-B" string or [A, B]: ranks [A, B), 0-based
     similarity_range: Any = None  # "L-H" string or [L, H], inclusive; null: no bound
     negative_number: int = 15
+    # Positive-aware filters against the row's positive similarity (the lowest among its positives):
+    # keep a negative only if similarity <= (1 - relative_margin) * positive (0.05: NV-Retriever's
+    # TopK-PercPos 95%) and similarity <= positive - absolute_margin. null: no bound.
+    relative_margin: float | None = None
+    absolute_margin: float | None = None
+    sampling_strategy: str = "random"  # random (FlagEmbedding's) or top (the best-ranked qualifying ones)
+    # Teacher denoising: score the qualifying candidates with the `reranker` teacher and drop those whose
+    # score passes the margins' ceilings from the positive's teacher score (the lowest among positives).
+    teacher_filter: bool = False
+    teacher_relative_margin: float | None = None
+    teacher_absolute_margin: float | None = 0.0
     fill_random: bool = True
     search_batch_size: int = 1024
     # auto: torch (matrix product + top-k; faster than faiss's per-query heap at deep windows), or faiss

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from prep import paths
-from prep.cache import Cache, pair_key
+from prep.cache import Cache
 from prep.io import FieldError, check_training_row, ensure_writable, read_jsonl, write_json, write_jsonl
 from prep.stats import describe, table
-from prep.teacher import make_teacher
+from prep.teacher import cached_scores, make_teacher
 from prep.timing import PhaseTimer, run_metadata
 
 log = logging.getLogger(__name__)
 
-CHUNK_PAIRS = 4096  # pairs scored between two cache writes
 
 
 def check_scoring_row(row: dict[str, Any]) -> None:
@@ -60,36 +59,19 @@ def run(cfg: Any) -> dict[str, Any]:
             for passage in (*row["pos"], *row["neg"]):
                 pair_index.setdefault((row["query"], passage), len(pair_index))
         pairs = list(pair_index)
-        keys = [pair_key(q, p) for q, p in pairs]
     total_pairs = sum(len(row["pos"]) + len(row["neg"]) for row in rows)
     log.info("%d rows from %s: %d pairs, %d distinct", len(rows), input_path, total_pairs, len(pairs))
 
     cache = Cache(cfg.cache_dir, cfg.cache)
-    with timer("cache"):
-        known = cache.load_scores(teacher.identity)
-        missing = [i for i, key in enumerate(keys) if key not in known]
-    cache.hits += len(pairs) - len(missing)
-    cache.misses += len(missing)
-    log.info("%s: %d pairs cached, %d to score", teacher.description, len(pairs) - len(missing), len(missing))
-
-    if missing:
-        from tqdm import tqdm
-
-        with timer("score"), tqdm(total=len(missing), desc="score pairs", unit="pair") as progress:
-            for start in range(0, len(missing), CHUNK_PAIRS):
-                chunk = missing[start:start + CHUNK_PAIRS]
-                scores = teacher.score([pairs[i] for i in chunk])
-                chunk_keys = [keys[i] for i in chunk]
-                known.update(zip(chunk_keys, scores))
-                cache.add_scores(teacher.identity, chunk_keys, scores)
-                progress.update(len(chunk))
+    with timer("score"):
+        pair_scores, scored_now = cached_scores(teacher, pairs, cache)
 
     with timer("write"):
         scored_rows = []
         for row in rows:
             scored = dict(row)
-            scored["pos_scores"] = [known[keys[pair_index[(row["query"], p)]]] for p in row["pos"]]
-            scored["neg_scores"] = [known[keys[pair_index[(row["query"], p)]]] for p in row["neg"]]
+            scored["pos_scores"] = [pair_scores[pair_index[(row["query"], p)]] for p in row["pos"]]
+            scored["neg_scores"] = [pair_scores[pair_index[(row["query"], p)]] for p in row["neg"]]
             scored_rows.append(scored)
         write_jsonl(output_path, scored_rows, overwrite=cfg.overwrite)
 
@@ -100,11 +82,11 @@ def run(cfg: Any) -> dict[str, Any]:
         "rows": len(rows),
         "pairs": total_pairs,
         "pairs_distinct": len(pairs),
-        "pairs_cached": len(pairs) - len(missing),
-        "pairs_scored": len(missing),
+        "pairs_cached": len(pairs) - scored_now,
+        "pairs_scored": scored_now,
         "teacher": teacher.description,
         "scores": scores,
-        "seconds": timer.seconds(("read", "cache", "score", "write")),
+        "seconds": timer.seconds(("read", "score", "write")),
         "cache": cache.stats(),
         "input": str(input_path),
         "output": str(output_path),

