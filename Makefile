@@ -1,4 +1,4 @@
-# make install | demo | test | lint | bench | sweep [SWEEP=similarity|rank_window|grid] | clean | clean-cache
+# make install | demo | test | lint | bench | bench-quality | sweep [SWEEP=similarity|rank_window|grid] | clean | clean-cache
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ BENCH_DIR ?= .bench
 
 SWEEP ?= similarity
 
-.PHONY: install demo test lint bench sweep clean clean-cache
+.PHONY: install demo test lint bench bench-quality sweep clean clean-cache
 
 install: $(STAMP)
 
@@ -32,6 +32,13 @@ lint: $(STAMP)
 # Debian corpus benchmarks (see bench/README.md); the corpus is built once under $(BENCH_DIR).
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/run_bench.py --dir $(BENCH_DIR)
+
+# Which negatives train better (bench/quality.py): mine with each recipe, fine-tune MiniLM, evaluate.
+# About 90 minutes on 2 cores at the default sizes; QUALITY_ARGS="--seeds 0 --recipes a,b" for less.
+TEACHER := $(BENCH_DIR)/all-mpnet-base-v2
+bench-quality: $(STAMP)
+	$(BIN)/python bench/fetch_mpnet.py $(BENCH_DIR)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/quality.py --dir $(BENCH_DIR)/quality --teacher $(TEACHER) $(QUALITY_ARGS)
 
 # A ready sweep (conf/sweep/) on the bundled sample; the table and plot land in outputs/multirun/mine/...
 sweep: $(STAMP)

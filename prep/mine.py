@@ -129,28 +129,53 @@ def denoise(cfg: Any, cache: Cache, rows: list[dict[str, Any]], corpus: list[str
             removed: Counter) -> tuple[list[list[sampling.Candidate]], dict[str, Any]]:
     """Drop candidates the teacher scores close to or above the row's positive (teacher denoising).
 
-    Every (query, positive) and (query, candidate) pair of every row is scored in one pass, in
-    chunks across queries, through the score cache, so a second run with the same teacher scores
-    nothing. The positive's teacher score is the lowest among the row's positives.
+    Pairs are scored in passes over every row at once, in chunks across queries, through the score
+    cache, so a second run with the same teacher scores nothing. With ``sampling_strategy=random``
+    one pass scores every qualifying candidate. With ``top`` only the best-ranked are needed: each
+    pass scores, for every row still short, as many of its next candidates as it lacks, so a row
+    whose first candidates pass costs ``negative_number`` pairs, not the whole window. The positive's
+    teacher score is the lowest among the row's positives.
     """
     from prep.teacher import cached_scores, make_teacher
 
     teacher = make_teacher(cfg)
-    pair_index: dict[tuple[str, str], int] = {}
-    for row, qualifying in zip(rows, qualifying_rows):
-        for text in [*row["pos"], *(corpus[c.passage_id] for c in qualifying)]:
-            pair_index.setdefault((row["query"], text), len(pair_index))
-    scores, scored_now = cached_scores(teacher, list(pair_index), cache, description="teacher scores")
-    kept_rows, positive_scores = [], []
-    for row, qualifying in zip(rows, qualifying_rows):
-        positive = min(scores[pair_index[(row["query"], p)]] for p in row["pos"])
-        candidate_scores = [scores[pair_index[(row["query"], corpus[c.passage_id])]] for c in qualifying]
-        kept_rows.append(sampling.teacher_filter(qualifying, candidate_scores, positive,
-                                                 rules.teacher_relative_margin, rules.teacher_absolute_margin,
-                                                 removed))
-        positive_scores.append(positive)
-    info = {"teacher": teacher.description, "pairs": len(pair_index), "pairs_scored": scored_now,
-            "positive_score": describe(positive_scores),
+    pairs_total, scored_total = 0, 0
+
+    def scores_of(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+        nonlocal pairs_total, scored_total
+        distinct = list(dict.fromkeys(pairs))
+        values, scored_now = cached_scores(teacher, distinct, cache, description="teacher scores")
+        pairs_total, scored_total = pairs_total + len(distinct), scored_total + scored_now
+        return dict(zip(distinct, values))
+
+    top = rules.sampling_strategy == "top"
+    first = scores_of([(row["query"], text) for row, qualifying in zip(rows, qualifying_rows)
+                       for text in [*row["pos"], *([] if top else (corpus[c.passage_id] for c in qualifying))]])
+    positive_scores = [min(first[(row["query"], p)] for p in row["pos"]) for row in rows]
+    kept_rows: list[list[sampling.Candidate]] = [[] for _ in rows]
+    next_index = [0] * len(rows)
+    not_scored = 0
+    while True:
+        batch: dict[int, list[sampling.Candidate]] = {}
+        for index, qualifying in enumerate(qualifying_rows):
+            wanted = (rules.negative_number - len(kept_rows[index])) if top else len(qualifying)
+            if wanted > 0 and next_index[index] < len(qualifying):
+                batch[index] = qualifying[next_index[index]:next_index[index] + wanted]
+                next_index[index] += len(batch[index])
+        if not batch:
+            break
+        known = first if not top else scores_of([(rows[i]["query"], corpus[c.passage_id])
+                                                 for i, candidates in batch.items() for c in candidates])
+        for index, candidates in batch.items():
+            query = rows[index]["query"]
+            kept_rows[index] += sampling.teacher_filter(
+                candidates, [known[(query, corpus[c.passage_id])] for c in candidates], positive_scores[index],
+                rules.teacher_relative_margin, rules.teacher_absolute_margin, removed)
+        if not top:
+            break
+    not_scored = sum(len(q) - n for q, n in zip(qualifying_rows, next_index))
+    info = {"teacher": teacher.description, "pairs": pairs_total, "pairs_scored": scored_total,
+            "candidates_not_needed": not_scored, "positive_score": describe(positive_scores),
             "relative_margin": rules.teacher_relative_margin, "absolute_margin": rules.teacher_absolute_margin}
     return kept_rows, info
 
@@ -226,10 +251,11 @@ def run(cfg: Any) -> dict[str, Any]:
                 result_ids[index], result_similarities[index], rules.rank_window, rules.similarity_window, excluded,
                 positive_similarity=min(row_positive_similarities), relative_margin=rules.relative_margin,
                 absolute_margin=rules.absolute_margin, removed=removed))
-    teacher_info = None
+    teacher_info, not_needed = None, 0
     if rules.teacher_filter:
         with timer("teacher"):
             qualifying_rows, teacher_info = denoise(cfg, cache, rows, corpus, qualifying_rows, rules, removed)
+        not_needed = teacher_info["candidates_not_needed"]
     with timer("sample"):
         mined_rows, results = [], []
         for index, row in enumerate(rows):
@@ -265,9 +291,11 @@ def run(cfg: Any) -> dict[str, Any]:
             "rows_filled": sum(1 for f in filled if f),
         },
         "candidates": {
-            "in_window": sum(removed.values()) + sum(len(q) for q in qualifying_rows),
+            "in_window": sum(removed.values()) + sum(len(q) for q in qualifying_rows) + not_needed,
             "removed": dict(removed),
             "qualifying": sum(len(q) for q in qualifying_rows),
+            # with sampling_strategy=top and the teacher: candidates past those needed, never scored
+            "not_needed": not_needed,
         },
         "sampling_strategy": rules.sampling_strategy,
         "teacher_filter": teacher_info,

@@ -144,10 +144,16 @@ class EmbedderTeacher:
     """
 
     def __init__(self, miner: Any, hardware: Any, reranker: Any):
-        if reranker.model_name_or_path:
-            from omegaconf import OmegaConf
+        from omegaconf import OmegaConf
 
-            miner = OmegaConf.merge(miner, {"model_name_or_path": reranker.model_name_or_path})
+        # reranker.model_name_or_path names another bi-encoder (the miner's by default); reranker.max_length
+        # and query_max_length cap its passages and queries, as they cap a cross-encoder's inputs.
+        changes: dict[str, Any] = {"passage_max_length": reranker.max_length}
+        if reranker.query_max_length is not None:
+            changes["query_max_length"] = reranker.query_max_length
+        if reranker.model_name_or_path:
+            changes["model_name_or_path"] = reranker.model_name_or_path
+        miner = OmegaConf.merge(miner, changes)
         check_model_source(miner.model_name_or_path, "reranker.model_name_or_path", miner.cache_dir)
         self.miner, self.hardware = miner, hardware
         self.model: Any = None

