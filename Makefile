@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,joblib]'
+	$(BIN)/python -m pip install -q -e '.[dev,joblib,slurm]'
 	touch $(STAMP)
 
 demo: $(STAMP)

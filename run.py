@@ -1,4 +1,4 @@
-"""Entry point: ``python run.py step=mine|score|split|pipeline [overrides]``; see README.md."""
+"""Entry point: ``python run.py step=mine|score|split|pipeline|encode [overrides]``; see README.md."""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -36,6 +37,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# As prep does (prep/__init__.py): a bounded oneDNN cache, or every new batch shape keeps its kernels.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "4")
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS_SCRIPT = ROOT.parent / "shared" / "bench" / "debian_corpus.py"
@@ -84,14 +88,8 @@ def mine(name: str, overrides: list[str], train_path: Path, corpus_path: Path, o
                    f"miner.candidate_pool={corpus_path}", f"run_dir={run_dir}", f"cache_dir={cache}", *COMMON,
                    *overrides, f"miner.negative_number={negatives}", "overwrite=true"]
         log(f"mine {name}: {' '.join(command[2:])}")
-        subprocess.run(command, check=True, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", **_env()})
+        subprocess.run(command, check=True, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", **os.environ})
     return json.loads(summary_path.read_text())
-
-
-def _env() -> dict:
-    import os
-
-    return dict(os.environ)
 
 
 def proxy(mined_rows: list[dict], source_of: dict[str, str]) -> float:
@@ -196,10 +194,14 @@ def main() -> None:
     parser.add_argument("--eval-max-length", type=int, default=256)
     parser.add_argument("--teacher-sweep", default="0.0,0.05,0.1",
                         help="teacher_relative_margin values the sweep for (f) tries")
+    parser.add_argument("--table-only", action="store_true", help="print the table of DIR/results.json and stop")
     args = parser.parse_args()
 
     out = (ROOT / args.dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
+    if args.table_only:
+        write_table(out, json.loads((out / "results.json").read_text()), args)
+        return
     corpus_dir = (ROOT / args.corpus_dir).absolute()
     if not (corpus_dir / "source.jsonl").exists():
         subprocess.run([PY, str(CORPUS_SCRIPT), str(corpus_dir), "--queries", "0", "--corpus", "0"], check=True)

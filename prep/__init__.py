@@ -13,7 +13,8 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "4")
 
 __version__ = "0.1.0"
 
-STEP_MODULES = {"mine": "prep.mine", "score": "prep.score", "split": "prep.split", "pipeline": "prep.pipeline"}
+STEP_MODULES = {"encode": "prep.encode", "mine": "prep.mine", "score": "prep.score", "split": "prep.split",
+                "pipeline": "prep.pipeline"}
 
 
 def run_step(cfg: Any) -> dict[str, Any]:
@@ -25,4 +26,7 @@ def run_step(cfg: Any) -> dict[str, Any]:
     from prep.schema import check
 
     check(cfg)
+    from prep.devices import assign
+
+    assign(cfg)
     return importlib.import_module(STEP_MODULES[cfg.step]).run(cfg)

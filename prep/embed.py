@@ -269,11 +269,30 @@ def embedder_identity(miner: Any, hardware: Any) -> dict[str, Any]:
     }
 
 
-class CachedEncoder:
-    """Encodes queries and passages through the cache; the model is loaded only on a miss."""
+PASSAGE_CHUNK = 16384  # passages per cache entry (config key encode_chunk): the unit of resuming and sharding
 
-    def __init__(self, miner: Any, hardware: Any, cache: Any, timer: Any, storage_dtype: str = "float32"):
+
+def chunk_starts(count: int, chunk: int | None = None) -> list[int]:
+    """Where each cache chunk of ``count`` passages starts."""
+    return list(range(0, count, chunk or PASSAGE_CHUNK))
+
+
+class CachedEncoder:
+    """Encodes queries and passages through the cache; the model is loaded only on a miss.
+
+    Passages are cached in chunks of ``PASSAGE_CHUNK`` (by position), each written as soon as it is
+    encoded: an interrupted encode resumes at the first missing chunk, and ``step=encode`` shards can
+    encode disjoint chunks on several machines into one shared cache.
+    """
+
+    def __init__(self, miner: Any, hardware: Any, cache: Any, timer: Any, storage_dtype: str = "float32",
+                 chunk_size: int = PASSAGE_CHUNK):
         self.miner, self.hardware, self.cache, self.timer = miner, hardware, cache, timer
+        if chunk_size < 1:
+            from prep.errors import UsageError
+
+            raise UsageError(f"encode_chunk: need a positive number of passages, got {chunk_size}")
+        self.chunk_size = int(chunk_size)
         if storage_dtype not in ("float32", "float16"):
             from prep.errors import UsageError
 
@@ -281,6 +300,7 @@ class CachedEncoder:
         self.storage_dtype = np.dtype(storage_dtype)
         self.identity = embedder_identity(miner, hardware)
         self.encoded = {"queries": 0, "passages": 0}
+        self.chunks = {"cached": 0, "encoded": 0}
         self._embedder: Any = None
 
     def model(self) -> Any:
@@ -299,7 +319,9 @@ class CachedEncoder:
         key = self.key(side, texts)
         found = self.cache.get("embeddings", key)
         if found is not None:
-            return found["embeddings"].astype(np.float32)
+            if side == "passages":
+                self.chunks["cached"] += 1
+            return found["embeddings"]
         model = self.model()
         with self.timer("encode"):
             function = encode_queries if side == "queries" else encode_passages
@@ -308,10 +330,34 @@ class CachedEncoder:
         embeddings = embeddings.astype(self.storage_dtype)
         self.cache.put("embeddings", key, {"embeddings": embeddings})
         self.encoded[side] += len(texts)
-        return embeddings.astype(np.float32)
+        if side == "passages":
+            self.chunks["encoded"] += 1
+        return embeddings
 
     def queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode("queries", texts)
+        return self._encode("queries", texts).astype(np.float32)
 
-    def passages(self, texts: list[str]) -> np.ndarray:
-        return self._encode("passages", texts)
+    def passages(self, texts: list[str], shard: tuple[int, int] | None = None) -> np.ndarray | None:
+        """Embeddings of ``texts`` in order (float32), chunk by chunk through the cache.
+
+        With ``shard=(index, count)`` only chunks ``index, index + count, ...`` are encoded (into the
+        cache) and nothing is returned: ``step=encode``.
+        """
+        size = self.chunk_size
+        starts = chunk_starts(len(texts), size)
+        if shard is not None:
+            index, count = shard
+            for number, start in enumerate(starts):
+                if number % count == index:
+                    self._encode("passages", texts[start:start + size])
+            return None
+        result: np.ndarray | None = None
+        for number, start in enumerate(starts):
+            if len(starts) > 1:
+                log.info("passages %d-%d of %d (chunk %d of %d)", start, min(start + size, len(texts)),
+                         len(texts), number + 1, len(starts))
+            values = self._encode("passages", texts[start:start + size])
+            if result is None:
+                result = np.empty((len(texts), values.shape[1]), dtype=np.float32)
+            result[start:start + len(values)] = values
+        return result if result is not None else np.empty((0, 0), dtype=np.float32)

@@ -1,4 +1,5 @@
-"""Exact inner-product search (torch or faiss), in batches of queries, with a progress bar."""
+"""Inner-product search in batches of queries, with a progress bar: exact (torch or faiss) or approximate
+(faiss IVF or HNSW, with its recall against exact search measured on a sample of queries)."""
 
 from __future__ import annotations
 
@@ -137,3 +138,66 @@ def search(
             similarities[start:start + len(batch)], ids[start:start + len(batch)] = index.search(batch, top_k)
             progress.update(len(batch))
     return similarities, ids
+
+
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+
+
+def approximate_search(passages: np.ndarray, queries: np.ndarray, top_k: int, *, kind: str, nlist: int | None,
+                       nprobe: int, hnsw_m: int, ef_search: int, seed: int,
+                       batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Top-k by inner product through a faiss IVF or HNSW index; also returns the index's settings.
+
+    IVF: ``nlist`` k-means cells (null: 4 x sqrt(pool)), trained on at most 64 x nlist passages drawn
+    with ``seed``, searched in ``nprobe`` cells. HNSW: ``hnsw_m`` links per node, ``ef_search`` (at
+    least ``top_k``) candidates per query. Results missing from an index (fewer than k found) come
+    back as id -1, which the sampling rules skip.
+    """
+    import faiss
+    from tqdm import tqdm
+
+    if kind not in ("ivf", "hnsw"):
+        from prep.errors import UsageError
+
+        raise UsageError(f"miner.index: '{kind}' is not one of {', '.join(INDEX_KINDS)}")
+    passages = np.ascontiguousarray(passages, dtype=np.float32)
+    dim = passages.shape[1]
+    if kind == "ivf":
+        cells = int(nlist or max(1, round(4 * np.sqrt(len(passages)))))
+        cells = min(cells, len(passages))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, cells, faiss.METRIC_INNER_PRODUCT)
+        sample_size = min(len(passages), 64 * cells)
+        sample = np.random.default_rng(seed).choice(len(passages), size=sample_size, replace=False)
+        index.cp.seed = seed
+        index.train(passages[np.sort(sample)])
+        index.add(passages)
+        index.nprobe = min(nprobe, cells)
+        settings = {"kind": "ivf", "nlist": cells, "nprobe": int(index.nprobe), "trained_on": int(sample_size)}
+    else:
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.add(passages)
+        index.hnsw.efSearch = max(ef_search, top_k)
+        settings = {"kind": "hnsw", "m": hnsw_m, "ef_search": int(index.hnsw.efSearch)}
+    similarities = np.empty((len(queries), top_k), dtype=np.float32)
+    ids = np.empty((len(queries), top_k), dtype=np.int64)
+    with tqdm(total=len(queries), desc=f"search ({kind})", unit="query") as progress:
+        for start in range(0, len(queries), batch_size):
+            batch = np.ascontiguousarray(queries[start:start + batch_size], dtype=np.float32)
+            similarities[start:start + len(batch)], ids[start:start + len(batch)] = index.search(batch, top_k)
+            progress.update(len(batch))
+    return similarities, ids, settings
+
+
+def recall_at_k(approximate_ids: np.ndarray, passages: np.ndarray, queries: np.ndarray, sample: int,
+                seed: int) -> dict:
+    """Recall@k of approximate results against exact search, on ``sample`` queries drawn with ``seed``."""
+    count = min(sample, len(queries))
+    if count <= 0:
+        return {"queries": 0, "recall_at_k": None}
+    chosen = np.sort(np.random.default_rng(seed).choice(len(queries), size=count, replace=False))
+    top_k = approximate_ids.shape[1]
+    _, exact_ids = _torch_search(passages, queries[chosen], top_k, 1024, ["cpu"])
+    found = [len(set(a.tolist()) & set(e.tolist())) / top_k for a, e in zip(approximate_ids[chosen], exact_ids)]
+    return {"queries": int(count), "k": int(top_k), "recall_at_k": round(float(np.mean(found)), 4),
+            "min": round(float(np.min(found)), 4)}

@@ -19,6 +19,7 @@ import numpy as np
 
 from prep import embed, paths, sampling
 from prep.cache import Cache, fingerprint
+from prep.errors import UsageError
 from prep.io import (
     atomic_file,
     check_pool_row,
@@ -195,9 +196,41 @@ def cached_search(cfg: Any, cache: Cache, timer: PhaseTimer, key: str, passages:
     return similarities, ids
 
 
+def approximate(cfg: Any, cache: Cache, timer: PhaseTimer, exact_key: str, passages: np.ndarray,
+                queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """An IVF or HNSW search (cached like an exact one) and its recall@k against exact search."""
+    from prep.index import approximate_search, recall_at_k
+
+    miner = cfg.miner
+    settings = {"kind": miner.index, "nlist": miner.index_nlist, "nprobe": miner.index_nprobe,
+                "hnsw_m": miner.hnsw_m, "ef_search": miner.hnsw_ef_search}
+    key = fingerprint([exact_key, settings, cfg.seed])
+    found = cache.get_search(key, top_k)
+    if found is not None:
+        similarities, ids = found
+        info = {"kind": miner.index, "exact": False, "cached": True}
+    else:
+        with timer("search"):
+            similarities, ids, built = approximate_search(
+                passages, queries, top_k, kind=miner.index, nlist=miner.index_nlist, nprobe=miner.index_nprobe,
+                hnsw_m=miner.hnsw_m, ef_search=miner.hnsw_ef_search, seed=int(cfg.seed),
+                batch_size=miner.search_batch_size)
+        cache.put_search(key, similarities, ids)
+        info = {**built, "exact": False, "cached": False}
+    with timer("search"):
+        info["recall"] = recall_at_k(ids, passages, queries, miner.index_recall_queries, int(cfg.seed))
+    log.info("%s index: recall@%d against exact search %s on %d sampled queries", miner.index, top_k,
+             info["recall"]["recall_at_k"], info["recall"]["queries"])
+    return similarities, ids, info
+
+
 def run(cfg: Any) -> dict[str, Any]:
     timer = PhaseTimer()
     rules = MiningRules.from_config(cfg)
+    from prep.index import INDEX_KINDS
+
+    if cfg.miner.index not in INDEX_KINDS:
+        raise UsageError(f"miner.index: '{cfg.miner.index}' is not one of {', '.join(INDEX_KINDS)}")
     out_dir = paths.run_dir(cfg)
     input_path, pool_path = input_paths(cfg)
     output_path = paths.user_path(cfg.output) or out_dir / "mined.jsonl"
@@ -212,7 +245,7 @@ def run(cfg: Any) -> dict[str, Any]:
                  f" from {pool_path}" if pool_path else " (pos and neg of the input)")
 
     cache = Cache(cfg.cache_dir, cfg.cache)
-    encoder = embed.CachedEncoder(cfg.miner, cfg.hardware, cache, timer, cfg.cache_dtype)
+    encoder = embed.CachedEncoder(cfg.miner, cfg.hardware, cache, timer, cfg.cache_dtype, cfg.encode_chunk)
     corpus_embeddings = encoder.passages(corpus)
     # Positives outside the pool are encoded only for the statistics (their similarity to the query).
     positive_embeddings = encoder.passages(positives_outside) if positives_outside else corpus_embeddings[:0]
@@ -227,13 +260,19 @@ def run(cfg: Any) -> dict[str, Any]:
     from prep.index import resolve_backend
 
     backend = resolve_backend(cfg.miner.search_backend, cfg.hardware.use_gpu_for_searching, top_k)
-    log.info("exact search of the top %d with %s on the %s", top_k, backend,
-             "GPU" if cfg.hardware.use_gpu_for_searching else "CPU")
+    if cfg.miner.index == "flat":
+        log.info("exact search of the top %d with %s on the %s", top_k, backend,
+                 "GPU" if cfg.hardware.use_gpu_for_searching else "CPU")
     # The GPU searches in fp16, so where it ran is part of the key.
     search_key = fingerprint([encoder.key("passages", corpus), encoder.key("queries", query_texts),
                               backend, bool(cfg.hardware.use_gpu_for_searching)])
-    result_similarities, result_ids = cached_search(cfg, cache, timer, search_key, corpus_embeddings,
-                                                    query_embeddings, top_k, backend)
+    if cfg.miner.index == "flat":
+        result_similarities, result_ids = cached_search(cfg, cache, timer, search_key, corpus_embeddings,
+                                                        query_embeddings, top_k, backend)
+        index_info: dict[str, Any] = {"kind": "flat", "exact": True, "backend": backend}
+    else:
+        result_similarities, result_ids, index_info = approximate(cfg, cache, timer, search_key, corpus_embeddings,
+                                                                  query_embeddings, top_k)
 
     with timer("sample"):
         outside_row_of = {text: i for i, text in enumerate(positives_outside)}
@@ -302,6 +341,7 @@ def run(cfg: Any) -> dict[str, Any]:
         "similarity": similarity,
         "negative_rank": describe([rank for r in results for rank in r.ranks]),
         "searched_top_k": top_k,
+        "index": index_info,
         "seconds": timer.seconds(("load", "encode", "search", "teacher", "sample", "write")),
         "cache": cache.stats(),
         "encoded": encoder.encoded,

@@ -16,7 +16,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-STEPS = ("mine", "score", "split", "pipeline")
+STEPS = ("encode", "mine", "score", "split", "pipeline")
 
 
 @dataclass
@@ -63,6 +63,14 @@ class MinerConfig:
     # auto: torch (matrix product + top-k; faster than faiss's per-query heap at deep windows), or faiss
     # on GPUs where faiss-gpu is installed; faiss or torch force one. All are exact.
     search_backend: str = "auto"
+    # flat: exact (the default). ivf or hnsw: approximate faiss indexes for large pools; summary.json
+    # reports their recall@k against exact search on index_recall_queries sampled queries.
+    index: str = "flat"
+    index_nlist: int | None = None  # ivf cells; null: 4 x sqrt(pool size)
+    index_nprobe: int = 32  # ivf cells searched per query
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 256  # raised to the search depth when smaller
+    index_recall_queries: int = 200
 
 
 @dataclass
@@ -112,6 +120,16 @@ class HardwareConfig:
     use_gpu_for_searching: bool = False
     # Padded tokens per forward pass (batch_size still caps the count): long texts go in small batches.
     max_batch_tokens: int = 2048
+    # In a multirun, job N takes GPU N mod (visible GPUs) when devices names one GPU or is null.
+    per_job_device: bool = True
+
+
+@dataclass
+class ShardConfig:
+    """``step=encode``: this job encodes chunks ``index, index + count, ...`` of the passage pool."""
+
+    index: int = 0
+    count: int = 1
 
 
 @dataclass
@@ -125,6 +143,8 @@ class Config:
     cache: bool = True
     cache_dir: str = "${oc.env:PREP_CACHE_DIR,${oc.env:HOME,.}/.cache/prep}"
     cache_dtype: str = "float32"  # embeddings are stored (and used) as float32 or float16
+    encode_chunk: int = 16384  # passages per cache entry: the unit of resuming and of step=encode's shards
+    shard: ShardConfig = field(default_factory=ShardConfig)
     miner: MinerConfig = MISSING
     reranker: RerankerConfig = MISSING
     splitter: SplitterConfig = MISSING
@@ -153,8 +173,8 @@ def check(cfg: Any) -> None:
 
     from prep.errors import UsageError
 
-    schemas = {"": Config, "miner": MinerConfig, "reranker": RerankerConfig, "splitter": SplitterConfig,
-               "hardware": HardwareConfig}
+    schemas = {"": Config, "shard": ShardConfig, "miner": MinerConfig, "reranker": RerankerConfig,
+               "splitter": SplitterConfig, "hardware": HardwareConfig}
     for group, schema in schemas.items():
         node = cfg[group] if group else cfg
         unknown = sorted(set(node) - {f.name for f in fields(schema)} - {"hydra"})

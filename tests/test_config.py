@@ -106,3 +106,34 @@ def test_sampling_presets_set_miner_keys_and_name_their_command(preset):
 def test_nv_retriever_preset_is_topk_percpos_95():
     miner = compose_config(["sampling=topk_percpos"]).miner
     assert (miner.sampling_strategy, miner.relative_margin, miner.absolute_margin) == ("top", 0.05, None)
+
+
+@pytest.mark.parametrize("devices, job, gpus, expected", [
+    ("cuda:0", 3, 2, "cuda:1"), (None, 2, 4, "cuda:2"), ("cuda", 5, 4, "cuda:1"),
+    ("cuda:0", None, 4, "cuda:0"),  # a single run keeps its device
+    ("cuda:0", 3, 1, "cuda:0"),  # one visible GPU (Slurm's CUDA_VISIBLE_DEVICES): each job has its own
+    ("cpu", 3, 4, "cpu"), ([0, 1], 3, 4, [0, 1]),
+])
+def test_multirun_jobs_spread_over_the_gpus(devices, job, gpus, expected):
+    from prep.devices import job_device
+
+    assert job_device(devices, job, gpus) == expected
+
+
+LAUNCHERS = sorted(path.stem for path in (CONF_DIR / "hydra" / "launcher").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_launcher_configs_compose(launcher):
+    import importlib.util
+
+    plugin = {"prep_slurm": "hydra_plugins.hydra_submitit_launcher",
+              "prep_submitit_local": "hydra_plugins.hydra_submitit_launcher",
+              "prep_joblib": "hydra_plugins.hydra_joblib_launcher",
+              "prep_ray": "hydra_plugins.hydra_ray_launcher"}[launcher]
+    if importlib.util.find_spec(plugin) is None:
+        pytest.skip(f"{plugin} is not installed (an optional extra of the package)")
+    first = (CONF_DIR / "hydra" / "launcher" / f"{launcher}.yaml").read_text().splitlines()[0]
+    assert first.startswith("# python run.py -m") and f"hydra/launcher={launcher}" in first
+    cfg = compose_config(["step=encode", f"hydra/launcher={launcher}"], with_hydra=True)
+    assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")

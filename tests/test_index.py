@@ -56,3 +56,53 @@ def test_mine_with_either_backend_gives_the_same_file(make_config, tmp_path):
         mine.run(make_config(f"output={tmp_path / backend}.jsonl", f"miner.search_backend={backend}",
                              "miner.range_for_sampling=2-60", "cache=false"))
     assert (tmp_path / "faiss.jsonl").read_bytes() == (tmp_path / "torch.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_indexes_find_most_exact_neighbours_and_report_recall(kind):
+    from prep.index import approximate_search, recall_at_k
+
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((20, 16)).astype(np.float32)
+    passages = (centres[rng.integers(0, 20, 2000)] + 0.3 * rng.standard_normal((2000, 16))).astype(np.float32)
+    queries = (centres[rng.integers(0, 20, 100)] + 0.3 * rng.standard_normal((100, 16))).astype(np.float32)
+    _, ids, settings = approximate_search(passages, queries, 20, kind=kind, nlist=16, nprobe=16, hnsw_m=16,
+                                          ef_search=64, seed=0)
+    assert settings["kind"] == kind
+    report = recall_at_k(ids, passages, queries, 50, seed=0)
+    assert report["queries"] == 50 and report["k"] == 20
+    assert report["recall_at_k"] >= 0.95  # every cell searched (ivf) / a wide beam (hnsw)
+    # one probed cell of 16 misses neighbours: the report must show it
+    _, few, _ = approximate_search(passages, queries, 20, kind="ivf", nlist=16, nprobe=1, hnsw_m=16, ef_search=64,
+                                   seed=0)
+    assert recall_at_k(few, passages, queries, 50, seed=0)["recall_at_k"] < report["recall_at_k"]
+
+
+def test_recall_of_exact_results_is_one():
+    from prep.index import recall_at_k
+
+    rng = np.random.default_rng(4)
+    passages = rng.standard_normal((300, 8)).astype(np.float32)
+    queries = rng.standard_normal((30, 8)).astype(np.float32)
+    _, ids = search(passages, queries, 10)
+    assert recall_at_k(ids, passages, queries, 30, seed=1) == {"queries": 30, "k": 10, "recall_at_k": 1.0, "min": 1.0}
+
+
+def test_mine_with_ivf_reports_recall_and_is_reproducible(make_config, tmp_path):
+    from prep import mine
+
+    summaries = [mine.run(make_config(f"output={tmp_path / name}.jsonl", "miner.index=ivf", "miner.index_nlist=8",
+                                      "miner.index_nprobe=2", "miner.range_for_sampling=2-60", "cache=false"))
+                 for name in ("a", "b")]
+    index = summaries[0]["index"]
+    assert index["kind"] == "ivf" and index["nlist"] == 8 and not index["exact"]
+    assert 0 < index["recall"]["recall_at_k"] < 1 and index["recall"]["queries"] == 170
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+
+
+def test_unknown_index_kind(make_config):
+    from prep import mine
+    from prep.errors import UsageError
+
+    with pytest.raises(UsageError, match="miner.index"):
+        mine.run(make_config("miner.index=annoy"))

@@ -1,0 +1,71 @@
+"""``step=encode``: encode one shard of the passage pool into the shared cache, for ``step=mine`` to find.
+
+    python run.py -m step=encode shard.index='range(0,8)' shard.count=8 hydra/launcher=submitit_slurm \\
+        input=train.jsonl miner.candidate_pool=pool.jsonl cache_dir=/shared/prep-cache
+
+The pool is cut into chunks of ``encode_chunk`` passages (by position, after the same
+deduplication as ``step=mine``); shard ``I`` of ``N`` encodes chunks ``I, I + N, I + 2N, ...``, each
+written to the cache as soon as it is done. A following ``step=mine`` with the same input, pool,
+model and ``cache_dir`` reads every chunk and encodes no passage. Chunks already in the cache are
+skipped, so a shard that was interrupted resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prep import embed, paths
+from prep.cache import Cache
+from prep.errors import UsageError
+from prep.io import check_training_row, read_jsonl, write_json
+from prep.mine import build_corpus, input_paths
+from prep.timing import PhaseTimer, run_metadata
+
+log = logging.getLogger(__name__)
+
+
+def check_shard(index: int, count: int) -> None:
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"shard.index={index} shard.count={count}: need shard.count >= 1 and "
+                         "0 <= shard.index < shard.count")
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    timer = PhaseTimer()
+    index, count = int(cfg.shard.index), int(cfg.shard.count)
+    check_shard(index, count)
+    if not cfg.cache:
+        raise UsageError("step=encode writes embeddings into the cache: cache=false leaves nothing for step=mine")
+    out_dir = paths.run_dir(cfg)
+    input_path, pool_path = input_paths(cfg)
+    with timer("load"):
+        rows = read_jsonl(input_path, check_training_row) if pool_path is None else []
+        corpus = build_corpus(rows, pool_path)
+    starts = embed.chunk_starts(len(corpus), cfg.encode_chunk)
+    mine_chunks = [n for n in range(len(starts)) if n % count == index]
+    log.info("corpus of %d passages in %d chunks of %d; shard %d of %d encodes chunks %s", len(corpus), len(starts),
+             cfg.encode_chunk, index, count, mine_chunks[:8] + (["..."] if len(mine_chunks) > 8 else []))
+    cache = Cache(cfg.cache_dir, cfg.cache)
+    encoder = embed.CachedEncoder(cfg.miner, cfg.hardware, cache, timer, cfg.cache_dtype, cfg.encode_chunk)
+    encoder.passages(corpus, shard=(index, count))
+    summary = {
+        "step": "encode",
+        "corpus_size": len(corpus),
+        "chunk_size": cfg.encode_chunk,
+        "chunks": len(starts),
+        "shard": {"index": index, "count": count, "chunks": mine_chunks},
+        "chunks_encoded": encoder.chunks["encoded"],
+        "chunks_cached": encoder.chunks["cached"],
+        "encoded": encoder.encoded,
+        "seconds": timer.seconds(("load", "encode")),
+        "cache": cache.stats(),
+        "input": str(input_path) if pool_path is None else None,
+        "candidate_pool": str(pool_path) if pool_path else None,
+        "summary": str(out_dir / "summary.json"),
+        **run_metadata(cfg),
+    }
+    log.info("shard %d of %d: %d chunks encoded, %d already cached", index, count, encoder.chunks["encoded"],
+             encoder.chunks["cached"])
+    write_json(out_dir / "summary.json", summary)
+    return summary
