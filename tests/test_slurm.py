@@ -39,8 +39,11 @@ def _node_state() -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def _start_cluster() -> None:
-    """slurm.conf for this host, a munge key, then munged, slurmctld and slurmd; wait for an idle node."""
+def _start_cluster() -> list[str]:
+    """slurm.conf for this host, a munge key, then munged, slurmctld and slurmd; wait for an idle node.
+
+    Returns the daemons this call started (the fixture stops them afterwards)."""
+    started = []
     host = socket.gethostname()
     memory_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.8)
     for folder in ("/etc/slurm", "/var/spool/slurmctld", "/var/spool/slurmd", "/var/log/slurm", "/run/munge"):
@@ -71,13 +74,15 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
     shutil.chown("/run/munge", "munge", "munge")
     if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode != 0:
         subprocess.run(["runuser", "-u", "munge", "--", "munged", "--force"], check=True, timeout=30)
+        started.append("munged")
     for daemon in ("slurmctld", "slurmd"):
         if subprocess.run(["pgrep", "-x", daemon], capture_output=True).returncode != 0:
             subprocess.run([daemon], check=True, timeout=30)
+            started.append(daemon)
     deadline = time.time() + 60
     while time.time() < deadline:
         if _node_state() in ("idle", "mixed"):
-            return
+            return started
         time.sleep(1)
     raise RuntimeError(f"the Slurm node did not become idle (sinfo: {_node_state()!r})")
 
@@ -90,10 +95,12 @@ def slurm_cluster():
     if reason:
         pytest.skip(reason)
     try:
-        _start_cluster()
+        started = _start_cluster()
     except (subprocess.SubprocessError, OSError, RuntimeError) as exc:
         pytest.skip(f"could not start a one-node Slurm cluster: {exc}")
-    return "debug"
+    yield "debug"
+    for daemon in reversed(started):  # leave the machine as we found it
+        subprocess.run(["pkill", "-x", daemon], capture_output=True)
 
 
 def test_sharded_encode_on_slurm_then_mine_encodes_nothing(slurm_cluster, tmp_path):
@@ -101,7 +108,7 @@ def test_sharded_encode_on_slurm_then_mine_encodes_nothing(slurm_cluster, tmp_pa
     result = run_cli("-m", "step=encode", "shard.index=0,1,2", "shard.count=3", "encode_chunk=50",
                      f"cache_dir={cache}", "hydra/launcher=prep_slurm", f"hydra.launcher.partition={slurm_cluster}",
                      "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=20",
-                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=900)
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summaries = [json.loads((tmp_path / "sweep" / str(i) / "summary.json").read_text()) for i in range(3)]
     assert [s["shard"]["chunks"] for s in summaries] == [[0, 3], [1, 4], [2]]
