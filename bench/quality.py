@@ -21,7 +21,8 @@ Recipes: (a) FlagEmbedding's (random, ranks 2-200), (b) plain top-k of 2-200, (c
 TopK-PercPos 95%, (d) PercPos 95% random, (e) no mined negatives (in-batch only), (f) teacher
 denoising: the margins of (c) plus a bi-encoder teacher (``--teacher``, all-mpnet-base-v2), its
 margin picked by a sweep over the proxy. Every recipe mines from ranks 2-200 unless it says
-otherwise, so the recipes differ only in their rule.
+otherwise, so the recipes differ only in their rule. (g) is plain top-k (b) with only the teacher's
+filter: a candidate the teacher scores above the positive is dropped (margin 0), nothing else.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def main() -> None:
     parser.add_argument("--dir", default=".bench/quality")
     parser.add_argument("--corpus-dir", default=".bench/debian-all")
     parser.add_argument("--teacher", default=".bench/all-mpnet-base-v2")
-    parser.add_argument("--recipes", default="a,b,c,d,e,f")
+    parser.add_argument("--recipes", default="a,b,c,d,e,f,g")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--mine-queries", type=int, default=2000)
     parser.add_argument("--train-queries", type=int, default=1024)
@@ -247,6 +248,11 @@ def main() -> None:
         results["f_sweep"] = sweep
         recipes["f"] = (f"teacher-denoised TopK-PercPos (mpnet teacher, margin {best}, by sweep)",
                         [*base, f"miner.teacher_relative_margin={best}"])
+    if "g" in wanted:
+        teacher = (ROOT / args.teacher).absolute()
+        recipes["g"] = ("teacher-denoised top-k (mpnet drops what it scores above the positive)",
+                        ["sampling=top_k", "miner.teacher_filter=true", "reranker=embedder",
+                         f"reranker.model_name_or_path={teacher}", "reranker.max_length=256"])
 
     if "base" not in results:
         from sentence_transformers import SentenceTransformer
@@ -301,7 +307,7 @@ def write_table(out: Path, results: dict, args: argparse.Namespace) -> None:
         lines.append(f"| base model | | | | {base['strict']['ndcg@10']} | {base['sibling_tolerant']['ndcg@10']} | "
                      f"{base['strict']['recall@10']} | {base['strict']['mrr@10']} | "
                      f"{base['sibling_tolerant']['mrr@10']} |")
-    for key in "abcdef":
+    for key in "abcdefg":
         entry = results.get(key)
         if not entry or not entry["runs"]:
             continue

@@ -125,21 +125,20 @@ def mine_row(
     return RowResult(negative_ids, len(chosen), [c.rank for c in chosen], [c.similarity for c in chosen])
 
 
-def denoise(cfg: Any, cache: Cache, rows: list[dict[str, Any]], corpus: list[str],
+def denoise(teacher: Any, cache: Cache, rows: list[dict[str, Any]], corpus: list[str],
             qualifying_rows: list[list[sampling.Candidate]], rules: MiningRules,
             removed: Counter) -> tuple[list[list[sampling.Candidate]], dict[str, Any]]:
     """Drop candidates the teacher scores close to or above the row's positive (teacher denoising).
 
     Pairs are scored in passes over every row at once, in chunks across queries, through the score
     cache, so a second run with the same teacher scores nothing. With ``sampling_strategy=random``
-    one pass scores every qualifying candidate. With ``top`` only the best-ranked are needed: each
-    pass scores, for every row still short, as many of its next candidates as it lacks, so a row
-    whose first candidates pass costs ``negative_number`` pairs, not the whole window. The positive's
+    one pass scores every qualifying candidate. With ``top`` only the best-ranked are needed: pass
+    ``p`` scores, for every row still short, ``lacking x 2**p`` of its next candidates, so a row whose
+    first candidates pass costs ``negative_number`` pairs, not the whole window. The positive's
     teacher score is the lowest among the row's positives.
     """
-    from prep.teacher import cached_scores, make_teacher
+    from prep.teacher import cached_scores
 
-    teacher = make_teacher(cfg)
     pairs_total, scored_total = 0, 0
 
     def scores_of(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
@@ -155,11 +154,14 @@ def denoise(cfg: Any, cache: Cache, rows: list[dict[str, Any]], corpus: list[str
     positive_scores = [min(first[(row["query"], p)] for p in row["pos"]) for row in rows]
     kept_rows: list[list[sampling.Candidate]] = [[] for _ in rows]
     next_index = [0] * len(rows)
-    not_scored = 0
+    passes = 0
     while True:
         batch: dict[int, list[sampling.Candidate]] = {}
         for index, qualifying in enumerate(qualifying_rows):
-            wanted = (rules.negative_number - len(kept_rows[index])) if top else len(qualifying)
+            # A row still short after a pass asks for twice as many next time: a row whose positive the
+            # teacher scores low walks its window in a few passes, not negative_number at a time.
+            lacking = rules.negative_number - len(kept_rows[index])
+            wanted = lacking * 2 ** passes if top else len(qualifying)
             if wanted > 0 and next_index[index] < len(qualifying):
                 batch[index] = qualifying[next_index[index]:next_index[index] + wanted]
                 next_index[index] += len(batch[index])
@@ -174,6 +176,7 @@ def denoise(cfg: Any, cache: Cache, rows: list[dict[str, Any]], corpus: list[str
                 rules.teacher_relative_margin, rules.teacher_absolute_margin, removed)
         if not top:
             break
+        passes += 1
     not_scored = sum(len(q) - n for q, n in zip(qualifying_rows, next_index))
     info = {"teacher": teacher.description, "pairs": pairs_total, "pairs_scored": scored_total,
             "candidates_not_needed": not_scored, "positive_score": describe(positive_scores),
@@ -235,6 +238,11 @@ def run(cfg: Any) -> dict[str, Any]:
     input_path, pool_path = input_paths(cfg)
     output_path = paths.user_path(cfg.output) or out_dir / "mined.jsonl"
     ensure_writable(output_path, cfg.overwrite)
+    teacher = None
+    if rules.teacher_filter:
+        from prep.teacher import make_teacher
+
+        teacher = make_teacher(cfg)  # a missing teacher model fails here, before any encoding
 
     with timer("load"):
         rows = read_jsonl(input_path, check_training_row)
@@ -260,13 +268,12 @@ def run(cfg: Any) -> dict[str, Any]:
     from prep.index import resolve_backend
 
     backend = resolve_backend(cfg.miner.search_backend, cfg.hardware.use_gpu_for_searching, top_k)
-    if cfg.miner.index == "flat":
-        log.info("exact search of the top %d with %s on the %s", top_k, backend,
-                 "GPU" if cfg.hardware.use_gpu_for_searching else "CPU")
     # The GPU searches in fp16, so where it ran is part of the key.
     search_key = fingerprint([encoder.key("passages", corpus), encoder.key("queries", query_texts),
                               backend, bool(cfg.hardware.use_gpu_for_searching)])
     if cfg.miner.index == "flat":
+        log.info("exact search of the top %d with %s on the %s", top_k, backend,
+                 "GPU" if cfg.hardware.use_gpu_for_searching else "CPU")
         result_similarities, result_ids = cached_search(cfg, cache, timer, search_key, corpus_embeddings,
                                                         query_embeddings, top_k, backend)
         index_info: dict[str, Any] = {"kind": "flat", "exact": True, "backend": backend}
@@ -293,7 +300,7 @@ def run(cfg: Any) -> dict[str, Any]:
     teacher_info, not_needed = None, 0
     if rules.teacher_filter:
         with timer("teacher"):
-            qualifying_rows, teacher_info = denoise(cfg, cache, rows, corpus, qualifying_rows, rules, removed)
+            qualifying_rows, teacher_info = denoise(teacher, cache, rows, corpus, qualifying_rows, rules, removed)
         not_needed = teacher_info["candidates_not_needed"]
     with timer("sample"):
         mined_rows, results = [], []

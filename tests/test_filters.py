@@ -142,6 +142,15 @@ def test_denoised_rows_stay_full(make_config, tiny_cross_encoder):
     assert summary["negatives"]["min"] == 8 and summary["negatives"]["rows_short"] == 0
 
 
+def test_missing_teacher_fails_before_any_encoding(make_config, tmp_path):
+    from prep.errors import UsageError
+
+    with pytest.raises(UsageError, match="reranker.model_name_or_path"):
+        mine.run(make_config("miner.teacher_filter=true", "reranker=cross_encoder",
+                             f"reranker.model_name_or_path={tmp_path / 'no-such-model'}"))
+    assert not (tmp_path / "cache").exists()
+
+
 @pytest.mark.parametrize("override, key", [("miner.sampling_strategy=best", "sampling_strategy"),
                                            ("miner.relative_margin=1.5", "relative_margin"),
                                            ("miner.teacher_absolute_margin=-1", "teacher_absolute_margin")])
