@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from prep.io import read_jsonl, write_jsonl
+
 # As prep does (prep/__init__.py): a bounded oneDNN cache, or every new batch shape keeps its kernels.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "4")
 
@@ -58,15 +60,6 @@ RECIPES = {
 
 def log(message: str) -> None:
     print(time.strftime("%H:%M:%S"), message, flush=True)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 
 
 def split_queries(rows: list[dict], test_count: int, mine_count: int, seed: int) -> tuple[list[dict], list[dict]]:
@@ -214,7 +207,7 @@ def main() -> None:
     test, train_rows = split_queries(read_jsonl(corpus_dir / "train.jsonl"), args.test_queries, args.mine_queries,
                                      seed=0)
     train_path = out / "train.jsonl"
-    write_jsonl(train_path, train_rows)
+    write_jsonl(train_path, train_rows, overwrite=True)
     test_positives = list(dict.fromkeys(p for row in test for p in row["pos"]))
     if args.eval_passages:
         held = set(test_positives)
@@ -231,12 +224,14 @@ def main() -> None:
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
 
-    if "f" in wanted:
-        teacher = (ROOT / args.teacher).absolute()
+    teacher = (ROOT / args.teacher).absolute()
+    if {"f", "g"} & set(wanted):
         if not (teacher / "config.json").exists():
             raise SystemExit(f"--teacher {teacher}: no model there; `make bench-quality` fetches all-mpnet-base-v2")
-        base = ["sampling=topk_percpos", "miner.teacher_filter=true", "reranker=embedder",
-                f"reranker.model_name_or_path={teacher}", "reranker.max_length=256"]
+    teacher_keys = ["miner.teacher_filter=true", "reranker=embedder", f"reranker.model_name_or_path={teacher}",
+                    "reranker.max_length=256"]
+    if "f" in wanted:
+        base = ["sampling=topk_percpos", *teacher_keys]
         sweep = {}
         for margin in args.teacher_sweep.split(","):
             name = f"f-sweep-{margin}"
@@ -249,10 +244,8 @@ def main() -> None:
         recipes["f"] = (f"teacher-denoised TopK-PercPos (mpnet teacher, margin {best}, by sweep)",
                         [*base, f"miner.teacher_relative_margin={best}"])
     if "g" in wanted:
-        teacher = (ROOT / args.teacher).absolute()
         recipes["g"] = ("teacher-denoised top-k (mpnet drops what it scores above the positive)",
-                        ["sampling=top_k", "miner.teacher_filter=true", "reranker=embedder",
-                         f"reranker.model_name_or_path={teacher}", "reranker.max_length=256"])
+                        ["sampling=top_k", *teacher_keys])
 
     if "base" not in results:
         from sentence_transformers import SentenceTransformer
@@ -273,8 +266,9 @@ def main() -> None:
             summary = mine(key, overrides, train_path, corpus_dir / "corpus.jsonl", out, args.negatives, cache)
             rows = read_jsonl(Path(summary["output"]))
             negatives = args.negatives
-            entry["proxy"] = {"same_source_share": round(proxy(rows, source_of), 4),
-                              "same_source_per_row": round(proxy(rows, source_of) * args.negatives, 3),
+            share = proxy(rows, source_of)
+            entry["proxy"] = {"same_source_share": round(share, 4),
+                              "same_source_per_row": round(share * args.negatives, 3),
                               "negative_similarity_mean": summary["similarity"]["negative"]["mean"],
                               "negative_rank_mean": summary["negative_rank"]["mean"],
                               "removed": summary["candidates"]["removed"]}

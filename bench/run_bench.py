@@ -49,11 +49,16 @@ def timed(name: str, command: list[str], out: Path) -> dict:
         sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
         raise SystemExit(f"{name} failed")
     peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1)) / 1e6
-    record = {"bench": name, "wall_s": round(wall, 1), "peak_gb": round(peak, 2), "command": " ".join(command)}
+    return keep({"bench": name, "wall_s": round(wall, 1), "peak_gb": round(peak, 2), "command": " ".join(command)},
+                out)
+
+
+def keep(record: dict, out: Path) -> dict:
+    """Print a result, append it to DIR/results.jsonl and keep it for the comparisons at the end."""
     print(json.dumps(record), flush=True)
     with open(out / "results.jsonl", "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
-    RESULTS[name] = record
+    RESULTS[record["bench"]] = record
     return record
 
 
@@ -116,12 +121,8 @@ def main() -> None:
         result = subprocess.run([PY, str(ROOT / "bench" / "search_speed.py")], capture_output=True, text=True,
                                 check=True, cwd=ROOT)
         for line in result.stdout.splitlines():
-            record = json.loads(line)
-            record = {"bench": "search 10k x 60,835, k=200: " + record["method"], "wall_s": record["seconds"]}
-            print(json.dumps(record), flush=True)
-            with open(out / "results.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
-            RESULTS[record["bench"]] = record
+            measured = json.loads(line)
+            keep({"bench": "search 10k x 60,835, k=200: " + measured["method"], "wall_s": measured["seconds"]}, out)
     if "sweep" in wanted:
         cache = out / "runs" / stamp / "sweep-cache"
         timed("mine cold single run", run_args("step=mine", *mine_common, f"cache_dir={cache}-single",

@@ -272,9 +272,14 @@ def embedder_identity(miner: Any, hardware: Any) -> dict[str, Any]:
 PASSAGE_CHUNK = 16384  # passages per cache entry (config key encode_chunk): the unit of resuming and sharding
 
 
-def chunk_starts(count: int, chunk: int | None = None) -> list[int]:
+def chunk_starts(count: int, chunk: int) -> list[int]:
     """Where each cache chunk of ``count`` passages starts."""
-    return list(range(0, count, chunk or PASSAGE_CHUNK))
+    return list(range(0, count, chunk))
+
+
+def shard_chunks(chunk_count: int, index: int, count: int) -> list[int]:
+    """The chunks shard ``index`` of ``count`` encodes: ``index, index + count, ...``."""
+    return list(range(index, chunk_count, count))
 
 
 class CachedEncoder:
@@ -346,10 +351,8 @@ class CachedEncoder:
         size = self.chunk_size
         starts = chunk_starts(len(texts), size)
         if shard is not None:
-            index, count = shard
-            for number, start in enumerate(starts):
-                if number % count == index:
-                    self._encode("passages", texts[start:start + size])
+            for number in shard_chunks(len(starts), *shard):
+                self._encode("passages", texts[starts[number]:starts[number] + size])
             return None
         result: np.ndarray | None = None
         for number, start in enumerate(starts):

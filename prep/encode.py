@@ -43,7 +43,7 @@ def run(cfg: Any) -> dict[str, Any]:
         rows = read_jsonl(input_path, check_training_row) if pool_path is None else []
         corpus = build_corpus(rows, pool_path)
     starts = embed.chunk_starts(len(corpus), cfg.encode_chunk)
-    mine_chunks = [n for n in range(len(starts)) if n % count == index]
+    mine_chunks = embed.shard_chunks(len(starts), index, count)
     log.info("corpus of %d passages in %d chunks of %d; shard %d of %d encodes chunks %s", len(corpus), len(starts),
              cfg.encode_chunk, index, count, mine_chunks[:8] + (["..."] if len(mine_chunks) > 8 else []))
     cache = Cache(cfg.cache_dir, cfg.cache)

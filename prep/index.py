@@ -143,6 +143,13 @@ def search(
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 
 
+def check_index_kind(kind: str) -> None:
+    if kind not in INDEX_KINDS:
+        from prep.errors import UsageError
+
+        raise UsageError(f"miner.index: '{kind}' is not one of {', '.join(INDEX_KINDS)}")
+
+
 def approximate_search(passages: np.ndarray, queries: np.ndarray, top_k: int, *, kind: str, nlist: int | None,
                        nprobe: int, hnsw_m: int, ef_search: int, seed: int,
                        batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -156,10 +163,7 @@ def approximate_search(passages: np.ndarray, queries: np.ndarray, top_k: int, *,
     import faiss
     from tqdm import tqdm
 
-    if kind not in ("ivf", "hnsw"):
-        from prep.errors import UsageError
-
-        raise UsageError(f"miner.index: '{kind}' is not one of {', '.join(INDEX_KINDS)}")
+    check_index_kind(kind)
     passages = np.ascontiguousarray(passages, dtype=np.float32)
     dim = passages.shape[1]
     if kind == "ivf":

@@ -19,7 +19,7 @@ import numpy as np
 
 from prep import embed, paths, sampling
 from prep.cache import Cache, fingerprint
-from prep.errors import UsageError
+from prep.index import check_index_kind, resolve_backend
 from prep.io import (
     atomic_file,
     check_pool_row,
@@ -57,9 +57,6 @@ class MiningRules:
         if cfg.miner.negative_number < 0:
             raise sampling.RangeError(f"miner.negative_number must be >= 0, got {cfg.miner.negative_number}")
         miner = cfg.miner
-        if miner.sampling_strategy not in sampling.STRATEGIES:
-            raise sampling.RangeError(f"miner.sampling_strategy: '{miner.sampling_strategy}' is not one of "
-                                      f"{', '.join(sampling.STRATEGIES)}")
         return cls(
             rank_window=sampling.parse_rank_range(miner.range_for_sampling),
             similarity_window=sampling.parse_similarity_range(miner.similarity_range),
@@ -68,7 +65,7 @@ class MiningRules:
             seed=int(cfg.seed),
             relative_margin=sampling.check_margin(miner.relative_margin, "miner.relative_margin"),
             absolute_margin=sampling.check_margin(miner.absolute_margin, "miner.absolute_margin"),
-            sampling_strategy=miner.sampling_strategy,
+            sampling_strategy=sampling.check_strategy(miner.sampling_strategy),
             teacher_filter=bool(miner.teacher_filter),
             teacher_relative_margin=sampling.check_margin(miner.teacher_relative_margin,
                                                           "miner.teacher_relative_margin"),
@@ -140,11 +137,13 @@ def denoise(teacher: Any, cache: Cache, rows: list[dict[str, Any]], corpus: list
     from prep.teacher import cached_scores
 
     pairs_total, scored_total = 0, 0
+    known_scores = cache.load_scores(teacher.identity)  # read once; every pass adds its new scores
 
     def scores_of(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
         nonlocal pairs_total, scored_total
         distinct = list(dict.fromkeys(pairs))
-        values, scored_now = cached_scores(teacher, distinct, cache, description="teacher scores")
+        values, scored_now = cached_scores(teacher, distinct, cache, description="teacher scores",
+                                           known=known_scores)
         pairs_total, scored_total = pairs_total + len(distinct), scored_total + scored_now
         return dict(zip(distinct, values))
 
@@ -230,10 +229,7 @@ def approximate(cfg: Any, cache: Cache, timer: PhaseTimer, exact_key: str, passa
 def run(cfg: Any) -> dict[str, Any]:
     timer = PhaseTimer()
     rules = MiningRules.from_config(cfg)
-    from prep.index import INDEX_KINDS
-
-    if cfg.miner.index not in INDEX_KINDS:
-        raise UsageError(f"miner.index: '{cfg.miner.index}' is not one of {', '.join(INDEX_KINDS)}")
+    check_index_kind(cfg.miner.index)
     out_dir = paths.run_dir(cfg)
     input_path, pool_path = input_paths(cfg)
     output_path = paths.user_path(cfg.output) or out_dir / "mined.jsonl"
@@ -265,8 +261,6 @@ def run(cfg: Any) -> dict[str, Any]:
     if high > len(corpus):
         log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
                     low, high, len(corpus), top_k)
-    from prep.index import resolve_backend
-
     backend = resolve_backend(cfg.miner.search_backend, cfg.hardware.use_gpu_for_searching, top_k)
     # The GPU searches in fp16, so where it ran is part of the key.
     search_key = fingerprint([encoder.key("passages", corpus), encoder.key("queries", query_texts),

@@ -160,14 +160,18 @@ def sample_candidates(candidates: Sequence[Candidate], count: int, rng: np.rando
     return [candidates[i] for i in sorted(picked.tolist())]
 
 
+def check_strategy(strategy: str) -> str:
+    if strategy not in STRATEGIES:
+        raise UsageError(f"miner.sampling_strategy: '{strategy}' is not one of {', '.join(STRATEGIES)}")
+    return strategy
+
+
 def select_candidates(candidates: Sequence[Candidate], count: int, strategy: str,
                       rng: np.random.Generator) -> list[Candidate]:
     """``random`` (FlagEmbedding's): a uniform draw; ``top`` (NV-Retriever's): the ``count`` best ranked."""
-    if strategy == "top":
+    if check_strategy(strategy) == "top":
         return list(candidates[:count])
-    if strategy == "random":
-        return sample_candidates(candidates, count, rng)
-    raise UsageError(f"miner.sampling_strategy: '{strategy}' is not one of {', '.join(STRATEGIES)}")
+    return sample_candidates(candidates, count, rng)
 
 
 def random_fill(corpus_size: int, count: int, forbidden_ids: set[int], rng: np.random.Generator) -> list[int]:

@@ -22,7 +22,6 @@ from prep.timing import PhaseTimer, run_metadata
 log = logging.getLogger(__name__)
 
 
-
 def check_scoring_row(row: dict[str, Any]) -> None:
     """A mined row: ``neg`` is required; scores already present must match their passages."""
     check_training_row(row, need_neg=True)

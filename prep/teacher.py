@@ -182,18 +182,21 @@ CHUNK_PAIRS = 4096  # pairs scored between two cache writes: a crash loses at mo
 
 
 def cached_scores(teacher: RerankerTeacher | EmbedderTeacher, pairs: list[tuple[str, str]], cache: Any,
-                  description: str = "score pairs") -> tuple[list[float], int]:
+                  description: str = "score pairs", known: dict[bytes, float] | None = None) -> tuple[list[float], int]:
     """The teacher's score of every pair (distinct pairs expected) and how many were scored now.
 
     Scores come from the cache (keyed by the teacher's identity and the pair) where known; the rest
-    are scored in chunks of ``CHUNK_PAIRS`` across queries, each chunk stored as it comes.
+    are scored in chunks of ``CHUNK_PAIRS`` across queries, each chunk stored as it comes. A caller
+    that scores in several passes passes the same ``known`` (``cache.load_scores``) to each, so the
+    cache is read once; new scores are added to it.
     """
     from tqdm import tqdm
 
     from prep.cache import pair_key
 
     keys = [pair_key(q, p) for q, p in pairs]
-    known = cache.load_scores(teacher.identity)
+    if known is None:
+        known = cache.load_scores(teacher.identity)
     missing = [i for i, key in enumerate(keys) if key not in known]
     cache.hits += len(pairs) - len(missing)
     cache.misses += len(missing)
