@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--dir", default=".bench/quality")
     parser.add_argument("--corpus-dir", default=".bench/debian-all")
     parser.add_argument("--teacher", default=".bench/all-mpnet-base-v2")
-    parser.add_argument("--recipes", default="a,b,c,d,e,f,g")
+    parser.add_argument("--recipes", default="a,b,c,d,e,f,g,h")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--mine-queries", type=int, default=2000)
     parser.add_argument("--train-queries", type=int, default=1024)
@@ -225,7 +225,7 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
 
     teacher = (ROOT / args.teacher).absolute()
-    if {"f", "g"} & set(wanted):
+    if {"f", "g", "h"} & set(wanted):
         if not (teacher / "config.json").exists():
             raise SystemExit(f"--teacher {teacher}: no model there; `make bench-quality` fetches all-mpnet-base-v2")
     teacher_keys = ["miner.teacher_filter=true", "reranker=embedder", f"reranker.model_name_or_path={teacher}",
@@ -246,6 +246,11 @@ def main() -> None:
     if "g" in wanted:
         recipes["g"] = ("teacher-denoised top-k (mpnet drops what it scores above the positive)",
                         ["sampling=top_k", *teacher_keys])
+    if "h" in wanted:
+        # (g) with the window opened to ranks 0 and 1: the hardest passages are kept when the teacher
+        # puts them under the positive.
+        recipes["h"] = ("teacher-denoised top-k of ranks 0-200 (mpnet drops what it scores above the positive)",
+                        ["sampling=top_k", "miner.range_for_sampling=0-200", *teacher_keys])
 
     if "base" not in results:
         from sentence_transformers import SentenceTransformer
@@ -301,7 +306,7 @@ def write_table(out: Path, results: dict, args: argparse.Namespace) -> None:
         lines.append(f"| base model | | | | {base['strict']['ndcg@10']} | {base['sibling_tolerant']['ndcg@10']} | "
                      f"{base['strict']['recall@10']} | {base['strict']['mrr@10']} | "
                      f"{base['sibling_tolerant']['mrr@10']} |")
-    for key in "abcdefg":
+    for key in "abcdefgh":
         entry = results.get(key)
         if not entry or not entry["runs"]:
             continue

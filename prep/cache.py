@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from prep.errors import CacheError
+
 log = logging.getLogger(__name__)
 
 SMALL_FILE = 1 << 20  # files up to 1 MiB are hashed whole; larger ones by size, head and tail
@@ -142,6 +144,18 @@ class Cache:
         else:
             self.hits += 1
         return found
+
+    def has(self, namespace: str, key: str) -> bool:
+        """Whether an entry exists (not read, not counted: ``load`` reads it later)."""
+        return self.enabled and self._entry(namespace, key).is_file()
+
+    def load(self, namespace: str, key: str, name: str) -> np.ndarray:
+        """Array ``name`` of an entry that ``has`` found; an entry gone or corrupt since is an error."""
+        found = self._read(self._entry(namespace, key))
+        if found is None:
+            raise CacheError(f"cache entry {self._entry(namespace, key)} was removed or damaged during this run; "
+                             "run the command again to rebuild it")
+        return found[name]
 
     def put(self, namespace: str, key: str, arrays: dict[str, np.ndarray]) -> None:
         if self.enabled:

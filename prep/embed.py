@@ -11,7 +11,11 @@ through FlagEmbedding's ``encode`` unchanged.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -342,25 +346,96 @@ class CachedEncoder:
     def queries(self, texts: list[str]) -> np.ndarray:
         return self._encode("queries", texts).astype(np.float32)
 
-    def passages(self, texts: list[str], shard: tuple[int, int] | None = None) -> np.ndarray | None:
-        """Embeddings of ``texts`` in order (float32), chunk by chunk through the cache.
+    def passages(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of ``texts`` in order (float32), chunk by chunk through the cache, all in memory.
 
-        With ``shard=(index, count)`` only chunks ``index, index + count, ...`` are encoded (into the
-        cache) and nothing is returned: ``step=encode``.
+        For small lists (positives outside the pool, tests); a pool goes through ``pool_embeddings``.
         """
-        size = self.chunk_size
-        starts = chunk_starts(len(texts), size)
-        if shard is not None:
-            for number in shard_chunks(len(starts), *shard):
-                self._encode("passages", texts[starts[number]:starts[number] + size])
-            return None
         result: np.ndarray | None = None
-        for number, start in enumerate(starts):
-            if len(starts) > 1:
-                log.info("passages %d-%d of %d (chunk %d of %d)", start, min(start + size, len(texts)),
-                         len(texts), number + 1, len(starts))
-            values = self._encode("passages", texts[start:start + size])
+        for start in chunk_starts(len(texts), self.chunk_size):
+            values = self._encode("passages", texts[start:start + self.chunk_size])
             if result is None:
                 result = np.empty((len(texts), values.shape[1]), dtype=np.float32)
             result[start:start + len(values)] = values
         return result if result is not None else np.empty((0, 0), dtype=np.float32)
+
+    def encode_shard(self, pool: Any, index: int, count: int) -> None:
+        """``step=encode``: encode chunks ``index, index + count, ...`` of ``pool`` into the cache."""
+        starts = chunk_starts(len(pool), self.chunk_size)
+        for number in shard_chunks(len(starts), index, count):
+            self._encode("passages", pool.texts(starts[number], starts[number] + self.chunk_size))
+
+    def pool_embeddings(self, pool: Any, spill_dir: str | os.PathLike) -> PoolEmbeddings:
+        """The pool's embeddings as chunks on disk, each encoded (or found in the cache) in turn.
+
+        Only one chunk is in memory at a time: with the cache on, chunks are read back from it when
+        needed; with the cache off, they are written as ``.npy`` files under ``spill_dir`` and mapped.
+        """
+        size = self.chunk_size
+        starts = chunk_starts(len(pool), size)
+        loaders: list[tuple[int, int, Callable[[], np.ndarray]]] = []
+        keys = []
+        dim = 0
+        for number, start in enumerate(starts):
+            texts = pool.texts(start, start + size)
+            if len(starts) > 1:
+                log.info("passages %d-%d of %d (chunk %d of %d)", start, start + len(texts), len(pool), number + 1,
+                         len(starts))
+            key = self.key("passages", texts)
+            keys.append(key)
+            if self.cache.enabled and self.cache.has("embeddings", key) and dim:
+                self.chunks["cached"] += 1  # read when the search reaches it, not now
+                self.cache.hits += 1
+            else:
+                values = self._encode("passages", texts)
+                dim = values.shape[1]
+                if not self.cache.enabled:
+                    path = Path(spill_dir) / f"{key}.npy"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    np.save(path, values)
+                del values
+            if self.cache.enabled:
+                load = functools.partial(self.cache.load, "embeddings", key, "embeddings")
+            else:
+                load = functools.partial(np.load, Path(spill_dir) / f"{key}.npy", mmap_mode="r")
+            loaders.append((start, len(texts), load))
+        from prep.cache import fingerprint
+
+        return PoolEmbeddings(loaders, dim, fingerprint(keys))
+
+
+class PoolEmbeddings:
+    """A pool's embeddings, chunk by chunk from disk: never all in memory at once.
+
+    ``pieces()`` yields ``(first id, float32 array)`` in id order (the search reads the pool once);
+    ``rows(ids)`` gathers some rows, reading each chunk that holds one of them once.
+    """
+
+    def __init__(self, loaders: list[tuple[int, int, Callable[[], np.ndarray]]], dim: int, key: str):
+        self.loaders, self.dim, self.key = loaders, dim, key
+        self.shape = (sum(count for _, count, _ in loaders), dim)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def pieces(self) -> Iterator[tuple[int, np.ndarray]]:
+        for start, _, load in self.loaders:
+            yield start, np.array(load(), dtype=np.float32)  # a copy: chunks mapped from disk are read-only
+
+    def rows(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        result = np.empty((len(ids), self.dim), dtype=np.float32)
+        starts = np.array([start for start, _, _ in self.loaders], dtype=np.int64)
+        chunk_of = np.searchsorted(starts, ids, side="right") - 1
+        for number in np.unique(chunk_of):
+            start, _, load = self.loaders[number]
+            where = np.flatnonzero(chunk_of == number)
+            result[where] = np.asarray(load()[ids[where] - start], dtype=np.float32)
+        return result
+
+    def to_array(self) -> np.ndarray:
+        """Every embedding in one float32 array (for an approximate index, which holds them all anyway)."""
+        result = np.empty(self.shape, dtype=np.float32)
+        for start, piece in self.pieces():
+            result[start:start + len(piece)] = piece
+        return result

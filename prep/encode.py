@@ -13,13 +13,15 @@ skipped, so a shard that was interrupted resumes where it stopped.
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from prep import embed, paths
 from prep.cache import Cache
 from prep.errors import UsageError
 from prep.io import check_training_row, read_jsonl, write_json
-from prep.mine import build_corpus, input_paths
+from prep.mine import input_paths, open_pool
 from prep.timing import PhaseTimer, run_metadata
 
 log = logging.getLogger(__name__)
@@ -41,17 +43,22 @@ def run(cfg: Any) -> dict[str, Any]:
     input_path, pool_path = input_paths(cfg)
     with timer("load"):
         rows = read_jsonl(input_path, check_training_row) if pool_path is None else []
-        corpus = build_corpus(rows, pool_path)
-    starts = embed.chunk_starts(len(corpus), cfg.encode_chunk)
-    mine_chunks = embed.shard_chunks(len(starts), index, count)
-    log.info("corpus of %d passages in %d chunks of %d; shard %d of %d encodes chunks %s", len(corpus), len(starts),
-             cfg.encode_chunk, index, count, mine_chunks[:8] + (["..."] if len(mine_chunks) > 8 else []))
     cache = Cache(cfg.cache_dir, cfg.cache)
     encoder = embed.CachedEncoder(cfg.miner, cfg.hardware, cache, timer, cfg.cache_dtype, cfg.encode_chunk)
-    encoder.passages(corpus, shard=(index, count))
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".encode-") as work_dir:
+        with timer("load"):
+            pool = open_pool(rows, pool_path, Path(work_dir))
+        with pool:
+            corpus_size = len(pool)
+            starts = embed.chunk_starts(corpus_size, cfg.encode_chunk)
+            mine_chunks = embed.shard_chunks(len(starts), index, count)
+            log.info("corpus of %d passages in %d chunks of %d; shard %d of %d encodes chunks %s", corpus_size,
+                     len(starts), cfg.encode_chunk, index, count,
+                     mine_chunks[:8] + (["..."] if len(mine_chunks) > 8 else []))
+            encoder.encode_shard(pool, index, count)
     summary = {
         "step": "encode",
-        "corpus_size": len(corpus),
+        "corpus_size": corpus_size,
         "chunk_size": cfg.encode_chunk,
         "chunks": len(starts),
         "shard": {"index": index, "count": count, "chunks": mine_chunks},

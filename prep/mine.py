@@ -5,12 +5,18 @@ The rules (see README, "Mining rules"): the corpus is the candidate pool, or eve
 query; keep ranks ``[A, B)``; drop passages equal to a positive or to the query; keep those whose
 similarity lies within ``similarity_range``; sample ``negative_number`` of them, seeded; fill a
 short row with random passages that are neither positives, nor the query, nor chosen already.
+
+Memory does not grow with the pool: its texts are an Arrow file (``prep.pool``), its embeddings
+chunks on disk (``embed.PoolEmbeddings``) that the exact search reads one at a time, and the output
+is written row by row (README, "Large pools: memory").
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,7 @@ from prep.io import (
     write_json,
     write_jsonl,
 )
+from prep.pool import PassagePool
 from prep.stats import describe, table
 from prep.timing import PhaseTimer, run_metadata
 
@@ -82,19 +89,19 @@ def input_paths(cfg: Any) -> tuple[Path, Path | None]:
     return paths.user_path(cfg.input), pool
 
 
-def build_corpus(rows: list[dict[str, Any]], pool_path: Path | None) -> list[str]:
-    """Passages to search: the pool's texts, or every ``pos`` and ``neg`` of the rows.
-
-    Exact duplicates are dropped and the first-seen order kept, so ids never depend on hashing.
-    """
+def corpus_texts(rows: list[dict[str, Any]], pool_path: Path | None) -> Iterator[str]:
+    """Passages to search, duplicates included: the pool's texts, or every ``pos`` and ``neg`` of the rows."""
     if pool_path is not None:
-        texts = (row["text"] for row in iter_jsonl(pool_path, check_pool_row))
-        return list(dict.fromkeys(texts))
-    texts_in_rows: dict[str, None] = {}
+        yield from (row["text"] for row in iter_jsonl(pool_path, check_pool_row))
+        return
     for row in rows:
-        texts_in_rows.update(dict.fromkeys(row["pos"]))
-        texts_in_rows.update(dict.fromkeys(row.get("neg", [])))
-    return list(texts_in_rows)
+        yield from row["pos"]
+        yield from row.get("neg", [])
+
+
+def open_pool(rows: list[dict[str, Any]], pool_path: Path | None, folder: Path) -> PassagePool:
+    """The deduplicated corpus (first-seen order, so ids never depend on hashing), in an Arrow file in ``folder``."""
+    return PassagePool.build(corpus_texts(rows, pool_path), folder)
 
 
 @dataclass
@@ -122,7 +129,7 @@ def mine_row(
     return RowResult(negative_ids, len(chosen), [c.rank for c in chosen], [c.similarity for c in chosen])
 
 
-def denoise(teacher: Any, cache: Cache, rows: list[dict[str, Any]], corpus: list[str],
+def denoise(teacher: Any, cache: Cache, rows: list[dict[str, Any]], pool: PassagePool,
             qualifying_rows: list[list[sampling.Candidate]], rules: MiningRules,
             removed: Counter) -> tuple[list[list[sampling.Candidate]], dict[str, Any]]:
     """Drop candidates the teacher scores close to or above the row's positive (teacher denoising).
@@ -148,8 +155,15 @@ def denoise(teacher: Any, cache: Cache, rows: list[dict[str, Any]], corpus: list
         return dict(zip(distinct, values))
 
     top = rules.sampling_strategy == "top"
+    text_of: dict[int, str] = {}
+
+    def texts_of(candidates: list[sampling.Candidate]) -> list[str]:
+        missing = list({c.passage_id for c in candidates} - text_of.keys())
+        text_of.update(zip(missing, pool.take(missing)))
+        return [text_of[c.passage_id] for c in candidates]
+
     first = scores_of([(row["query"], text) for row, qualifying in zip(rows, qualifying_rows)
-                       for text in [*row["pos"], *([] if top else (corpus[c.passage_id] for c in qualifying))]])
+                       for text in [*row["pos"], *([] if top else texts_of(qualifying))]])
     positive_scores = [min(first[(row["query"], p)] for p in row["pos"]) for row in rows]
     kept_rows: list[list[sampling.Candidate]] = [[] for _ in rows]
     next_index = [0] * len(rows)
@@ -166,13 +180,14 @@ def denoise(teacher: Any, cache: Cache, rows: list[dict[str, Any]], corpus: list
                 next_index[index] += len(batch[index])
         if not batch:
             break
-        known = first if not top else scores_of([(rows[i]["query"], corpus[c.passage_id])
-                                                 for i, candidates in batch.items() for c in candidates])
+        known = first if not top else scores_of([(rows[i]["query"], text) for i, candidates in batch.items()
+                                                 for text in texts_of(candidates)])
         for index, candidates in batch.items():
             query = rows[index]["query"]
             kept_rows[index] += sampling.teacher_filter(
-                candidates, [known[(query, corpus[c.passage_id])] for c in candidates], positive_scores[index],
+                candidates, [known[(query, text)] for text in texts_of(candidates)], positive_scores[index],
                 rules.teacher_relative_margin, rules.teacher_absolute_margin, removed)
+        text_of.clear()  # texts of this pass's candidates only: memory stays that of one pass
         if not top:
             break
         passes += 1
@@ -183,8 +198,8 @@ def denoise(teacher: Any, cache: Cache, rows: list[dict[str, Any]], corpus: list
     return kept_rows, info
 
 
-def cached_search(cfg: Any, cache: Cache, timer: PhaseTimer, key: str, passages: np.ndarray, queries: np.ndarray,
-                  top_k: int, backend: str) -> tuple[np.ndarray, np.ndarray]:
+def cached_search(cfg: Any, cache: Cache, timer: PhaseTimer, key: str, passages: embed.PoolEmbeddings,
+                  queries: np.ndarray, top_k: int, backend: str) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (similarities, ids) per query, from the cache (a search at least as deep) or a search."""
     found = cache.get_search(key, top_k)
     if found is not None:
@@ -198,7 +213,7 @@ def cached_search(cfg: Any, cache: Cache, timer: PhaseTimer, key: str, passages:
     return similarities, ids
 
 
-def approximate(cfg: Any, cache: Cache, timer: PhaseTimer, exact_key: str, passages: np.ndarray,
+def approximate(cfg: Any, cache: Cache, timer: PhaseTimer, exact_key: str, passages: embed.PoolEmbeddings,
                 queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """An IVF or HNSW search (cached like an exact one) and its recall@k against exact search."""
     from prep.index import approximate_search, recall_at_k
@@ -242,74 +257,100 @@ def run(cfg: Any) -> dict[str, Any]:
 
     with timer("load"):
         rows = read_jsonl(input_path, check_training_row)
-        corpus = build_corpus(rows, pool_path)
-        corpus_ids = {text: i for i, text in enumerate(corpus)}
-        positives_outside = list(dict.fromkeys(p for row in rows for p in row["pos"] if p not in corpus_ids))
-        log.info("%d rows from %s; corpus of %d distinct passages%s", len(rows), input_path, len(corpus),
-                 f" from {pool_path}" if pool_path else " (pos and neg of the input)")
+    # The pool's texts (an Arrow file) and, with cache=false, its embeddings live in this folder,
+    # removed when the run ends, however it ends.
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".mine-") as work_dir:
+        with timer("load"):
+            pool = open_pool(rows, pool_path, Path(work_dir))
+        with pool:
+            return mine_pool(cfg, rules, timer, rows, pool, teacher, Path(work_dir), input_path, pool_path,
+                             output_path, out_dir)
 
+
+def positive_similarities_of(rows: list[dict[str, Any]], pool: PassagePool, pool_embeddings: embed.PoolEmbeddings,
+                             outside_embeddings: np.ndarray, outside_row_of: dict[str, int],
+                             query_embeddings: np.ndarray) -> list[list[float]]:
+    """Each row's similarity to each of its positives, reading the pool's chunks once for all rows."""
+    inside = [(index, pool.id_of(text)) for index, row in enumerate(rows) for text in row["pos"]]
+    inside_ids = [pid for _, pid in inside if pid is not None]
+    gathered = pool_embeddings.rows(inside_ids) if inside_ids else None
+    result: list[list[float]] = [[] for _ in rows]
+    taken = 0
+    for (index, pid), text in zip(inside, (t for row in rows for t in row["pos"])):
+        if pid is not None:
+            vector = gathered[taken]
+            taken += 1
+        else:
+            vector = outside_embeddings[outside_row_of[text]]
+        result[index].append(float(vector @ query_embeddings[index]))
+    return result
+
+
+def mine_pool(cfg: Any, rules: MiningRules, timer: PhaseTimer, rows: list[dict[str, Any]], pool: PassagePool,
+              teacher: Any, work_dir: Path, input_path: Path, pool_path: Path | None, output_path: Path,
+              out_dir: Path) -> dict[str, Any]:
+    log.info("%d rows from %s; corpus of %d distinct passages%s", len(rows), input_path, len(pool),
+             f" from {pool_path}" if pool_path else " (pos and neg of the input)")
+    positives_outside = list(dict.fromkeys(p for row in rows for p in row["pos"] if pool.id_of(p) is None))
     cache = Cache(cfg.cache_dir, cfg.cache)
     encoder = embed.CachedEncoder(cfg.miner, cfg.hardware, cache, timer, cfg.cache_dtype, cfg.encode_chunk)
-    corpus_embeddings = encoder.passages(corpus)
+    pool_embeddings = encoder.pool_embeddings(pool, work_dir)
     # Positives outside the pool are encoded only for the statistics (their similarity to the query).
-    positive_embeddings = encoder.passages(positives_outside) if positives_outside else corpus_embeddings[:0]
+    outside_embeddings = encoder.passages(positives_outside) if positives_outside else np.empty((0, 0), np.float32)
     query_texts = [row["query"] for row in rows]
     query_embeddings = encoder.queries(query_texts)
 
     low, high = rules.rank_window
-    top_k = min(high, len(corpus))
-    if high > len(corpus):
+    top_k = min(high, len(pool))
+    if high > len(pool):
         log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
-                    low, high, len(corpus), top_k)
+                    low, high, len(pool), top_k)
     backend = resolve_backend(cfg.miner.search_backend, cfg.hardware.use_gpu_for_searching, top_k)
     # The GPU searches in fp16, so where it ran is part of the key.
-    search_key = fingerprint([encoder.key("passages", corpus), encoder.key("queries", query_texts),
-                              backend, bool(cfg.hardware.use_gpu_for_searching)])
+    search_key = fingerprint([pool_embeddings.key, encoder.key("queries", query_texts), backend,
+                              bool(cfg.hardware.use_gpu_for_searching)])
     if cfg.miner.index == "flat":
         log.info("exact search of the top %d with %s on the %s", top_k, backend,
                  "GPU" if cfg.hardware.use_gpu_for_searching else "CPU")
-        result_similarities, result_ids = cached_search(cfg, cache, timer, search_key, corpus_embeddings,
+        result_similarities, result_ids = cached_search(cfg, cache, timer, search_key, pool_embeddings,
                                                         query_embeddings, top_k, backend)
         index_info: dict[str, Any] = {"kind": "flat", "exact": True, "backend": backend}
     else:
-        result_similarities, result_ids, index_info = approximate(cfg, cache, timer, search_key, corpus_embeddings,
+        result_similarities, result_ids, index_info = approximate(cfg, cache, timer, search_key, pool_embeddings,
                                                                   query_embeddings, top_k)
 
     with timer("sample"):
         outside_row_of = {text: i for i, text in enumerate(positives_outside)}
+        row_positive_similarities = positive_similarities_of(rows, pool, pool_embeddings, outside_embeddings,
+                                                             outside_row_of, query_embeddings)
+        positive_similarities = [s for row_values in row_positive_similarities for s in row_values]
         removed: Counter = Counter({name: 0 for name in sampling.FILTERS})
-        excluded_rows, qualifying_rows, positive_similarities = [], [], []
+        excluded_rows, qualifying_rows = [], []
         for index, row in enumerate(rows):
-            excluded = {corpus_ids[t] for t in [*row["pos"], row["query"]] if t in corpus_ids}
-            row_positive_similarities = [
-                float(corpus_embeddings[corpus_ids[p]] @ query_embeddings[index]) if p in corpus_ids
-                else float(positive_embeddings[outside_row_of[p]] @ query_embeddings[index]) for p in row["pos"]
-            ]
-            positive_similarities += row_positive_similarities
+            excluded = {i for i in map(pool.id_of, [*row["pos"], row["query"]]) if i is not None}
             excluded_rows.append(excluded)
             qualifying_rows.append(sampling.qualifying_candidates(
                 result_ids[index], result_similarities[index], rules.rank_window, rules.similarity_window, excluded,
-                positive_similarity=min(row_positive_similarities), relative_margin=rules.relative_margin,
+                positive_similarity=min(row_positive_similarities[index]), relative_margin=rules.relative_margin,
                 absolute_margin=rules.absolute_margin, removed=removed))
     teacher_info, not_needed = None, 0
     if rules.teacher_filter:
         with timer("teacher"):
-            qualifying_rows, teacher_info = denoise(teacher, cache, rows, corpus, qualifying_rows, rules, removed)
+            qualifying_rows, teacher_info = denoise(teacher, cache, rows, pool, qualifying_rows, rules, removed)
         not_needed = teacher_info["candidates_not_needed"]
     with timer("sample"):
-        mined_rows, results = [], []
-        for index, row in enumerate(rows):
-            result = mine_row(index, excluded_rows[index], qualifying_rows[index], len(corpus), rules)
-            fills = result.negative_ids[result.window_count:]
-            if fills:
-                result.similarities += (corpus_embeddings[fills] @ query_embeddings[index]).tolist()
-            results.append(result)
-            mined = dict(row)
-            mined["neg"] = [corpus[i] for i in result.negative_ids]
-            mined_rows.append(mined)
+        results = [mine_row(index, excluded_rows[index], qualifying_rows[index], len(pool), rules)
+                   for index in range(len(rows))]
+        fills = [(index, pid) for index, r in enumerate(results) for pid in r.negative_ids[r.window_count:]]
+        if fills:
+            fill_embeddings = pool_embeddings.rows([pid for _, pid in fills])
+            for (index, _), vector in zip(fills, fill_embeddings):
+                results[index].similarities.append(float(vector @ query_embeddings[index]))
 
     with timer("write"):
-        write_jsonl(output_path, mined_rows, overwrite=cfg.overwrite)
+        # Rows are written as their texts are read from the pool: the output is never held whole.
+        write_jsonl(output_path, ({**row, "neg": pool.take(result.negative_ids)} for row, result in zip(rows, results)),
+                    overwrite=cfg.overwrite)
 
     counts = [len(r.negative_ids) for r in results]
     filled = [len(r.negative_ids) - r.window_count for r in results]
@@ -321,7 +362,7 @@ def run(cfg: Any) -> dict[str, Any]:
     summary = {
         "step": "mine",
         "rows": len(rows),
-        "corpus_size": len(corpus),
+        "corpus_size": len(pool),
         "negatives": {
             "mean": round(float(np.mean(counts)), 4),
             "min": int(min(counts)),

@@ -31,12 +31,25 @@ class PhaseTimer:
         return result
 
 
+def peak_memory_gb() -> float | None:
+    """This process's peak resident memory so far, in GB (None where the platform does not say)."""
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return None
+    return round(peak * (1 if sys.platform == "darwin" else 1024) / 1e9, 3)  # bytes on macOS, KiB elsewhere
+
+
 def run_metadata(cfg: Any) -> dict[str, Any]:
-    """The command-line overrides (when run under Hydra), the seed and the resolved config."""
+    """The command-line overrides (when run under Hydra), the seed, the process's peak memory and the config."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     overrides: list[str] = []
     if HydraConfig.initialized():
         overrides = list(HydraConfig.get().overrides.task)
-    return {"overrides": overrides, "seed": int(cfg.seed), "config": OmegaConf.to_container(cfg, resolve=True)}
+    return {"overrides": overrides, "seed": int(cfg.seed), "peak_memory_gb": peak_memory_gb(),
+            "config": OmegaConf.to_container(cfg, resolve=True)}

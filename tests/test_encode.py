@@ -48,11 +48,12 @@ def test_an_interrupted_encode_resumes_at_the_first_missing_chunk(make_config, m
     # resumed chunks give the embeddings of an uninterrupted encode
     cfg = make_config()
     from prep.cache import Cache
-    from prep.mine import build_corpus
+    from prep.mine import open_pool
     from prep.paths import SAMPLE_POOL
     from prep.timing import PhaseTimer
 
-    corpus = build_corpus([], SAMPLE_POOL)
+    with open_pool([], SAMPLE_POOL, tmp_path) as pool:
+        corpus = pool.texts()
     cached = embed.CachedEncoder(cfg.miner, cfg.hardware, Cache(cfg.cache_dir), PhaseTimer(),
                                  chunk_size=50).passages(corpus)
     whole = embed.CachedEncoder(cfg.miner, cfg.hardware, Cache(None), PhaseTimer(), chunk_size=50).passages(corpus)

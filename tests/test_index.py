@@ -25,8 +25,8 @@ def test_torch_pieces_merge_to_the_exact_top_k():
     rng = np.random.default_rng(1)
     passages = rng.standard_normal((300, 8)).astype(np.float32)
     queries = rng.standard_normal((20, 8)).astype(np.float32)
-    # two "devices" and pieces of 64 rows: six partial top-ks merged per batch
-    sims, ids = _torch_search(passages, queries, 90, 7, ["cpu", "cpu"], shard_rows=64)
+    # two "devices" taking turns and pieces of 64 rows: five partial top-ks merged per batch
+    sims, ids = _torch_search(passages, queries, 90, 7, ["cpu", "cpu"], piece_rows=64)
     expected = np.argsort(-(queries @ passages.T), axis=1, kind="stable")[:, :90]
     np.testing.assert_array_equal(ids, expected)
     np.testing.assert_allclose(sims, np.take_along_axis(queries @ passages.T, expected, 1), atol=1e-5)

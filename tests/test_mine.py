@@ -114,9 +114,13 @@ def test_byte_identical_across_processes_and_hash_seeds(tmp_path):
     assert len(files[0].splitlines()) == 40
 
 
-def test_corpus_from_rows_keeps_first_seen_order_and_drops_duplicates():
+def test_corpus_from_rows_keeps_first_seen_order_and_drops_duplicates(tmp_path):
     rows = [{"query": "q1", "pos": ["b", "a"], "neg": ["c", "b"]}, {"query": "q2", "pos": ["a", "d"]}]
-    assert mine.build_corpus(rows, None) == ["b", "a", "c", "d"]
+    with mine.open_pool(rows, None, tmp_path) as pool:
+        assert pool.texts() == ["b", "a", "c", "d"]
+        assert [pool.id_of(t) for t in ["a", "b", "c", "d", "q1", ""]] == [1, 0, 2, 3, None, None]
+        assert pool.take([3, 0, 3]) == ["d", "b", "d"]
+    assert list(tmp_path.iterdir()) == []  # the Arrow file goes with the pool
 
 
 def test_other_keys_are_kept_and_an_existing_neg_is_replaced(make_config, tmp_path):

@@ -1,0 +1,196 @@
+"""Peak memory of ``step=mine`` against pool size (issue: bounded memory), on synthetic passages.
+
+    python bench/memory.py [--dir .bench/memory] [--sizes 2000,10000,100000,1000000] [--queries 2000] [--encode]
+
+For each size N: writes a pool of N synthetic passages (20 to 60 made-up words, seeded) and a
+training file of ``--queries`` rows whose positive is a pool passage and whose query is six of its
+words; then runs ``python run.py step=mine`` on them and samples the process's ``/proc`` status
+every 20 ms: peak resident memory (VmRSS, which also counts pages of files mapped in, such as
+the pool's Arrow file) and peak anonymous memory (RssAnon: what the process itself holds).
+
+Encoding a million passages with MiniLM takes too long on this CPU (a few hundred a second), so by
+default each pool's cache is first filled with random unit vectors under the keys the encoder uses:
+the measured run loads the model, encodes the queries, reads every chunk of the pool from the cache,
+searches, samples and writes, and encodes no passage (``summary.json`` says so). With ``--encode``
+the measured run encodes the pool itself (use it for the smaller sizes).
+
+The smallest size is the baseline (model, runtime, queries, and with ``--encode`` the forward passes);
+the target is that the peak at N stays within the baseline plus twice the size of N float16
+embeddings. Results: DIR/memory.jsonl and a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PY = sys.executable
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "shi", "po", "va", "den", "gor", "bel", "tin", "sa", "qu", "ex",
+             "ul", "am", "ri", "zo", "fen", "dra", "mor", "pi", "sto", "lu", "ne", "cha", "vi", "or"]
+
+
+def vocabulary(size: int, rng: np.random.Generator) -> list[str]:
+    words: dict[str, None] = {}
+    while len(words) < size:
+        words["".join(rng.choice(SYLLABLES, size=int(rng.integers(2, 5))))] = None
+    return list(words)
+
+
+def write_data(folder: Path, size: int, queries: int, seed: int = 0) -> tuple[Path, Path]:
+    """``pool.jsonl`` of ``size`` passages and ``train.jsonl`` of ``queries`` rows (positives from the pool)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pool_path, train_path = folder / "pool.jsonl", folder / "train.jsonl"
+    if pool_path.exists() and train_path.exists():
+        return pool_path, train_path
+    rng = np.random.default_rng(seed)
+    words = np.array(vocabulary(20000, rng))
+    chosen = set(rng.choice(size, size=min(queries, size), replace=False).tolist())
+    rows = []
+    with open(pool_path.with_suffix(".tmp"), "w", encoding="utf-8") as handle:
+        for number in range(size):
+            passage_words = words[rng.integers(0, len(words), size=int(rng.integers(20, 61)))]
+            text = f"{number} " + " ".join(passage_words)
+            handle.write(json.dumps({"text": text}) + "\n")
+            if number in chosen:
+                query = " ".join(rng.choice(passage_words, size=6, replace=False))
+                rows.append({"query": query, "pos": [text]})
+    pool_path.with_suffix(".tmp").rename(pool_path)
+    train_path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return pool_path, train_path
+
+
+def overrides(folder: Path, pool_path: Path, train_path: Path, mode: str) -> list[str]:
+    return [f"input={train_path}", f"miner.candidate_pool={pool_path}", f"cache_dir={folder / f'cache-{mode}'}",
+            f"run_dir={folder / f'run-{mode}'}", "cache_dtype=float16", "overwrite=true", "hardware=cpu"]
+
+
+def prefill(keys: list[str]) -> int:
+    """Put random unit vectors in the cache under the encoder's own keys for each chunk of the pool.
+
+    Everything else in the cache (query embeddings, search results of an earlier measurement) is
+    removed, so the measured run loads the model, encodes its queries and searches.
+    """
+    import shutil
+    import tempfile
+
+    from hydra import compose, initialize_config_dir
+
+    from prep import embed
+    from prep.cache import Cache
+    from prep.mine import input_paths, open_pool
+    from prep.schema import register
+    from prep.timing import PhaseTimer
+
+    register()
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose(config_name="config", overrides=keys)
+    cache = Cache(cfg.cache_dir)
+    encoder = embed.CachedEncoder(cfg.miner, cfg.hardware, cache, PhaseTimer(), cfg.cache_dtype, cfg.encode_chunk)
+    _, pool_path = input_paths(cfg)
+    rng = np.random.default_rng(1)
+    written = 0
+    chunk_keys = set()
+    with tempfile.TemporaryDirectory() as work, open_pool([], pool_path, Path(work)) as pool:
+        for start in embed.chunk_starts(len(pool), cfg.encode_chunk):
+            key = encoder.key("passages", pool.texts(start, start + cfg.encode_chunk))
+            chunk_keys.add(key)
+            if cache.has("embeddings", key):
+                continue
+            count = min(cfg.encode_chunk, len(pool) - start)
+            vectors = rng.standard_normal((count, 384)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            cache.put("embeddings", key, {"embeddings": vectors.astype(encoder.storage_dtype)})
+            written += count
+    for entry in (cache.root / "embeddings").rglob("*.npz"):
+        if entry.stem not in chunk_keys:
+            entry.unlink()
+    shutil.rmtree(cache.root / "search", ignore_errors=True)
+    return written
+
+
+def measure(command: list[str], log_path: Path) -> dict:
+    """Run ``command``; peak VmRSS and RssAnon of its process, sampled every 20 ms, and wall seconds."""
+    started = time.time()
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(command, cwd=Path(command[1]).parent, stdout=log, stderr=log,
+                                   env={"HF_HUB_OFFLINE": "1", **os.environ})
+        peaks = poll(process)
+    if process.returncode != 0:
+        sys.stderr.write(log_path.read_text()[-3000:])
+        raise SystemExit(f"{' '.join(command)} failed")
+    return {"wall_s": round(time.time() - started, 1), "peak_rss_gb": round(peaks["VmRSS"] / 1e9, 3),
+            "peak_anon_gb": round(peaks["RssAnon"] / 1e9, 3)}
+
+
+def poll(process: subprocess.Popen) -> dict[str, int]:
+    peaks = {"VmRSS": 0, "RssAnon": 0}
+    while process.poll() is None:
+        try:
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                name, _, value = line.partition(":")
+                if name in peaks:
+                    peaks[name] = max(peaks[name], int(value.split()[0]) * 1024)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        time.sleep(0.02)
+    return peaks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", default=".bench/memory")
+    parser.add_argument("--sizes", default="2000,10000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--encode", action="store_true",
+                        help="the measured run encodes the pool (default: its cache is prefilled)")
+    parser.add_argument("--checkout", default=str(ROOT),
+                        help="the checkout whose run.py is measured (another commit, to compare)")
+    parser.add_argument("--extra", default="", help="more run.py overrides, comma-separated")
+    args = parser.parse_args()
+    out = (ROOT / args.dir).absolute()
+    results = []
+    for size in map(int, args.sizes.split(",")):
+        folder = out / f"pool-{size}"
+        pool_path, train_path = write_data(folder, size, args.queries)
+        mode = "encode" if args.encode else "cached"
+        keys = overrides(folder, pool_path, train_path, mode) + [k for k in args.extra.split(",") if k]
+        if args.encode:
+            import shutil
+
+            shutil.rmtree(folder / "cache-encode", ignore_errors=True)  # every run encodes its pool
+        prefilled = 0 if args.encode else prefill(keys)
+        record = {"mode": mode, "passages": size, "queries": args.queries,
+                  "float16_embeddings_gb": round(size * 384 * 2 / 1e9, 3),
+                  "prefilled": prefilled, "checkout": args.checkout,
+                  **measure([PY, str(Path(args.checkout) / "run.py"), "step=mine", *keys], folder / f"{mode}.log")}
+        summary = json.loads((folder / f"run-{mode}" / "summary.json").read_text())
+        record.update(encoded=summary["encoded"], seconds=summary["seconds"])
+        results.append(record)
+        print(json.dumps(record), flush=True)
+        with open(out / "memory.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+    base = results[0]
+    print(f"\n{mode}: baseline {base['passages']} passages, peak RSS {base['peak_rss_gb']} GB, "
+          f"anon {base['peak_anon_gb']} GB")
+    print("| passages | float16 embeddings GB | peak RSS GB | peak anon GB | above baseline (RSS) | "
+          "budget: 2 x float16 | within | wall s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for record in results:
+        above = record["peak_rss_gb"] - base["peak_rss_gb"]
+        budget = 2 * record["float16_embeddings_gb"]
+        print(f"| {record['passages']:,} | {record['float16_embeddings_gb']} | {record['peak_rss_gb']} | "
+              f"{record['peak_anon_gb']} | {above:.3f} | {budget:.3f} | {'yes' if above <= budget else 'NO'} | "
+              f"{record['wall_s']} |")
+
+
+if __name__ == "__main__":
+    main()
