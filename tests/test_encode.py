@@ -68,8 +68,10 @@ def test_bad_shard_settings(make_config, overrides, message):
         encode.run(make_config("step=encode", *overrides))
 
 
-@pytest.mark.parametrize("launcher", ["prep_joblib", "prep_submitit_local"])
+@pytest.mark.parametrize("launcher", ["prep_joblib", "prep_submitit_local", "prep_ray"])
 def test_multirun_over_shards_through_a_launcher(tmp_path, launcher):
+    if launcher == "prep_ray":  # the `ray` extra is not installed by `make install`
+        pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the ray extra is not installed")
     result = run_cli("-m", "step=encode", "shard.index=0,1", "shard.count=2", "encode_chunk=50",
                      f"cache_dir={tmp_path / 'cache'}",
                      f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
