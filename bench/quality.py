@@ -1,6 +1,6 @@
 """Which negatives train better: mine with each recipe, fine-tune the bundled MiniLM briefly, evaluate.
 
-    python bench/quality.py [--dir .bench/quality] [--teacher PATH] [--seeds 0,1] [--recipes a,b,c,d,e,f]
+    python bench/quality.py [--dir .bench/quality] [--teacher PATH] [--seeds 0,1] [--recipes a,b,c,d,e,f,g,h]
                             [--mine-queries 2000] [--train-queries 1024] [--negatives 7] [--test-queries 1000]
                             [--eval-passages 20000] [--steps-batch 32] [--lr 2e-5]
 
@@ -22,7 +22,8 @@ TopK-PercPos 95%, (d) PercPos 95% random, (e) no mined negatives (in-batch only)
 denoising: the margins of (c) plus a bi-encoder teacher (``--teacher``, all-mpnet-base-v2), its
 margin picked by a sweep over the proxy. Every recipe mines from ranks 2-200 unless it says
 otherwise, so the recipes differ only in their rule. (g) is plain top-k (b) with only the teacher's
-filter: a candidate the teacher scores above the positive is dropped (margin 0), nothing else.
+filter: a candidate the teacher scores above the positive is dropped (margin 0), nothing else; (h)
+is (g) with the window opened to ranks 0-200.
 """
 
 from __future__ import annotations
