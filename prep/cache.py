@@ -146,8 +146,10 @@ class Cache:
         return found
 
     def has(self, namespace: str, key: str) -> bool:
-        """Whether an entry exists (not read, not counted: ``load`` reads it later)."""
-        return self.enabled and self._entry(namespace, key).is_file()
+        """Whether an entry exists, counted as a hit when it does; ``load`` reads it later."""
+        found = self.enabled and self._entry(namespace, key).is_file()
+        self.hits += found
+        return found
 
     def load(self, namespace: str, key: str, name: str) -> np.ndarray:
         """Array ``name`` of an entry that ``has`` found; an entry gone or corrupt since is an error."""

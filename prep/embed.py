@@ -362,11 +362,11 @@ class CachedEncoder:
             result[start:start + len(values)] = values
         return result if result is not None else np.empty((0, 0), dtype=np.float32)
 
-    def encode_shard(self, pool: Any, index: int, count: int) -> None:
-        """``step=encode``: encode chunks ``index, index + count, ...`` of ``pool`` into the cache."""
-        starts = chunk_starts(len(pool), self.chunk_size)
-        for number in shard_chunks(len(starts), index, count):
-            self._encode("passages", pool.texts(starts[number], starts[number] + self.chunk_size))
+    def encode_shard(self, pool: Any, chunks: list[int]) -> None:
+        """``step=encode``: encode chunks number ``chunks`` of ``pool`` into the cache."""
+        for number in chunks:
+            start = number * self.chunk_size
+            self._encode("passages", pool.texts(start, start + self.chunk_size))
 
     def pool_embeddings(self, pool: Any, spill_dir: str | os.PathLike) -> PoolEmbeddings:
         """The pool's embeddings as chunks on disk, each encoded (or found in the cache) in turn.
@@ -374,33 +374,32 @@ class CachedEncoder:
         Only one chunk is in memory at a time: with the cache on, chunks are read back from it when
         needed; with the cache off, they are written as ``.npy`` files under ``spill_dir`` and mapped.
         """
-        size = self.chunk_size
-        starts = chunk_starts(len(pool), size)
+        starts = chunk_starts(len(pool), self.chunk_size)
+        if not self.cache.enabled:
+            Path(spill_dir).mkdir(parents=True, exist_ok=True)
         loaders: list[tuple[int, int, Callable[[], np.ndarray]]] = []
         keys = []
         dim = 0
         for number, start in enumerate(starts):
-            texts = pool.texts(start, start + size)
+            texts = pool.texts(start, start + self.chunk_size)
             if len(starts) > 1:
                 log.info("passages %d-%d of %d (chunk %d of %d)", start, start + len(texts), len(pool), number + 1,
                          len(starts))
             key = self.key("passages", texts)
             keys.append(key)
-            if self.cache.enabled and self.cache.has("embeddings", key) and dim:
-                self.chunks["cached"] += 1  # read when the search reaches it, not now
-                self.cache.hits += 1
+            spilled = Path(spill_dir) / f"{key}.npy"
+            # The first chunk is read (or encoded) to learn the dimension; a later cached chunk is read
+            # only when the search reaches it.
+            if dim and self.cache.has("embeddings", key):
+                self.chunks["cached"] += 1
             else:
                 values = self._encode("passages", texts)
                 dim = values.shape[1]
                 if not self.cache.enabled:
-                    path = Path(spill_dir) / f"{key}.npy"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    np.save(path, values)
+                    np.save(spilled, values)
                 del values
-            if self.cache.enabled:
-                load = functools.partial(self.cache.load, "embeddings", key, "embeddings")
-            else:
-                load = functools.partial(np.load, Path(spill_dir) / f"{key}.npy", mmap_mode="r")
+            load = (functools.partial(self.cache.load, "embeddings", key, "embeddings") if self.cache.enabled
+                    else functools.partial(np.load, spilled, mmap_mode="r"))
             loaders.append((start, len(texts), load))
         from prep.cache import fingerprint
 

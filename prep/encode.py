@@ -51,17 +51,17 @@ def run(cfg: Any) -> dict[str, Any]:
         with pool:
             corpus_size = len(pool)
             starts = embed.chunk_starts(corpus_size, cfg.encode_chunk)
-            mine_chunks = embed.shard_chunks(len(starts), index, count)
+            own_chunks = embed.shard_chunks(len(starts), index, count)
             log.info("corpus of %d passages in %d chunks of %d; shard %d of %d encodes chunks %s", corpus_size,
                      len(starts), cfg.encode_chunk, index, count,
-                     mine_chunks[:8] + (["..."] if len(mine_chunks) > 8 else []))
-            encoder.encode_shard(pool, index, count)
+                     own_chunks[:8] + (["..."] if len(own_chunks) > 8 else []))
+            encoder.encode_shard(pool, own_chunks)
     summary = {
         "step": "encode",
         "corpus_size": corpus_size,
         "chunk_size": cfg.encode_chunk,
         "chunks": len(starts),
-        "shard": {"index": index, "count": count, "chunks": mine_chunks},
+        "shard": {"index": index, "count": count, "chunks": own_chunks},
         "chunks_encoded": encoder.chunks["encoded"],
         "chunks_cached": encoder.chunks["cached"],
         "encoded": encoder.encoded,

@@ -133,15 +133,28 @@ def search(
     if backend == "torch":
         return _torch_search(passages, queries, top_k, batch_size, torch_devices(use_gpu))
     import faiss
-    from tqdm import tqdm
+
     index = faiss.IndexFlatIP(passages.shape[1])
-    index.add(np.ascontiguousarray(passages.to_array() if hasattr(passages, "to_array") else passages,
-                                   dtype=np.float32))
+    index.add(_as_array(passages))
     if use_gpu:
         index = _gpu_index(index)
+    return _faiss_search(index, queries, top_k, batch_size, "search")
+
+
+def _as_array(passages) -> np.ndarray:
+    """The pool as one float32 array, as faiss takes it (chunked embeddings are joined)."""
+    return np.ascontiguousarray(passages.to_array() if hasattr(passages, "to_array") else passages,
+                                dtype=np.float32)
+
+
+def _faiss_search(index, queries: np.ndarray, top_k: int, batch_size: int,
+                  description: str) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` over batches of queries, with a progress bar."""
+    from tqdm import tqdm
+
     similarities = np.empty((len(queries), top_k), dtype=np.float32)
     ids = np.empty((len(queries), top_k), dtype=np.int64)
-    with tqdm(total=len(queries), desc="search", unit="query") as progress:
+    with tqdm(total=len(queries), desc=description, unit="query") as progress:
         for start in range(0, len(queries), batch_size):
             batch = np.ascontiguousarray(queries[start:start + batch_size], dtype=np.float32)
             similarities[start:start + len(batch)], ids[start:start + len(batch)] = index.search(batch, top_k)
@@ -159,7 +172,7 @@ def check_index_kind(kind: str) -> None:
         raise UsageError(f"miner.index: '{kind}' is not one of {', '.join(INDEX_KINDS)}")
 
 
-def approximate_search(passages: np.ndarray, queries: np.ndarray, top_k: int, *, kind: str, nlist: int | None,
+def approximate_search(passages, queries: np.ndarray, top_k: int, *, kind: str, nlist: int | None,
                        nprobe: int, hnsw_m: int, ef_search: int, seed: int,
                        batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, dict]:
     """Top-k by inner product through a faiss IVF or HNSW index; also returns the index's settings.
@@ -170,11 +183,9 @@ def approximate_search(passages: np.ndarray, queries: np.ndarray, top_k: int, *,
     back as id -1, which the sampling rules skip.
     """
     import faiss
-    from tqdm import tqdm
 
     check_index_kind(kind)
-    passages = np.ascontiguousarray(passages.to_array() if hasattr(passages, "to_array") else passages,
-                                    dtype=np.float32)
+    passages = _as_array(passages)
     dim = passages.shape[1]
     if kind == "ivf":
         cells = int(nlist or max(1, round(4 * np.sqrt(len(passages)))))
@@ -193,14 +204,7 @@ def approximate_search(passages: np.ndarray, queries: np.ndarray, top_k: int, *,
         index.add(passages)
         index.hnsw.efSearch = max(ef_search, top_k)
         settings = {"kind": "hnsw", "m": hnsw_m, "ef_search": int(index.hnsw.efSearch)}
-    similarities = np.empty((len(queries), top_k), dtype=np.float32)
-    ids = np.empty((len(queries), top_k), dtype=np.int64)
-    with tqdm(total=len(queries), desc=f"search ({kind})", unit="query") as progress:
-        for start in range(0, len(queries), batch_size):
-            batch = np.ascontiguousarray(queries[start:start + batch_size], dtype=np.float32)
-            similarities[start:start + len(batch)], ids[start:start + len(batch)] = index.search(batch, top_k)
-            progress.update(len(batch))
-    return similarities, ids, settings
+    return (*_faiss_search(index, queries, top_k, batch_size, f"search ({kind})"), settings)
 
 
 def recall_at_k(approximate_ids: np.ndarray, passages: np.ndarray, queries: np.ndarray, sample: int,

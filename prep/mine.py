@@ -267,22 +267,21 @@ def run(cfg: Any) -> dict[str, Any]:
                              output_path, out_dir)
 
 
-def positive_similarities_of(rows: list[dict[str, Any]], pool: PassagePool, pool_embeddings: embed.PoolEmbeddings,
-                             outside_embeddings: np.ndarray, outside_row_of: dict[str, int],
-                             query_embeddings: np.ndarray) -> list[list[float]]:
-    """Each row's similarity to each of its positives, reading the pool's chunks once for all rows."""
-    inside = [(index, pool.id_of(text)) for index, row in enumerate(rows) for text in row["pos"]]
-    inside_ids = [pid for _, pid in inside if pid is not None]
-    gathered = pool_embeddings.rows(inside_ids) if inside_ids else None
-    result: list[list[float]] = [[] for _ in rows]
-    taken = 0
-    for (index, pid), text in zip(inside, (t for row in rows for t in row["pos"])):
-        if pid is not None:
-            vector = gathered[taken]
-            taken += 1
-        else:
-            vector = outside_embeddings[outside_row_of[text]]
-        result[index].append(float(vector @ query_embeddings[index]))
+def positive_similarities_of(rows: list[dict[str, Any]], positive_ids: list[list[int | None]],
+                             pool_embeddings: embed.PoolEmbeddings, outside_embeddings: np.ndarray,
+                             outside_row_of: dict[str, int], query_embeddings: np.ndarray) -> list[list[float]]:
+    """Each row's similarity to each of its positives, reading the pool's chunks once for all rows.
+
+    ``positive_ids``: each positive's pool id, or None for a positive outside the pool (its embedding
+    is then row ``outside_row_of[text]`` of ``outside_embeddings``).
+    """
+    inside_ids = [pid for ids in positive_ids for pid in ids if pid is not None]
+    gathered = iter(pool_embeddings.rows(inside_ids) if inside_ids else ())
+    result = []
+    for index, (row, ids) in enumerate(zip(rows, positive_ids)):
+        vectors = [next(gathered) if pid is not None else outside_embeddings[outside_row_of[text]]
+                   for text, pid in zip(row["pos"], ids)]
+        result.append([float(vector @ query_embeddings[index]) for vector in vectors])
     return result
 
 
@@ -291,7 +290,9 @@ def mine_pool(cfg: Any, rules: MiningRules, timer: PhaseTimer, rows: list[dict[s
               out_dir: Path) -> dict[str, Any]:
     log.info("%d rows from %s; corpus of %d distinct passages%s", len(rows), input_path, len(pool),
              f" from {pool_path}" if pool_path else " (pos and neg of the input)")
-    positives_outside = list(dict.fromkeys(p for row in rows for p in row["pos"] if pool.id_of(p) is None))
+    positive_ids = [[pool.id_of(text) for text in row["pos"]] for row in rows]
+    positives_outside = list(dict.fromkeys(text for row, ids in zip(rows, positive_ids)
+                                           for text, pid in zip(row["pos"], ids) if pid is None))
     cache = Cache(cfg.cache_dir, cfg.cache)
     encoder = embed.CachedEncoder(cfg.miner, cfg.hardware, cache, timer, cfg.cache_dtype, cfg.encode_chunk)
     pool_embeddings = encoder.pool_embeddings(pool, work_dir)
@@ -321,13 +322,13 @@ def mine_pool(cfg: Any, rules: MiningRules, timer: PhaseTimer, rows: list[dict[s
 
     with timer("sample"):
         outside_row_of = {text: i for i, text in enumerate(positives_outside)}
-        row_positive_similarities = positive_similarities_of(rows, pool, pool_embeddings, outside_embeddings,
-                                                             outside_row_of, query_embeddings)
+        row_positive_similarities = positive_similarities_of(rows, positive_ids, pool_embeddings,
+                                                             outside_embeddings, outside_row_of, query_embeddings)
         positive_similarities = [s for row_values in row_positive_similarities for s in row_values]
         removed: Counter = Counter({name: 0 for name in sampling.FILTERS})
         excluded_rows, qualifying_rows = [], []
         for index, row in enumerate(rows):
-            excluded = {i for i in map(pool.id_of, [*row["pos"], row["query"]]) if i is not None}
+            excluded = {i for i in [*positive_ids[index], pool.id_of(row["query"])] if i is not None}
             excluded_rows.append(excluded)
             qualifying_rows.append(sampling.qualifying_candidates(
                 result_ids[index], result_similarities[index], rules.rank_window, rules.similarity_window, excluded,
