@@ -8,7 +8,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from prep.schema import register
+from prep.config.schema import register
 
 register()
 log = logging.getLogger("prep")
@@ -16,8 +16,8 @@ log = logging.getLogger("prep")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from prep import run_step
     from prep.errors import PrepError
+    from prep.steps import run_step
 
     try:
         summary = run_step(cfg)

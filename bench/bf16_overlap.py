@@ -13,7 +13,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prep import embed  # noqa: E402
+from prep.models import embedder as embed  # noqa: E402
 from tests.conftest import compose_config  # noqa: E402
 
 

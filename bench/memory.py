@@ -84,23 +84,25 @@ def prefill(keys: list[str]) -> int:
 
     from hydra import compose, initialize_config_dir
 
-    from prep import embed
-    from prep.cache import Cache
-    from prep.mine import input_paths, open_pool
-    from prep.schema import register
-    from prep.timing import PhaseTimer
+    from prep.cache.embeddings import CachedEncoder, chunk_starts
+    from prep.cache.store import Cache
+    from prep.config.schema import register
+    from prep.config.settings import settings_of
+    from prep.io.paths import input_paths
+    from prep.io.pool import open_pool
+    from prep.steps.frame import PhaseTimer
 
     register()
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(config_name="config", overrides=keys)
+        cfg = settings_of(compose(config_name="config", overrides=keys))
     cache = Cache(cfg.cache_dir)
-    encoder = embed.CachedEncoder(cfg.miner, cfg.hardware, cache, PhaseTimer(), cfg.cache_dtype, cfg.encode_chunk)
+    encoder = CachedEncoder(cfg.miner, cfg.hardware, cache, PhaseTimer(), cfg.cache_dtype, cfg.encode_chunk)
     _, pool_path = input_paths(cfg)
     rng = np.random.default_rng(1)
     written = 0
     chunk_keys = set()
     with tempfile.TemporaryDirectory() as work, open_pool([], pool_path, Path(work)) as pool:
-        for start in embed.chunk_starts(len(pool), cfg.encode_chunk):
+        for start in chunk_starts(len(pool), cfg.encode_chunk):
             key = encoder.key("passages", pool.texts(start, start + cfg.encode_chunk))
             chunk_keys.add(key)
             if cache.has("embeddings", key):

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prep.io import read_jsonl, write_jsonl
+from prep.io.jsonl import read_jsonl, write_jsonl
 
 # As prep does (prep/__init__.py): a bounded oneDNN cache, or every new batch shape keeps its kernels.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "4")

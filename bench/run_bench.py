@@ -71,7 +71,7 @@ COMPARISONS = [
     ("mine fp32 (cache off)", FE_ENCODE, "peak_gb", 0.5),
     ("mine bf16 (cache off)", FE_ENCODE, "wall_s", 0.4),
     ("mine bf16 (cache off)", FE_ENCODE, "peak_gb", 0.5),
-    ("search 10k x 60,835, k=200: prep.index.search (defaults)", FE_SEARCH, "wall_s", 1 / 3),
+    ("search 10k x 60,835, k=200: prep.retrieval.search.search (defaults)", FE_SEARCH, "wall_s", 1 / 3),
     ("score after replacing a third of the negatives", "score first run", "wall_s", 1 / 2.5),
     ("sweep 9 points cold cache", "mine cold single run", "wall_s", 1.5),
 ]

@@ -2,7 +2,7 @@
 
     python bench/search_speed.py [--queries 10000] [--passages 60835] [--dim 384] [--top-k 200]
 
-Times the project's default search (``prep.index.search``) against FlagEmbedding's way (a faiss
+Times the project's default search (``prep.retrieval.search.search``) against FlagEmbedding's way (a faiss
 IndexFlatIP searched in batches of 64 queries, as its hn_mine.py does) on the same random unit
 vectors, and prints one JSON line per method. Search time hardly depends on the vectors' values.
 """
@@ -37,7 +37,7 @@ def main() -> None:
 
     import faiss
 
-    from prep.index import search
+    from prep.retrieval.search import search
 
     started = time.perf_counter()
     index = faiss.IndexFlatIP(args.dim)
@@ -49,7 +49,7 @@ def main() -> None:
     started = time.perf_counter()
     search(passages, queries, args.top_k)
     ours = time.perf_counter() - started
-    print(json.dumps({"method": "prep.index.search (defaults)", "seconds": round(ours, 2),
+    print(json.dumps({"method": "prep.retrieval.search.search (defaults)", "seconds": round(ours, 2),
                       "ratio": round(ours / reference, 3)}))
 
 

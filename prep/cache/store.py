@@ -1,0 +1,180 @@
+"""One on-disk cache for embeddings, search results and teacher scores, under the top-level ``cache_dir``.
+
+Every kind of entry is reached the same way: an ``Entries`` object made from the cache and the
+identity of what produces the values (``identity.identity_of``: the settings, model files included),
+whose ``key(**parts)`` adds the inputs (texts, queries). The same identity and inputs hit; any change
+misses. ``ArrayEntries`` holds embeddings, ``SearchEntries`` top-k results (a deeper search serves a
+shallower one), ``ScoreEntries`` teacher scores per (query, passage) pair in append-only shards.
+
+Entries are ``.npz`` files (no pickles) written to a temporary name and renamed into place, so a
+reader sees a whole entry or none: a job killed mid-write leaves only a temporary file, which is
+never read. An entry that does not load (corrupt, truncated by a full disk) counts as a miss, is
+removed and rebuilt. Parallel jobs may write the same entry; the last rename wins and both copies
+are identical. Score shards are one file per run and chunk, so concurrent runs never rewrite each
+other's files. Hits and misses are counted by the cache, for ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prep.cache.identity import fingerprint
+from prep.errors import CacheError
+
+log = logging.getLogger(__name__)
+
+
+class Cache:
+    """The files under ``root``; ``enabled=False`` turns every lookup into a miss and stores nothing."""
+
+    def __init__(self, root: str | os.PathLike | None, enabled: bool = True):
+        self.root = Path(root).expanduser() if root is not None else None
+        self.enabled = enabled and self.root is not None
+        self.hits = 0
+        self.misses = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "hits": self.hits, "misses": self.misses,
+                "dir": str(self.root) if self.enabled else None}
+
+    def count(self, hits: int = 0, misses: int = 0) -> None:
+        self.hits += hits
+        self.misses += misses
+
+    def path(self, namespace: str, key: str) -> Path:
+        assert self.root is not None
+        return self.root / namespace / key[:2] / f"{key}.npz"
+
+    @staticmethod
+    def read(path: Path) -> dict[str, np.ndarray] | None:
+        """The arrays of an entry file, or None when it is absent or does not load (then it is removed)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {name: data[name] for name in data.files}
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # a corrupt or truncated entry: never trusted, rebuilt
+            log.warning("cache entry %s does not load (%s): ignoring and rebuilding it", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+
+    @staticmethod
+    def write(path: Path, arrays: dict[str, np.ndarray]) -> None:
+        from prep.io.atomic import atomic_file
+
+        with atomic_file(path, overwrite=True, binary=True) as handle:
+            np.savez(handle, **arrays)
+
+    def get(self, namespace: str, key: str) -> dict[str, np.ndarray] | None:
+        """The arrays stored under ``key``, or None (a miss)."""
+        found = self.read(self.path(namespace, key)) if self.enabled else None
+        self.count(hits=found is not None, misses=found is None)
+        return found
+
+    def has(self, namespace: str, key: str) -> bool:
+        """Whether an entry exists, counted as a hit when it does; ``load`` reads it later."""
+        found = self.enabled and self.path(namespace, key).is_file()
+        self.count(hits=found)
+        return found
+
+    def load(self, namespace: str, key: str, name: str) -> np.ndarray:
+        """Array ``name`` of an entry that ``has`` found; an entry gone or corrupt since is an error."""
+        found = self.read(self.path(namespace, key))
+        if found is None:
+            raise CacheError(f"cache entry {self.path(namespace, key)} was removed or damaged during this run; "
+                             "run the command again to rebuild it")
+        return found[name]
+
+    def put(self, namespace: str, key: str, arrays: dict[str, np.ndarray]) -> None:
+        if self.enabled:
+            self.write(self.path(namespace, key), arrays)
+
+
+class Entries:
+    """The entries of one kind (``namespace``) made under one identity; ``key(**parts)`` names one entry."""
+
+    namespace = ""
+
+    def __init__(self, cache: Cache, identity: Mapping[str, Any]):
+        self.cache = cache
+        self.identity = dict(identity)
+        self.identity_key = fingerprint(self.identity)
+
+    def key(self, **parts: Any) -> str:
+        return fingerprint({"identity": self.identity_key, **parts})
+
+
+class ArrayEntries(Entries):
+    """Embeddings: one ``.npz`` per key."""
+
+    namespace = "embeddings"
+
+    def get(self, key: str) -> dict[str, np.ndarray] | None:
+        return self.cache.get(self.namespace, key)
+
+    def has(self, key: str) -> bool:
+        return self.cache.has(self.namespace, key)
+
+    def load(self, key: str, name: str) -> np.ndarray:
+        return self.cache.load(self.namespace, key, name)
+
+    def put(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        self.cache.put(self.namespace, key, arrays)
+
+
+class SearchEntries(Entries):
+    """Top-k search results: one folder per key, one entry per depth; a shallower search reads the first
+    columns of a deeper one."""
+
+    namespace = "search"
+
+    def get(self, key: str, top_k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        cache = self.cache
+        if cache.enabled and (folder := cache.root / self.namespace / key).is_dir():
+            depths = sorted(int(p.stem) for p in folder.glob("*.npz") if p.stem.isdigit() and int(p.stem) >= top_k)
+            for depth in depths:
+                found = cache.read(folder / f"{depth}.npz")
+                if found is not None:
+                    cache.count(hits=1)
+                    return found["similarities"][:, :top_k], found["ids"][:, :top_k]
+        cache.count(misses=1)
+        return None
+
+    def put(self, key: str, similarities: np.ndarray, ids: np.ndarray) -> None:
+        if self.cache.enabled:
+            self.cache.write(self.cache.root / self.namespace / key / f"{ids.shape[1]}.npz",
+                             {"similarities": similarities, "ids": ids})
+
+
+class ScoreEntries(Entries):
+    """Teacher scores of (query, passage) pairs (``identity.pair_key``): append-only shards per identity."""
+
+    namespace = "scores"
+
+    def folder(self) -> Path:
+        return self.cache.root / self.namespace / self.identity_key
+
+    def load(self) -> dict[bytes, float]:
+        """Every score stored under this identity; a shard that does not load is skipped (and removed)."""
+        scores: dict[bytes, float] = {}
+        if not self.cache.enabled:
+            return scores
+        folder = self.folder()
+        for shard in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
+            found = self.cache.read(shard)
+            if found is not None and found["keys"].ndim == 2 and len(found["keys"]) == len(found["scores"]):
+                scores.update(zip(map(bytes, found["keys"]), found["scores"].tolist()))
+        return scores
+
+    def add(self, keys: list[bytes], scores: list[float]) -> None:
+        if self.cache.enabled and keys:
+            shard = self.folder() / f"{uuid.uuid4().hex}.npz"
+            self.cache.write(shard, {"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16),
+                                     "scores": np.asarray(scores, dtype=np.float64)})

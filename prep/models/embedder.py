@@ -1,0 +1,209 @@
+"""Loading embedders through FlagEmbedding and encoding texts with them.
+
+FlagEmbedding loads the model, its tokenizer and its pooling; for its two plain classes
+(encoder-only-base and decoder-only-base) on one device we run the forward loop ourselves,
+because FlagEmbedding's loop first runs a throw-away forward pass on the longest batch (a
+batch-size probe) and keeps every tokenized text as a Python dict. The pooling, normalisation
+and instruction formats are FlagEmbedding's own, so both loops give the same embeddings
+(tests/models/test_embedder.py checks this). Other classes (m3, icl, pseudo-moe) and several devices go
+through FlagEmbedding's ``encode`` unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from prep.models import runtime
+
+if TYPE_CHECKING:
+    from prep.config.schema import HardwareConfig, MinerConfig
+
+log = logging.getLogger(__name__)
+
+TOKENIZE_CHUNK = 8192  # texts tokenized together; also the unit of length sorting
+
+
+def load_embedder(miner: MinerConfig, hardware: HardwareConfig) -> Any:
+    """Build FlagEmbedding's embedder for the ``miner`` config. Only keys that are set are passed,
+    so a model class keeps its own pooling and instruction format unless the config names one."""
+    from FlagEmbedding import FlagAutoModel
+
+    log.info("embedder %s, forward passes in %s", miner.model_name_or_path, runtime.describe_dtype(hardware))
+    options: dict[str, Any] = {
+        "normalize_embeddings": miner.normalize_embeddings,
+        "use_fp16": hardware.use_fp16,
+        "use_bf16": runtime.use_bf16(hardware),
+        "devices": runtime.devices_argument(hardware),
+        "batch_size": miner.batch_size,
+        "query_max_length": miner.query_max_length,
+        "passage_max_length": miner.passage_max_length,
+        "trust_remote_code": miner.trust_remote_code,
+        "query_instruction_for_retrieval": miner.query_instruction_for_retrieval,
+        "cache_dir": miner.cache_dir,
+        # read by FlagEmbedding's encode_corpus (its own loop) and by ours
+        "passage_instruction_for_retrieval": miner.passage_instruction_for_retrieval,
+        "passage_instruction_format": miner.passage_instruction_format_for_retrieval,
+    }
+    if miner.model_class:
+        options["model_class"] = str(miner.model_class)
+    if miner.pooling_method:
+        options["pooling_method"] = str(miner.pooling_method)
+    if miner.query_instruction_format_for_retrieval is not None:
+        options["query_instruction_format"] = miner.query_instruction_format_for_retrieval
+    elif miner.model_class:
+        options["query_instruction_format"] = "{}{}"  # what FlagEmbedding picks for an explicit class
+    if miner.examples_for_task is not None:
+        options["examples_for_task"] = miner.examples_for_task
+    if miner.examples_instruction_format is not None:
+        options["examples_instruction_format"] = miner.examples_instruction_format
+    return FlagAutoModel.from_finetuned(miner.model_name_or_path, **options)
+
+
+def with_instruction(embedder: Any, texts: list[str], instruction: str | None, instruction_format: str) -> list[str]:
+    """FlagEmbedding's instruction formatting (``format.format(instruction, text)``)."""
+    if not instruction:
+        return texts
+    return [embedder.get_detailed_instruct(instruction_format, instruction, text) for text in texts]
+
+
+def _pooling_function(embedder: Any):
+    """The pooling of FlagEmbedding's plain classes, or None where our loop does not apply."""
+    from FlagEmbedding.inference.embedder.decoder_only.base import BaseLLMEmbedder, last_token_pool
+    from FlagEmbedding.inference.embedder.encoder_only.base import BaseEmbedder
+
+    if type(embedder) is BaseEmbedder:
+        return embedder.pooling
+    if type(embedder) is BaseLLMEmbedder:
+        return last_token_pool
+    return None
+
+
+def token_batches(lengths_longest_first: list[int], batch_size: int, max_tokens: int) -> list[tuple[int, int]]:
+    """(start, end) of consecutive batches over texts sorted longest first.
+
+    A batch holds at most ``batch_size`` texts and at most ``max_tokens`` padded tokens (its first,
+    longest text's length times its count): long passages go in small batches, short ones in large.
+    On a CPU a 128 x 512 batch runs at half the speed of four 32 x 512 ones (cache and page faults).
+    """
+    batches = []
+    start = 0
+    while start < len(lengths_longest_first):
+        longest = max(lengths_longest_first[start], 1)
+        count = max(1, min(batch_size, max_tokens // longest))
+        end = min(start + count, len(lengths_longest_first))
+        batches.append((start, end))
+        start = end
+    return batches
+
+
+def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
+    # Only the ids: the attention masks and token types would be two more lists of Python ints per
+    # text (about 0.1 GB per chunk of 8,192 passages), and padding rebuilds the mask anyway.
+    return tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False,
+                     return_token_type_ids=False)["input_ids"]
+
+
+def _token_chunks(tokenizer: Any, texts: list[str], max_length: int) -> Iterator[tuple[int, list[list[int]]]]:
+    """(first index, token ids) of each chunk of ``TOKENIZE_CHUNK`` texts.
+
+    While the caller runs one chunk's forward passes, a thread tokenizes the next (the Rust tokenizer
+    releases the GIL), so tokenizing costs no wall time of its own.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    starts = list(range(0, len(texts), TOKENIZE_CHUNK))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = [pool.submit(_tokenize, tokenizer, texts[start:start + TOKENIZE_CHUNK], max_length)
+                   for start in starts[:1]]
+        for number, start in enumerate(starts):
+            token_ids = pending.pop().result()
+            if number + 1 < len(starts):
+                following = starts[number + 1]
+                pending.append(pool.submit(_tokenize, tokenizer, texts[following:following + TOKENIZE_CHUNK],
+                                           max_length))
+            yield start, token_ids
+
+
+def _embed_batch(embedder: Any, model: Any, pooling: Callable, token_ids: list[list[int]], device: Any) -> np.ndarray:
+    """One forward pass: pad, run, pool, truncate and normalise as FlagEmbedding does; float32 rows."""
+    import torch
+
+    padded = embedder.tokenizer.pad({"input_ids": token_ids}, padding=True, return_tensors="pt").to(device)
+    hidden = model(**padded, return_dict=True).last_hidden_state
+    batch_embeddings = embedder._truncate_embeddings(pooling(hidden, padded["attention_mask"]))
+    if embedder.normalize_embeddings:
+        batch_embeddings = torch.nn.functional.normalize(batch_embeddings, dim=-1)
+    return batch_embeddings.float().cpu().numpy()
+
+
+def _encode_one_device(embedder: Any, pooling: Callable, texts: list[str], hardware: HardwareConfig,
+                       limits: tuple[int, int], description: str) -> np.ndarray:
+    """Embeddings of ``texts`` in their order, as float32; ``limits`` is (max length, batch size). (Six
+    parameters: the embedder's parts that FlagEmbedding's own loop takes as arguments too.)
+
+    Within a chunk, texts are sorted longest first, as FlagEmbedding does, so a batch holds texts of
+    similar length and little padding; batches are capped by count and by padded tokens.
+    """
+    import torch
+    from tqdm import tqdm
+
+    max_length, batch_size = limits
+    device = embedder.target_devices[0]
+    # The dtype the cache key names (effective_dtype), so a cached embedding is what this loop gives.
+    model = embedder.model.to(device=device, dtype=runtime.torch_dtype(runtime.effective_dtype(hardware)))
+    model.eval()
+    # We pad token ids that were tokenized once for sorting; transformers warns about that path.
+    embedder.tokenizer.deprecation_warnings["Asking-to-pad-a-fast-tokenizer"] = True
+    embeddings: np.ndarray | None = None
+    with torch.inference_mode(), tqdm(total=len(texts), desc=description, unit="text") as progress:
+        for chunk_start, token_ids in _token_chunks(embedder.tokenizer, texts, max_length):
+            order = np.argsort([-len(ids) for ids in token_ids], kind="stable")
+            for start, end in token_batches([len(token_ids[i]) for i in order], batch_size, hardware.max_batch_tokens):
+                batch_index = order[start:end]
+                values = _embed_batch(embedder, model, pooling, [token_ids[i] for i in batch_index], device)
+                if embeddings is None:
+                    embeddings = np.empty((len(texts), values.shape[1]), dtype=np.float32)
+                embeddings[chunk_start + batch_index] = values
+                progress.update(len(batch_index))
+    return embeddings if embeddings is not None else np.empty((0, 0), dtype=np.float32)
+
+
+def _fast_path(embedder: Any):
+    """Our forward loop applies to FlagEmbedding's plain classes on one device."""
+    pooling = _pooling_function(embedder)
+    return pooling if pooling is not None and len(embedder.target_devices) == 1 else None
+
+
+def encode_queries(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, queries: list[str]) -> np.ndarray:
+    """Query embeddings (float32), with the query instruction in FlagEmbedding's format."""
+    return _encode_side(embedder, miner, hardware, "queries", queries)
+
+
+def encode_passages(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, passages: list[str]) -> np.ndarray:
+    """Passage embeddings (float32), with the passage instruction when one is configured."""
+    return _encode_side(embedder, miner, hardware, "passages", passages)
+
+
+def _encode_side(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, side: str,
+                 texts: list[str]) -> np.ndarray:
+    """Our loop where it applies, else FlagEmbedding's own ``encode_queries`` / ``encode_corpus``."""
+    if side == "queries":
+        own, max_length = embedder.encode_queries, miner.query_max_length
+        instruction = (embedder.query_instruction_for_retrieval, embedder.query_instruction_format)
+    else:
+        own, max_length = embedder.encode_corpus, miner.passage_max_length
+        instruction = (miner.passage_instruction_for_retrieval, miner.passage_instruction_format_for_retrieval)
+    pooling = _fast_path(embedder)
+    if pooling is None:
+        return np.asarray(own(texts, convert_to_numpy=True), dtype=np.float32)
+    return _encode_one_device(embedder, pooling, with_instruction(embedder, texts, *instruction), hardware,
+                              (max_length, miner.batch_size), f"encode {side}")
+
+
+def encode(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, side: str, texts: list[str]) -> np.ndarray:
+    """``encode_queries`` or ``encode_passages`` by ``side`` (looked up when called, so tests can replace them)."""
+    return (encode_queries if side == "queries" else encode_passages)(embedder, miner, hardware, texts)

@@ -1,0 +1,174 @@
+"""Teachers that score (query, passage) pairs: any FlagEmbedding reranker, or the miner's bi-encoder.
+
+Each teacher has an ``identity`` (everything that changes its scores, model files included) that
+keys the score cache, and ``score(pairs) -> list[float]``. Models load on the first ``score`` call,
+so a run whose pairs are all cached loads nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from prep.cache.embeddings import embedder_identity
+from prep.cache.identity import identity_of
+from prep.models import embedder, runtime
+from prep.models.sources import check_model_source
+
+if TYPE_CHECKING:
+    from prep.config.schema import Config, HardwareConfig, MinerConfig, RerankerConfig
+
+log = logging.getLogger(__name__)
+
+EMBEDDER = "embedder"
+# Reranker settings that cannot change a score; every other one counts (model files by their content).
+NOT_IN_SCORES = frozenset({"batch_size", "cache_dir"})
+# Passed to FlagEmbedding only when set, so a class keeps its own defaults (decoder-only rerankers
+# default to the "A: " / "B: " instructions and their own prompt).
+OPTIONAL_KEYS = ("peft_path", "query_instruction_for_rerank", "passage_instruction_for_rerank", "query_max_length",
+                 "prompt", "cutoff_layers", "compress_layers", "cache_dir")
+
+
+def reranker_identity(reranker: RerankerConfig, hardware: HardwareConfig) -> dict[str, Any]:
+    """Everything that changes a reranker's scores: its settings but ``NOT_IN_SCORES`` (model and adapter by
+    their files' content) and the dtype its forward passes run in."""
+    return {"kind": "reranker", "dtype": runtime.effective_dtype(hardware),
+            **identity_of(reranker, ignore=NOT_IN_SCORES, files={"model_name_or_path", "peft_path"})}
+
+
+class RerankerTeacher:
+    """A cross-encoder (or decoder-only reranker) loaded through ``FlagAutoReranker``."""
+
+    def __init__(self, reranker: RerankerConfig, hardware: HardwareConfig):
+        check_model_source(reranker.model_name_or_path, "reranker.model_name_or_path", reranker.cache_dir)
+        if reranker.peft_path:
+            check_model_source(reranker.peft_path, "reranker.peft_path")
+        self.reranker, self.hardware = reranker, hardware
+        self.model: Any = None
+        self.identity = reranker_identity(reranker, hardware)
+        self.description = f"reranker {reranker.model_name_or_path} ({reranker.model_class})"
+
+    def load(self) -> None:
+        from FlagEmbedding import FlagAutoReranker
+
+        r = self.reranker
+        options: dict[str, Any] = {
+            "use_fp16": self.hardware.use_fp16,
+            "use_bf16": runtime.use_bf16(self.hardware),
+            "devices": runtime.devices_argument(self.hardware),
+            "trust_remote_code": r.trust_remote_code,
+            "query_instruction_format": r.query_instruction_format_for_rerank,
+            "passage_instruction_format": r.passage_instruction_format_for_rerank,
+            "batch_size": r.batch_size,
+            "max_length": r.max_length,
+            "normalize": r.normalize,
+        }
+        if r.model_class == "decoder-only-lightweight":
+            options["compress_ratio"] = r.compress_ratio
+        for key in OPTIONAL_KEYS:
+            value = getattr(r, key)
+            if value is not None:
+                options[key] = value
+        model_class = None if r.model_class == "auto" else str(r.model_class)
+        log.info("reranker %s, forward passes in %s", r.model_name_or_path, runtime.describe_dtype(self.hardware))
+        self.model = FlagAutoReranker.from_finetuned(r.model_name_or_path, model_class=model_class, **options)
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        if self.model is None:
+            self.load()
+        from FlagEmbedding.inference.reranker.encoder_only.base import BaseReranker
+
+        if type(self.model) is BaseReranker and len(self.model.target_devices) == 1:
+            return score_encoder_only(self.model, [list(pair) for pair in pairs], self.hardware)
+        scores = self.model.compute_score([list(pair) for pair in pairs])
+        return [float(s) for s in np.atleast_1d(np.asarray(scores, dtype=np.float64))]
+
+
+def score_encoder_only(reranker: RerankerConfig, pairs: list[list[str]], hardware: HardwareConfig) -> list[float]:
+    """FlagEmbedding's encoder-only scoring, in token-budget batches and without its probe pass.
+
+    Instructions, query truncation (``query_max_length``, else 3/4 of ``max_length``), pair
+    truncation (``only_second``) and the sigmoid of ``normalize`` are FlagEmbedding's own, so the
+    scores equal ``compute_score``'s (tests/test_score.py).
+    """
+    import torch
+    from FlagEmbedding.utils.tokenizer_compat import pad_with_compat, prepare_for_model_compat
+
+    pairs = reranker.get_detailed_inputs(pairs)
+    tokenizer = reranker.tokenizer
+    max_length = reranker.max_length
+    query_max_length = reranker.query_max_length or max_length * 3 // 4
+    device = reranker.target_devices[0]
+    model = reranker.model.to(device=device, dtype=runtime.torch_dtype(runtime.effective_dtype(hardware)))
+    model.eval()
+    query_ids = tokenizer([p[0] for p in pairs], add_special_tokens=False, max_length=query_max_length,
+                          truncation=True)["input_ids"]
+    passage_ids = tokenizer([p[1] for p in pairs], add_special_tokens=False, max_length=max_length,
+                            truncation=True)["input_ids"]
+    inputs = [prepare_for_model_compat(tokenizer, q, p, truncation="only_second", max_length=max_length,
+                                       padding=False) for q, p in zip(query_ids, passage_ids)]
+    order = np.argsort([-len(item["input_ids"]) for item in inputs], kind="stable")
+    batches = embedder.token_batches([len(inputs[i]["input_ids"]) for i in order], reranker.batch_size,
+                                  hardware.max_batch_tokens)
+    scores = np.empty(len(pairs), dtype=np.float64)
+    with torch.inference_mode():
+        for start, end in batches:
+            index = order[start:end]
+            padded = pad_with_compat(tokenizer, [inputs[i] for i in index], padding=True,
+                                     return_tensors="pt").to(device)
+            scores[index] = model(**padded, return_dict=True).logits.view(-1).float().cpu().numpy()
+    if reranker.normalize:
+        scores = 1.0 / (1.0 + np.exp(-scores))
+    return scores.tolist()
+
+
+class EmbedderTeacher:
+    """The miner's bi-encoder as a teacher: the cosine of query and passage embeddings.
+
+    Offline, with no reranker weights at hand, this is the default; a cross-encoder reads query and
+    passage together and is the stronger teacher.
+    """
+
+    def __init__(self, miner: MinerConfig, hardware: HardwareConfig, reranker: RerankerConfig):
+        # reranker.model_name_or_path names another bi-encoder (the miner's by default); reranker.max_length
+        # and query_max_length cap its passages and queries, as they cap a cross-encoder's inputs.
+        changes: dict[str, Any] = {"passage_max_length": reranker.max_length}
+        if reranker.query_max_length is not None:
+            changes["query_max_length"] = reranker.query_max_length
+        if reranker.model_name_or_path:
+            changes["model_name_or_path"] = reranker.model_name_or_path
+        miner = dataclasses.replace(miner, **changes)
+        check_model_source(miner.model_name_or_path, "reranker.model_name_or_path", miner.cache_dir)
+        self.miner, self.hardware = miner, hardware
+        self.model: Any = None
+        self.identity = {"kind": EMBEDDER, **embedder_identity(miner, hardware)}
+        self.description = f"bi-encoder {miner.model_name_or_path} (cosine)"
+        # Embeddings of texts seen in earlier chunks: a passage shared by many queries is encoded once.
+        self._memo: dict[str, dict[str, np.ndarray]] = {"queries": {}, "passages": {}}
+
+    def _embeddings(self, side: str, texts: list[str]) -> np.ndarray:
+        memo = self._memo[side]
+        new = [t for t in dict.fromkeys(texts) if t not in memo]
+        if new:
+            memo.update(zip(new, embedder.encode(self.model, self.miner, self.hardware, side, new)))
+        return np.stack([memo[t] for t in texts]) if texts else np.empty((0, 0), dtype=np.float32)
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        if self.model is None:
+            self.model = embedder.load_embedder(self.miner, self.hardware)
+        queries = self._embeddings("queries", [q for q, _ in pairs])
+        passages = self._embeddings("passages", [p for _, p in pairs])
+        return np.einsum("ij,ij->i", queries, passages).astype(np.float64).tolist()
+
+
+def make_teacher(settings: Config) -> RerankerTeacher | EmbedderTeacher:
+    """The ``reranker`` group's teacher; its model source is checked here, before any data is read."""
+    if settings.reranker.model_class == EMBEDDER:
+        log.info("teacher: the bi-encoder %s (cosine similarity). A cross-encoder reranker, e.g. "
+                 "reranker=bge_reranker_base, is the stronger teacher for distillation.",
+                 settings.reranker.model_name_or_path or settings.miner.model_name_or_path)
+        return EmbedderTeacher(settings.miner, settings.hardware, settings.reranker)
+    return RerankerTeacher(settings.reranker, settings.hardware)

@@ -1,0 +1,62 @@
+"""PNG plots of mined similarities: one run's histogram, and a sweep's jobs side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> None:
+    """Write the PNG atomically, like every other output."""
+    from prep.io.atomic import atomic_file
+
+    with atomic_file(path, overwrite=True, binary=True) as handle:
+        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+
+
+def similarity_histogram(path: Path, positives: Sequence[float], negatives: Sequence[float], title: str) -> None:
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4))
+    values = np.concatenate([np.asarray(positives, dtype=float), np.asarray(negatives, dtype=float)])
+    bins = np.linspace(values.min(), values.max(), 41) if values.size else 40
+    # Densities: there are many more negatives than positives, and the shapes are what matter.
+    axes.hist(negatives, bins=bins, alpha=0.6, density=True, label=f"negatives ({len(negatives)})", color="tab:red")
+    axes.hist(positives, bins=bins, alpha=0.6, density=True, label=f"positives ({len(positives)})", color="tab:blue")
+    axes.set_xlabel("similarity to the query")
+    axes.set_ylabel("density")
+    axes.set_title(title)
+    axes.legend()
+    _save(figure, path)
+    plt.close(figure)
+
+
+def sweep_boxplot(path: Path, jobs: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> None:
+    """Per job, the negatives' similarity distribution beside the positives' (box plots)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(max(6, 1.3 * len(jobs) + 2), 5))
+    positions = np.arange(len(jobs)) * 3.0
+    negatives = [np.asarray(n, dtype=float) for _, _, n in jobs]
+    positives = [np.asarray(p, dtype=float) for _, p, _ in jobs]
+    box_n = axes.boxplot(negatives, positions=positions, widths=1.0, patch_artist=True, showfliers=False)
+    box_p = axes.boxplot(positives, positions=positions + 1.1, widths=1.0, patch_artist=True, showfliers=False)
+    for patch in box_n["boxes"]:
+        patch.set_facecolor("tab:red")
+    for patch in box_p["boxes"]:
+        patch.set_facecolor("tab:blue")
+    axes.set_xticks(positions + 0.55, [label for label, _, _ in jobs], fontsize=8)
+    axes.set_ylabel("similarity to the query")
+    axes.legend([box_n["boxes"][0], box_p["boxes"][0]], ["negatives", "positives"]) if jobs else None
+    axes.set_title("mined negatives against positives, per job")
+    _save(figure, path)
+    plt.close(figure)

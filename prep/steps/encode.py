@@ -1,0 +1,67 @@
+"""``step=encode``: encode one shard of the passage pool into the shared cache, for ``step=mine`` to find.
+
+    python run.py -m step=encode shard.index='range(0,8)' shard.count=8 hydra/launcher=submitit_slurm \\
+        input=train.jsonl miner.candidate_pool=pool.jsonl cache_dir=/shared/prep-cache
+
+The pool is cut into chunks of ``encode_chunk`` passages (by position, after the same
+deduplication as ``step=mine``); shard ``I`` of ``N`` encodes chunks ``I, I + N, I + 2N, ...``, each
+written to the cache as soon as it is done. A following ``step=mine`` with the same input, pool,
+model and ``cache_dir`` reads every chunk and encodes no passage. Chunks already in the cache are
+skipped, so a shard that was interrupted resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from prep.cache.embeddings import CachedEncoder, chunk_starts, shard_chunks
+from prep.cache.store import Cache
+from prep.config.settings import settings_of
+from prep.errors import UsageError
+from prep.io.jsonl import check_training_row, read_jsonl
+from prep.io.paths import input_paths
+from prep.io.pool import open_pool
+from prep.steps.frame import StepRun
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    settings = settings_of(cfg)
+    if not settings.cache:
+        raise UsageError("step=encode writes embeddings into the cache: cache=false leaves nothing for step=mine")
+    step = StepRun(settings, "encode")
+    index, count = settings.shard.index, settings.shard.count
+    input_path, pool_path = input_paths(settings)
+    with step.phase("load"):
+        rows = read_jsonl(input_path, check_training_row) if pool_path is None else []
+    cache = Cache(settings.cache_dir, settings.cache)
+    encoder = CachedEncoder(settings.miner, settings.hardware, cache, step.timer, settings.cache_dtype,
+                            settings.encode_chunk)
+    with step.work_dir(".encode-") as work_dir:
+        with step.phase("load"):
+            pool = open_pool(rows, pool_path, Path(work_dir))
+        with pool:
+            corpus_size = len(pool)
+            chunks = len(chunk_starts(corpus_size, settings.encode_chunk))
+            own_chunks = shard_chunks(chunks, index, count)
+            log.info("corpus of %d passages in %d chunks of %d; shard %d of %d encodes chunks %s", corpus_size,
+                     chunks, settings.encode_chunk, index, count,
+                     own_chunks[:8] + (["..."] if len(own_chunks) > 8 else []))
+            encoder.encode_shard(pool, own_chunks)
+    log.info("shard %d of %d: %d chunks encoded, %d already cached", index, count, encoder.chunks["encoded"],
+             encoder.chunks["cached"])
+    return step.finish({
+        "corpus_size": corpus_size,
+        "chunk_size": settings.encode_chunk,
+        "chunks": chunks,
+        "shard": {"index": index, "count": count, "chunks": own_chunks},
+        "chunks_encoded": encoder.chunks["encoded"],
+        "chunks_cached": encoder.chunks["cached"],
+        "encoded": encoder.encoded,
+        "cache": cache.stats(),
+        "input": str(input_path) if pool_path is None else None,
+        "candidate_pool": str(pool_path) if pool_path else None,
+    }, ("load", "encode"))

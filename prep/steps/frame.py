@@ -1,0 +1,106 @@
+"""What every step does around its own work: the run folder, the output and its overwrite check, seconds per
+phase, a temporary work folder, and ``finish``, which writes ``summary.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prep.io import paths
+from prep.io.atomic import ensure_writable, write_json
+from prep.models.runtime import configure_process
+
+if TYPE_CHECKING:
+    from prep.config.schema import Config
+
+log = logging.getLogger(__name__)
+
+
+class PhaseTimer:
+    """Wall seconds per named phase; ``seconds()`` adds the total since the timer was made."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self._phases: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._phases[phase] = self._phases.get(phase, 0.0) + time.perf_counter() - began
+
+    def seconds(self, phases: tuple[str, ...] = ()) -> dict[str, float]:
+        """Seconds per phase; ``phases`` are reported even when they did not run (0.0)."""
+        result = {name: 0.0 for name in phases}
+        result.update({name: round(value, 3) for name, value in self._phases.items()})
+        result["total"] = round(time.perf_counter() - self._start, 3)
+        return result
+
+
+def peak_memory_gb() -> float | None:
+    """This process's peak resident memory so far, in GB (None where the platform does not say)."""
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return None
+    return round(peak * (1 if sys.platform == "darwin" else 1024) / 1e9, 3)  # bytes on macOS, KiB elsewhere
+
+
+def run_metadata(settings: Config) -> dict[str, Any]:
+    """The command-line overrides (when run under Hydra), the seed, the process's peak memory and the settings."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides: list[str] = []
+    if HydraConfig.initialized():
+        overrides = list(HydraConfig.get().overrides.task)
+    return {"overrides": overrides, "seed": int(settings.seed), "peak_memory_gb": peak_memory_gb(),
+            "config": dataclasses.asdict(settings)}
+
+
+class StepRun:
+    """One step's run: its folder, its output (checked before any work), its timer and its summary.
+
+    ``default_output``: the output's name inside the run folder when ``output`` is not set; None for a
+    step that writes no single output file (split checks its folder itself).
+    """
+
+    def __init__(self, settings: Config, step: str, default_output: str | None = None):
+        configure_process()
+        self.settings, self.step = settings, step
+        self.timer = PhaseTimer()
+        self.run_dir = paths.run_dir(settings)
+        self.output: Path | None = None
+        if default_output is not None:
+            self.output = paths.user_path(settings.output) or self.run_dir / default_output
+            ensure_writable(self.output, settings.overwrite)
+
+    def phase(self, name: str):
+        """``with step.phase("encode"):`` adds the block's seconds to that phase."""
+        return self.timer(name)
+
+    def work_dir(self, prefix: str) -> tempfile.TemporaryDirectory:
+        """A temporary folder in the run folder, removed when its ``with`` block ends, however it ends."""
+        return tempfile.TemporaryDirectory(dir=self.run_dir, prefix=prefix)
+
+    def finish(self, summary: dict[str, Any], phases: tuple[str, ...]) -> dict[str, Any]:
+        """Complete ``summary`` (the step, seconds per phase, output, run metadata), write it as
+        ``summary.json`` in the run folder, and return it."""
+        path = self.run_dir / "summary.json"
+        complete = {"step": self.step, **summary, "seconds": self.timer.seconds(phases)}
+        if self.output is not None:
+            complete.setdefault("output", str(self.output))
+        complete["summary"] = str(path)
+        complete.update(run_metadata(self.settings))
+        write_json(path, complete)
+        return complete

@@ -1,0 +1,302 @@
+"""``step=mine``: hard negatives for each training row, from a window of ranks and similarities.
+
+The rules (README, "Mining rules"): the corpus is the candidate pool, or every ``pos`` and ``neg`` of
+the input, deduplicated in first-seen order; search the top ``B`` passages of each query; keep ranks
+``[A, B)``; drop passages equal to a positive or to the query; keep those within ``similarity_range``
+and under the margins; optionally drop what the teacher scores too close to the positive; sample
+``negative_number`` of them, seeded per row; fill a short row with random passages that are neither
+positives, nor the query, nor chosen already.
+
+``run`` reads as its phases: load, encode, search, qualify, denoise, select, write, report. Each
+phase is a function that takes what it needs and returns what it made.
+
+Memory does not grow with the pool: its texts are an Arrow file (``io.pool``), its embeddings
+chunks on disk (``cache.embeddings.PoolEmbeddings``) that the exact search reads one at a time, and
+the output is written row by row (README, "Large pools: memory").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prep.cache.embeddings import CachedEncoder, PoolEmbeddings
+from prep.cache.store import Cache
+from prep.config.settings import settings_of
+from prep.io.atomic import atomic_file
+from prep.io.jsonl import check_training_row, read_jsonl, write_jsonl
+from prep.io.paths import input_paths
+from prep.io.pool import PassagePool, open_pool
+from prep.report.stats import describe, table
+from prep.retrieval import sampling
+from prep.retrieval.sampling import Candidate, MiningRules, RowResult
+from prep.steps.frame import StepRun
+
+log = logging.getLogger(__name__)
+
+PHASES = ("load", "encode", "search", "teacher", "sample", "write")
+
+
+@dataclass
+class Mining:
+    """What every phase of one mine run may use: its step frame (settings, timer, output), rules and cache."""
+
+    step: StepRun
+    rules: MiningRules
+    cache: Cache
+
+
+@dataclass
+class Corpus:
+    """The rows, the deduplicated pool they are mined from, and where each row's positives and query sit in it
+    (None: not in the pool); ``sources`` names the files they came from."""
+
+    rows: list[dict[str, Any]]
+    pool: PassagePool
+    positive_ids: list[list[int | None]]
+    query_ids: list[int | None]
+    sources: dict[str, str | None]
+
+    def excluded(self, index: int) -> set[int]:
+        """Pool ids a row may never take as negatives: its positives and its query."""
+        return {i for i in [*self.positive_ids[index], self.query_ids[index]] if i is not None}
+
+
+@dataclass
+class Embedded:
+    pool: PoolEmbeddings
+    queries: np.ndarray
+    query_key: str  # the queries' cache key, part of the search's
+    positive_similarities: list[list[float]]  # each row's similarity to each of its positives
+    encoded: dict[str, int]
+
+
+@dataclass
+class Searched:
+    similarities: np.ndarray
+    ids: np.ndarray
+    top_k: int
+    index: dict[str, Any]
+
+
+@dataclass
+class Qualified:
+    """Each row's candidates that passed the filters, and how many each filter removed."""
+
+    candidates: list[list[Candidate]]
+    removed: Counter
+    not_needed: int = 0  # with sampling_strategy=top and the teacher: candidates past those needed, never scored
+    teacher: dict[str, Any] | None = None
+
+
+@dataclass
+class Mined:
+    """What the phases after ``load`` made, for the report."""
+
+    embedded: Embedded
+    searched: Searched
+    qualified: Qualified
+    results: list[RowResult]
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    settings = settings_of(cfg)
+    mining = Mining(StepRun(settings, "mine", default_output="mined.jsonl"), MiningRules.from_settings(settings),
+                    Cache(settings.cache_dir, settings.cache))
+    teacher = None
+    if mining.rules.teacher_filter:
+        from prep.models.teacher import make_teacher
+
+        teacher = make_teacher(settings)  # a missing teacher model fails here, before any encoding
+    # The pool's texts (an Arrow file) and, with cache=false, its embeddings live in this folder.
+    with mining.step.work_dir(".mine-") as work_dir:
+        corpus = load(mining, Path(work_dir))
+        with corpus.pool:
+            embedded = encode(mining, corpus, Path(work_dir))
+            searched = search(mining, corpus, embedded)
+            qualified = qualify(mining, corpus, embedded, searched)
+            if teacher is not None:
+                qualified = denoise(mining, corpus, qualified, teacher)
+            results = select(mining, corpus, embedded, qualified)
+            write(mining, corpus, results)
+    return report(mining, corpus, Mined(embedded, searched, qualified, results))
+
+
+def load(mining: Mining, work_dir: Path) -> Corpus:
+    """The training rows (checked), the deduplicated pool (an Arrow file in ``work_dir``), and each row's
+    positives and query in it."""
+    input_path, pool_path = input_paths(mining.step.settings)
+    with mining.step.phase("load"):
+        rows = read_jsonl(input_path, check_training_row)
+        pool = open_pool(rows, pool_path, work_dir)
+    log.info("%d rows from %s; corpus of %d distinct passages%s", len(rows), input_path, len(pool),
+             f" from {pool_path}" if pool_path else " (pos and neg of the input)")
+    return Corpus(rows, pool, [[pool.id_of(text) for text in row["pos"]] for row in rows],
+                  [pool.id_of(row["query"]) for row in rows],
+                  {"input": str(input_path), "candidate_pool": str(pool_path) if pool_path else None})
+
+
+def encode(mining: Mining, corpus: Corpus, work_dir: Path) -> Embedded:
+    """The pool's embeddings (chunks on disk), the queries', and each row's similarity to its positives.
+
+    Positives outside the pool are encoded only for that similarity (the positive-aware margins and the
+    statistics)."""
+    settings = mining.step.settings
+    encoder = CachedEncoder(settings.miner, settings.hardware, mining.cache, mining.step.timer, settings.cache_dtype,
+                            settings.encode_chunk)
+    pool_embeddings = encoder.pool_embeddings(corpus.pool, work_dir)
+    outside = list(dict.fromkeys(text for row, ids in zip(corpus.rows, corpus.positive_ids)
+                                 for text, pid in zip(row["pos"], ids) if pid is None))
+    outside_embeddings = encoder.passages(outside) if outside else np.empty((0, 0), np.float32)
+    query_texts = [row["query"] for row in corpus.rows]
+    queries = encoder.queries(query_texts)
+    with mining.step.phase("sample"):
+        positives = positive_similarities(corpus, pool_embeddings, dict(zip(outside, outside_embeddings)), queries)
+    return Embedded(pool_embeddings, queries, encoder.key("queries", query_texts), positives, encoder.encoded)
+
+
+def positive_similarities(corpus: Corpus, pool_embeddings: PoolEmbeddings, outside: dict[str, np.ndarray],
+                          queries: np.ndarray) -> list[list[float]]:
+    """Each row's similarity to each of its positives, reading the pool's chunks once for all rows;
+    ``outside`` holds the embeddings of positives that are not in the pool."""
+    inside_ids = [pid for ids in corpus.positive_ids for pid in ids if pid is not None]
+    gathered = iter(pool_embeddings.rows(inside_ids) if inside_ids else ())
+    result = []
+    for index, (row, ids) in enumerate(zip(corpus.rows, corpus.positive_ids)):
+        vectors = [next(gathered) if pid is not None else outside[text] for text, pid in zip(row["pos"], ids)]
+        result.append([float(vector @ queries[index]) for vector in vectors])
+    return result
+
+
+def search(mining: Mining, corpus: Corpus, embedded: Embedded) -> Searched:
+    """The top ``B`` passages of each query (``B``: the rank window's end, clamped to the corpus)."""
+    from prep.cache.searches import CachedSearch
+
+    low, high = mining.rules.rank_window
+    top_k = min(high, len(corpus.pool))
+    if high > len(corpus.pool):
+        log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
+                    low, high, len(corpus.pool), top_k)
+    similarities, ids, index = CachedSearch(mining.step.settings, mining.cache, mining.step.timer, top_k).run(
+        embedded.pool, embedded.queries, embedded.query_key)
+    return Searched(similarities, ids, top_k, index)
+
+
+def qualify(mining: Mining, corpus: Corpus, embedded: Embedded, searched: Searched) -> Qualified:
+    """Each row's search results that pass the rank window, the exclusions, the similarity window and the
+    margins (``sampling.qualifying_candidates``)."""
+    rules = mining.rules
+    removed: Counter = Counter({name: 0 for name in sampling.FILTERS})
+    candidates = []
+    with mining.step.phase("sample"):
+        for index in range(len(corpus.rows)):
+            kept, removed_here = sampling.qualifying_candidates(
+                searched.ids[index], searched.similarities[index], rules.rank_window, rules.similarity_window,
+                corpus.excluded(index), positive_similarity=min(embedded.positive_similarities[index]),
+                relative_margin=rules.relative_margin, absolute_margin=rules.absolute_margin)
+            candidates.append(kept)
+            removed.update(removed_here)
+    return Qualified(candidates, removed)
+
+
+def denoise(mining: Mining, corpus: Corpus, qualified: Qualified, teacher: Any) -> Qualified:
+    """Drop candidates the teacher scores close to or above the row's positive (``retrieval.denoise``)."""
+    from prep.cache.scores import CachedScores
+    from prep.retrieval.denoise import denoise as teacher_denoise
+
+    with mining.step.phase("teacher"):
+        denoised = teacher_denoise(CachedScores(teacher, mining.cache), corpus.rows, corpus.pool,
+                                   qualified.candidates, mining.rules)
+    removed = Counter(qualified.removed)
+    removed["teacher"] += denoised.removed
+    return Qualified(denoised.kept, removed, denoised.not_needed, denoised.info)
+
+
+def select(mining: Mining, corpus: Corpus, embedded: Embedded, qualified: Qualified) -> list[RowResult]:
+    """Each row's negatives (``sampling.mine_row``), with the similarity of its random fills added."""
+    with mining.step.phase("sample"):
+        results = [sampling.mine_row(index, corpus.excluded(index), qualified.candidates[index], len(corpus.pool),
+                                     mining.rules) for index in range(len(corpus.rows))]
+        fills = [(index, pid) for index, r in enumerate(results) for pid in r.negative_ids[r.window_count:]]
+        if fills:
+            fill_embeddings = embedded.pool.rows([pid for _, pid in fills])
+            for (index, _), vector in zip(fills, fill_embeddings):
+                results[index].similarities.append(float(vector @ embedded.queries[index]))
+    return results
+
+
+def write(mining: Mining, corpus: Corpus, results: list[RowResult]) -> None:
+    """The rows with their new ``neg``, written as their texts are read from the pool: never held whole."""
+    step = mining.step
+    with step.phase("write"):
+        write_jsonl(step.output, ({**row, "neg": corpus.pool.take(result.negative_ids)}
+                                  for row, result in zip(corpus.rows, results)), overwrite=step.settings.overwrite)
+
+
+def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
+    """The summary (README, "Mining rules"), the log's tables, ``similarities.npz`` and ``similarity.png``."""
+    rules, results = mining.rules, mined.results
+    positives = [s for row_values in mined.embedded.positive_similarities for s in row_values]
+    negatives = [s for r in results for s in r.similarities]
+    summary = {
+        "rows": len(corpus.rows),
+        "corpus_size": len(corpus.pool),
+        "negatives": negative_counts(results, rules.negative_number),
+        "candidates": candidate_counts(mined.qualified),
+        "sampling_strategy": rules.sampling_strategy,
+        "teacher_filter": mined.qualified.teacher,
+        "similarity": {"positive": describe(positives), "negative": describe(negatives),
+                       "negative_window": describe([s for r in results for s in r.similarities[:r.window_count]])},
+        "negative_rank": describe([rank for r in results for rank in r.ranks]),
+        "searched_top_k": mined.searched.top_k,
+        "index": mined.searched.index,
+        "cache": mining.cache.stats(),
+        "encoded": mined.embedded.encoded,
+        **corpus.sources,
+    }
+    log_summary(summary)
+    write_similarities(mining.step, np.asarray(positives, dtype=np.float32), np.asarray(negatives, dtype=np.float32),
+                       f"{len(corpus.rows)} rows, ranks {rules.rank_window[0]}-{rules.rank_window[1]}, "
+                       f"similarity {rules.similarity_window or 'any'}")
+    return mining.step.finish(summary, PHASES)
+
+
+def negative_counts(results: list[RowResult], wanted: int) -> dict[str, Any]:
+    counts = [len(r.negative_ids) for r in results]
+    filled = [len(r.negative_ids) - r.window_count for r in results]
+    return {"mean": round(float(np.mean(counts)), 4), "min": int(min(counts)), "max": int(max(counts)),
+            "rows_short": sum(1 for c in counts if c < wanted), "filled_random": int(sum(filled)),
+            "rows_filled": sum(1 for f in filled if f)}
+
+
+def candidate_counts(qualified: Qualified) -> dict[str, Any]:
+    qualifying = sum(len(q) for q in qualified.candidates)
+    return {"in_window": sum(qualified.removed.values()) + qualifying + qualified.not_needed,
+            "removed": dict(qualified.removed), "qualifying": qualifying, "not_needed": qualified.not_needed}
+
+
+def log_summary(summary: dict[str, Any]) -> None:
+    similarity, negatives, candidates = summary["similarity"], summary["negatives"], summary["candidates"]
+    log.info("similarity to the query\n%s", table({"positives": similarity["positive"],
+                                                     "negatives": similarity["negative"],
+                                                     "  from window": similarity["negative_window"],
+                                                     "negative rank": summary["negative_rank"]}))
+    log.info("candidates in the rank window: %d; removed by %s; qualifying: %d", candidates["in_window"],
+             ", ".join(f"{name} {count}" for name, count in candidates["removed"].items()), candidates["qualifying"])
+    log.info("negatives per row: mean %.2f (min %d, max %d); rows short: %d; random fills: %d in %d rows",
+             negatives["mean"], negatives["min"], negatives["max"], negatives["rows_short"],
+             negatives["filled_random"], negatives["rows_filled"])
+
+
+def write_similarities(step: StepRun, positives: np.ndarray, negatives: np.ndarray, title: str) -> None:
+    """``similarities.npz`` (the sweep summary's plot reads it) and ``similarity.png`` in the run folder."""
+    from prep.report.plots import similarity_histogram
+
+    with atomic_file(step.run_dir / "similarities.npz", overwrite=True, binary=True) as handle:
+        np.savez(handle, positive=positives, negative=negatives)
+    similarity_histogram(step.run_dir / "similarity.png", positives, negatives, title)

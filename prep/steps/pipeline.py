@@ -1,0 +1,45 @@
+"""``step=pipeline``: mine, then score, then split, in one run folder, each output feeding the next.
+
+    RUN/mined.jsonl -> RUN/scored.jsonl -> RUN/split/NAME_len-L-R.jsonl
+    RUN/mine/, RUN/score/, RUN/split_step/ (each step's summary.json), and RUN/summary.json with all three
+
+``input`` is the training file to mine (the bundled sample by default); ``output`` is the split folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from prep.config.schema import Step
+from prep.config.settings import settings_of
+from prep.io import paths
+from prep.io.atomic import ensure_writable
+from prep.steps import mine, score, split
+from prep.steps.frame import StepRun
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    settings = settings_of(cfg)
+    step = StepRun(settings, "pipeline")
+    mined, scored = step.run_dir / "mined.jsonl", step.run_dir / "scored.jsonl"
+    split_dir = paths.user_path(settings.output) or step.run_dir / "split"
+    for path in (mined, scored):
+        ensure_writable(path, settings.overwrite)
+    stages = [(mine, Step.mine, "mine", {"output": str(mined)}),
+              (score, Step.score, "score", {"input": str(mined), "output": str(scored)}),
+              (split, Step.split, "split_step", {"input": str(scored), "output": str(split_dir)})]
+    summaries = {}
+    for module, name, folder, paths_of_stage in stages:
+        stage = dataclasses.replace(settings, step=name, run_dir=str(step.run_dir / folder), **paths_of_stage)
+        with step.phase(str(name)):
+            summaries[str(name)] = module.run(stage)
+    log.info("pipeline: %s -> %s -> %s", mined, scored, split_dir)
+    return step.finish({
+        "rows": summaries["mine"]["rows"],
+        "output": str(split_dir),
+        **{name: {k: v for k, v in s.items() if k not in ("config", "overrides")} for name, s in summaries.items()},
+    }, ("mine", "score", "split"))

@@ -1,0 +1,101 @@
+"""``step=score``: teacher scores (``pos_scores``, ``neg_scores``) for every passage of every row.
+
+Identical (query, passage) pairs are scored once, and scores are kept in the cache keyed by the
+teacher's identity and the pair, so re-scoring a re-mined file scores only its new pairs. Scores are
+written to the cache in chunks as they come, so a crash loses at most one chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prep.cache.scores import CachedScores
+from prep.cache.store import Cache
+from prep.config.settings import settings_of
+from prep.io import paths
+from prep.io.jsonl import FieldError, check_training_row, read_jsonl, write_jsonl
+from prep.models.teacher import make_teacher
+from prep.report.stats import describe, table
+from prep.steps.frame import StepRun
+
+if TYPE_CHECKING:
+    from prep.config.schema import Config
+
+log = logging.getLogger(__name__)
+
+PHASES = ("read", "score", "write")
+
+
+def check_scoring_row(row: dict[str, Any]) -> None:
+    """A mined row: ``neg`` is required; scores already present must match their passages."""
+    check_training_row(row, need_neg=True)
+    for side in ("pos", "neg"):
+        key = f"{side}_scores"
+        if key in row:
+            scores = row[key]
+            if not isinstance(scores, list) or not all(
+                isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores
+            ):
+                raise FieldError(key, "must be a list of numbers")
+            if len(scores) != len(row[side]):
+                raise FieldError(key, f"has {len(scores)} scores for {len(row[side])} passages in '{side}'")
+
+
+def default_input(settings: Config) -> Path:
+    """The newest ``step=mine`` output under the outputs folder, else the bundled mined sample."""
+    return paths.newest_output(settings, "mine", "mined.jsonl") or paths.SAMPLE_MINED
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    settings = settings_of(cfg)
+    step = StepRun(settings, "score", default_output="scored.jsonl")
+    teacher = make_teacher(settings)  # checks the model can be found before any data is read
+    input_path = paths.user_path(settings.input) or default_input(settings)
+    with step.phase("read"):
+        rows = read_jsonl(input_path, check_scoring_row)
+        pairs = distinct_pairs(rows)
+    log.info("%d rows from %s: %d pairs, %d distinct", len(rows), input_path, count_pairs(rows), len(pairs))
+    cache = Cache(settings.cache_dir, settings.cache)
+    scores = CachedScores(teacher, cache)
+    with step.phase("score"):
+        pair_scores = dict(zip(pairs, scores.scores(pairs)))
+    with step.phase("write"):
+        scored_rows = [with_scores(row, pair_scores) for row in rows]
+        write_jsonl(step.output, scored_rows, overwrite=settings.overwrite)
+    return report(step, scored_rows, scores, cache, input_path)
+
+
+def distinct_pairs(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Every (query, passage) pair of the rows, each once, in first-seen order."""
+    return list(dict.fromkeys((row["query"], passage) for row in rows for passage in (*row["pos"], *row["neg"])))
+
+
+def count_pairs(rows: list[dict[str, Any]]) -> int:
+    return sum(len(row["pos"]) + len(row["neg"]) for row in rows)
+
+
+def with_scores(row: dict[str, Any], pair_scores: dict[tuple[str, str], float]) -> dict[str, Any]:
+    """The row with ``pos_scores`` and ``neg_scores`` (replaced if present; other keys kept in place)."""
+    query = row["query"]
+    return {**row, "pos_scores": [pair_scores[(query, p)] for p in row["pos"]],
+            "neg_scores": [pair_scores[(query, p)] for p in row["neg"]]}
+
+
+def report(step: StepRun, scored_rows: list[dict[str, Any]], scores: CachedScores, cache: Cache,
+           input_path: Path) -> dict[str, Any]:
+    statistics = {"positive": describe([s for r in scored_rows for s in r["pos_scores"]]),
+                  "negative": describe([s for r in scored_rows for s in r["neg_scores"]])}
+    log.info("teacher scores\n%s", table({"positives": statistics["positive"], "negatives": statistics["negative"]}))
+    return step.finish({
+        "rows": len(scored_rows),
+        "pairs": count_pairs(scored_rows),
+        "pairs_distinct": scores.pairs,
+        "pairs_cached": scores.pairs - scores.pairs_scored,
+        "pairs_scored": scores.pairs_scored,
+        "teacher": scores.teacher.description,
+        "scores": statistics,
+        "cache": cache.stats(),
+        "input": str(input_path),
+    }, PHASES)

@@ -1,0 +1,345 @@
+"""``step=split``: training rows into length buckets, FlagEmbedding's ``split_data_by_length.py`` in one pass.
+
+A row's length is the longest tokenized text among its ``query``, ``pos`` and ``neg`` (token ids with
+special tokens, no truncation). With ``length_list`` ``[l0, l1, ..., ln]`` (sorted), a row of length L
+goes to ``[l_i, l_i+1)`` and the last bucket is open (``[ln, inf)``). Input ``NAME.jsonl`` gives
+``DIR/NAME_len-L-R.jsonl``. Rows are streamed in chunks, and each row's original line is written
+unchanged, so every key survives byte for byte and memory stays bounded whatever the file size.
+Tokenization runs in the tokenizer's Rust backend, batched, on ``num_proc`` threads of our own (the
+backend's own thread pool is sized once per process, so it could not honour ``num_proc`` after mining
+had used it, as in ``step=pipeline``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from prep.config.settings import settings_of
+from prep.errors import DataError, UsageError
+from prep.io import paths
+from prep.io.jsonl import check_training_row, parse_line
+from prep.steps.frame import StepRun
+
+if TYPE_CHECKING:
+    from prep.config.schema import SplitterConfig
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 2000
+
+
+def parse_length_list(values: Any) -> list[int]:
+    """Sorted, distinct, non-negative whole boundaries; an unsorted list is sorted (as FlagEmbedding)."""
+    values = list(values)
+    if not values:
+        raise UsageError("splitter.length_list is empty: give at least one boundary, e.g. [0, 500, 1000]")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"splitter.length_list: {value!r} is not a whole number >= 0 (got {values})")
+    ordered = sorted(values)
+    if len(set(ordered)) != len(ordered):
+        raise UsageError(f"splitter.length_list: boundaries repeat, so a bucket would be empty (got {values})")
+    return ordered
+
+
+def bucket_names(stem: str, bounds: list[int]) -> list[str]:
+    """File names of the buckets of one input, the last one open-ended (``inf``)."""
+    edges = [*bounds[1:], "inf"]
+    return [f"{stem}_len-{low}-{high}.jsonl" for low, high in zip(bounds, edges)]
+
+
+def bucket_of(length: int, bounds: list[int]) -> int | None:
+    """Index of the bucket ``[l_i, l_i+1)`` holding ``length``; None below the first boundary."""
+    index = bisect.bisect_right(bounds, length) - 1
+    return index if index >= 0 else None
+
+
+def input_files(path: Path) -> list[Path]:
+    """A file, or every ``.jsonl`` of a folder (sorted); other files are skipped with a message."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(path, None, "no such file or folder")
+    files = []
+    for entry in sorted(path.iterdir()):
+        if entry.is_file() and entry.suffix == ".jsonl":
+            files.append(entry)
+        elif not entry.name.startswith("."):
+            log.info("skipping %s: not a .jsonl file", entry)
+    if not files:
+        raise DataError(path, None, "holds no .jsonl file")
+    return files
+
+
+def _tokenizer_file(splitter: SplitterConfig) -> Path | None:
+    """The model's ``tokenizer.json`` (local folder or Hugging Face cache), when there is one."""
+    folder = Path(splitter.model_name_or_path).expanduser()
+    if folder.is_dir():
+        candidate = folder / "tokenizer.json"
+        return candidate if candidate.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(splitter.model_name_or_path, "tokenizer.json", cache_dir=splitter.cache_dir)
+    return Path(found) if isinstance(found, str) else None
+
+
+def load_tokenizer(splitter: SplitterConfig):
+    """A fast (Rust) tokenizer with truncation and padding off (tokenizer.json may set them).
+
+    Read straight from ``tokenizer.json`` with the ``tokenizers`` library when the model has one
+    (importing transformers alone takes seconds); else through transformers' ``AutoTokenizer``.
+    """
+    from prep.models.sources import check_model_source
+
+    check_model_source(splitter.model_name_or_path, "splitter.model_name_or_path", splitter.cache_dir)
+    tokenizer_file = _tokenizer_file(splitter)
+    if tokenizer_file is not None:
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_file(str(tokenizer_file))
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(splitter.model_name_or_path, cache_dir=splitter.cache_dir,
+                                                  trust_remote_code=splitter.trust_remote_code, use_fast=True)
+        if not tokenizer.is_fast:
+            raise UsageError(f"splitter.model_name_or_path: {splitter.model_name_or_path} has no fast tokenizer")
+        backend = tokenizer.backend_tokenizer
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
+
+
+@contextmanager
+def own_threads() -> Iterator[None]:
+    """Within the block, the tokenizers library tokenizes each batch on the calling thread only (its
+    ``TOKENIZERS_PARALLELISM`` switch, read at every call), so ``TextLengths``' threads are all there is.
+    The variable is restored afterwards."""
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
+class TextLengths:
+    """Token counts of texts, each distinct text tokenized once, on ``threads`` threads.
+
+    Training files repeat passages heavily (mined negatives come from one pool), so most lookups hit.
+    The memo is emptied when it holds ``limit`` texts, which bounds memory on any file. The Rust
+    backend releases the GIL while it tokenizes, so threads run in parallel; use it inside ``own_threads``.
+    """
+
+    def __init__(self, backend: Any, threads: int = 1, limit: int = 500_000):
+        self.backend, self.threads, self.limit = backend, threads, limit
+        self.known: dict[str, int] = {}
+        self.tokenized = 0
+
+    def _count(self, texts: list[str]) -> list[int]:
+        parts = [texts[start::self.threads] for start in range(min(self.threads, len(texts)))]
+        if len(parts) <= 1:
+            return [len(e) for e in self.backend.encode_batch_fast(texts, add_special_tokens=True)]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            counted = list(pool.map(lambda part: [len(e) for e in self.backend.encode_batch_fast(
+                part, add_special_tokens=True)], parts))
+        lengths = [0] * len(texts)
+        for start, values in enumerate(counted):
+            lengths[start::len(parts)] = values
+        return lengths
+
+    def of(self, texts: list[str]) -> list[int]:
+        new = list(dict.fromkeys(t for t in texts if t not in self.known))
+        if new and len(self.known) + len(new) > self.limit:
+            self.known.clear()
+            new = list(dict.fromkeys(texts))
+        if new:
+            self.known.update(zip(new, self._count(new)))
+            self.tokenized += len(new)
+        return [self.known[t] for t in texts]
+
+
+def _chunks(path: Path) -> Iterator[tuple[list[int], list[str]]]:
+    """(line numbers, lines) of up to CHUNK_ROWS non-blank lines."""
+    numbers: list[int] = []
+    lines: list[str] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            numbers.append(number)
+            lines.append(line if line.endswith("\n") else line + "\n")
+            if len(lines) == CHUNK_ROWS:
+                yield numbers, lines
+                numbers, lines = [], []
+    if lines:
+        yield numbers, lines
+
+
+def _parse(path: Path, numbers: list[int], lines: list[str]) -> list[list[str]]:
+    """Each row's texts (query, pos..., neg...), checked; errors name the file, line and field."""
+    texts = []
+    for number, line in zip(numbers, lines):
+        row = parse_line(path, number, line, check_training_row)
+        texts.append([row["query"], *row["pos"], *row.get("neg", [])])
+    return texts
+
+
+@dataclass
+class FileResult:
+    path: Path
+    rows: int = 0
+    texts: int = 0
+    length_sum: int = 0
+    below_first: int = 0
+    bucket_rows: list[int] = field(default_factory=list)
+    temp_paths: list[Path | None] = field(default_factory=list)
+    started: float = 0.0
+    ended: float = 0.0
+
+
+def split_file(path: Path, out_dir: Path, bounds: list[int], lengths: TextLengths) -> FileResult:
+    """Stream one file into temporary bucket files beside their targets (renamed later)."""
+    result = FileResult(path, bucket_rows=[0] * len(bounds), temp_paths=[None] * len(bounds), started=time.time())
+    handles: list[TextIO | None] = [None] * len(bounds)
+    try:
+        for numbers, lines in _chunks(path):
+            texts = _parse(path, numbers, lines)
+            text_lengths = lengths.of([t for row in texts for t in row])
+            position = 0
+            for line, row in zip(lines, texts):
+                length = max(text_lengths[position:position + len(row)])
+                position += len(row)
+                result.rows += 1
+                result.texts += len(row)
+                result.length_sum += length
+                index = bucket_of(length, bounds)
+                if index is None:
+                    result.below_first += 1
+                    continue
+                if handles[index] is None:
+                    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=out_dir, prefix=".split.",
+                                                         suffix=".tmp", delete=False)
+                    handles[index], result.temp_paths[index] = handle, Path(handle.name)
+                handles[index].write(line)
+                result.bucket_rows[index] += 1
+        if result.rows == 0:
+            raise DataError(path, None, "holds no rows")
+    except BaseException:
+        for handle, temp in zip(handles, result.temp_paths):
+            if handle is not None:
+                handle.close()
+                temp.unlink(missing_ok=True)
+        raise
+    for handle in handles:
+        if handle is not None:
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+    result.ended = time.time()
+    return result
+
+
+def _discard(results: list[FileResult]) -> None:
+    for result in results:
+        for temp in result.temp_paths:
+            if temp is not None:
+                temp.unlink(missing_ok=True)
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    settings = settings_of(cfg)
+    splitter = settings.splitter
+    bounds = parse_length_list(splitter.length_list)
+    if bounds != list(splitter.length_list):
+        log.info("splitter.length_list %s sorted to %s", list(splitter.length_list), bounds)
+    step = StepRun(settings, "split")
+    input_path = paths.user_path(settings.input) or paths.SAMPLE_MINED
+    out_dir = paths.user_path(settings.output) or step.run_dir / "split"
+    files = input_files(input_path)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"output: {out_dir} is a file; step=split writes a folder")
+    with step.phase("load"):
+        lengths = TextLengths(load_tokenizer(splitter), threads=splitter.num_proc)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with step.phase("split"), own_threads():
+        results = split_files(files, out_dir, bounds, lengths)
+    with step.phase("write"):
+        report = [place_buckets(result, out_dir, bounds, bool(splitter.overwrite or settings.overwrite))
+                  for result in results]
+        for entry in report:
+            with open(out_dir / splitter.log_name, "a", encoding="utf-8") as log_file:
+                log_file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    for entry in report:
+        log.info("%s: %s", entry["file"], ", ".join(f"{k}: {v}" for k, v in entry["buckets"].items()) or "no rows")
+    texts = sum(r.texts for r in results)
+    seconds = step.timer.seconds()
+    return step.finish({
+        "rows": sum(r.rows for r in results),
+        "texts": texts,
+        "texts_tokenized": lengths.tokenized,
+        "texts_per_second": round(texts / seconds["split"], 1) if seconds.get("split") else None,
+        "length_list": bounds,
+        "files": report,
+        "input": str(input_path),
+        "output": str(out_dir),
+    }, ("load", "split", "write"))
+
+
+def split_files(files: list[Path], out_dir: Path, bounds: list[int], lengths: TextLengths) -> list[FileResult]:
+    """Every file into temporary bucket files; one bad file and nothing of any file is kept."""
+    results: list[FileResult] = []
+    try:
+        for path in files:
+            results.append(split_file(path, out_dir, bounds, lengths))
+            log.info("%s: %d rows", path, results[-1].rows)
+    except BaseException:
+        _discard(results)
+        raise
+    return results
+
+
+def place_buckets(result: FileResult, out_dir: Path, bounds: list[int], overwrite: bool) -> dict[str, Any]:
+    """Rename one file's temporary buckets onto their names (an existing bucket is skipped unless
+    ``overwrite``); returns the file's line for ``.split_log``."""
+    names = bucket_names(result.path.stem, bounds)
+    written, skipped = {}, []
+    for name, rows, temp in zip(names, result.bucket_rows, result.temp_paths):
+        if temp is None:
+            continue
+        target = out_dir / name
+        if target.exists() and not overwrite:
+            log.warning("%s exists: skipped (splitter.overwrite=true replaces it)", target)
+            temp.unlink()
+            skipped.append(name)
+            continue
+        os.replace(temp, target)
+        written[name] = rows
+    return {
+        "file": result.path.name,
+        "path": str(result.path),
+        "size_bytes": result.path.stat().st_size,
+        "rows": result.rows,
+        "average_length": round(result.length_sum / result.rows, 2),
+        "start": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result.started)),
+        "end": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result.ended)),
+        "buckets": {name: rows for name, rows in zip(names, result.bucket_rows) if rows},
+        "written": written,
+        "skipped_existing": skipped,
+        "below_first_boundary": result.below_first,
+    }

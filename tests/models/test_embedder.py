@@ -1,0 +1,111 @@
+"""Our forward loop gives FlagEmbedding's own embeddings (pooling, normalisation, instructions)."""
+
+import numpy as np
+import pytest
+
+from prep.io.jsonl import read_jsonl
+from prep.io.paths import SAMPLE_POOL, SAMPLE_TRAIN
+from prep.models import embedder as embed
+from prep.models import runtime
+from tests.conftest import compose_config
+
+
+@pytest.fixture(scope="module")
+def texts():
+    return [r["text"] for r in read_jsonl(SAMPLE_POOL)][:40], [r["query"] for r in read_jsonl(SAMPLE_TRAIN)][:40]
+
+
+@pytest.mark.parametrize("overrides", [
+    [],
+    ["miner.pooling_method=cls", "miner.normalize_embeddings=false", "miner.batch_size=7",
+     "hardware.max_batch_tokens=300"],
+    ["miner.query_instruction_for_retrieval=query: ", "miner.passage_instruction_for_retrieval=passage: "],
+])
+def test_our_loop_matches_flagembedding(texts, overrides):
+    passages, queries = texts
+    cfg = compose_config([*overrides, "hardware.use_bf16=false"])  # FlagEmbedding runs fp32 on the CPU
+    embedder = embed.load_embedder(cfg.miner, cfg.hardware)
+    ours_p = embed.encode_passages(embedder, cfg.miner, cfg.hardware, passages)
+    ours_q = embed.encode_queries(embedder, cfg.miner, cfg.hardware, queries)
+    theirs_p = embedder.encode_corpus(passages, batch_size=16)
+    theirs_q = embedder.encode_queries(queries, batch_size=16)
+    assert ours_p.shape == (40, 384) and ours_p.dtype == np.float32
+    np.testing.assert_allclose(ours_p, theirs_p, atol=1e-5)
+    np.testing.assert_allclose(ours_q, theirs_q, atol=1e-5)
+    norms = np.linalg.norm(ours_p, axis=1)
+    if cfg.miner.normalize_embeddings:
+        np.testing.assert_allclose(norms, 1, atol=1e-5)
+    else:
+        assert not np.allclose(norms, 1, atol=1e-3)
+
+
+def test_chunked_tokenization_gives_the_same_embeddings(texts, monkeypatch):
+    passages, _ = texts
+    cfg = compose_config(["hardware.use_bf16=false"])
+    embedder = embed.load_embedder(cfg.miner, cfg.hardware)
+    whole = embed.encode_passages(embedder, cfg.miner, cfg.hardware, passages)
+    monkeypatch.setattr(embed, "TOKENIZE_CHUNK", 7)  # 40 texts: six chunks, the last one short
+    chunked = embed.encode_passages(embedder, cfg.miner, cfg.hardware, passages)
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)
+
+
+def test_instructions_change_the_embeddings(texts):
+    passages, _ = texts
+    plain = compose_config()
+    prefixed = compose_config(["miner.passage_instruction_for_retrieval=passage: "])
+    embedder = embed.load_embedder(plain.miner, plain.hardware)
+    a = embed.encode_passages(embedder, plain.miner, plain.hardware, passages[:5])
+    b = embed.encode_passages(embedder, prefixed.miner, prefixed.hardware, passages[:5])
+    assert not np.allclose(a, b, atol=1e-3)
+    assert embed.with_instruction(embedder, ["x"], "passage: ", "{}{}") == ["passage: x"]
+    assert embed.with_instruction(embedder, ["x"], None, "{}{}") == ["x"]
+
+
+def test_token_batches_cap_count_and_padded_tokens():
+    lengths = [512, 500, 300, 100, 100, 100, 10, 10, 10, 10]
+    batches = embed.token_batches(lengths, batch_size=4, max_tokens=1024)
+    assert batches == [(0, 2), (2, 5), (5, 9), (9, 10)]
+    for start, end in batches:
+        assert end - start <= 4 and (end - start) * lengths[start] <= 1024 or end - start == 1
+    assert embed.token_batches([4000], batch_size=8, max_tokens=1024) == [(0, 1)]  # one text never splits
+    assert embed.token_batches([], batch_size=8, max_tokens=1024) == []
+
+
+@pytest.mark.parametrize("setting, devices, flags, expected", [
+    (True, "cpu", set(), True),
+    (False, "cpu", {"amx_bf16"}, False),
+    ("auto", "cpu", {"avx512f", "amx_bf16", "amx_tile"}, True),
+    ("auto", "cpu", {"avx512f", "avx512_bf16"}, True),
+    ("auto", "cpu", {"avx2", "avx512f"}, False),
+    ("auto", "cuda:0", {"amx_bf16"}, False),  # GPUs take use_fp16
+])
+def test_bf16_auto_follows_the_cpu_flags(setting, devices, flags, expected):
+    from omegaconf import OmegaConf
+
+    hardware = OmegaConf.create({"use_bf16": setting, "devices": devices, "use_fp16": False})
+    assert runtime.use_bf16(hardware, flags) is expected
+
+
+def test_bf16_auto_is_logged_with_its_reason(monkeypatch):
+    from omegaconf import OmegaConf
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx2"})
+    hardware = OmegaConf.create({"use_bf16": "auto", "devices": "cpu", "use_fp16": False})
+    assert runtime.describe_dtype(hardware) == "fp32 (hardware.use_bf16=auto: this CPU has neither AMX nor AVX512-BF16)"
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: {"amx_bf16"})
+    assert runtime.describe_dtype(hardware) == "bf16 (hardware.use_bf16=auto: this CPU has amx_bf16)"
+
+
+def test_bf16_and_fp32_neighbours_agree_on_the_sample():
+    passages = [r["text"] for r in read_jsonl(SAMPLE_POOL)]
+    queries = [r["query"] for r in read_jsonl(SAMPLE_TRAIN)]
+    neighbours = {}
+    for setting in ("false", "true"):
+        cfg = compose_config([f"hardware.use_bf16={setting}"])
+        embedder = embed.load_embedder(cfg.miner, cfg.hardware)
+        p = embed.encode_passages(embedder, cfg.miner, cfg.hardware, passages)
+        q = embed.encode_queries(embedder, cfg.miner, cfg.hardware, queries)
+        neighbours[setting] = (np.argsort(-(q @ p.T), axis=1)[:, :20], q @ p.T)
+    overlap = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(neighbours["false"][0], neighbours["true"][0])])
+    assert overlap >= 0.95
+    assert np.abs(neighbours["false"][1] - neighbours["true"][1]).mean() < 0.01

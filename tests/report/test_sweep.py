@@ -1,0 +1,78 @@
+"""A multirun over similarity windows: one encode, then a summary table and plots."""
+
+import csv
+import json
+
+import pytest
+
+from prep.io.jsonl import read_jsonl
+from prep.io.paths import SAMPLE_TRAIN
+from prep.report.sweep import COLUMNS, markdown_table
+from tests.conftest import CONF_DIR, compose_config, run_cli, write_jsonl
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_three_job_sweep_encodes_once_and_is_summarised(tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", read_jsonl(SAMPLE_TRAIN)[:40])
+    result = run_cli("-m", "step=mine", f"input={data}", "miner.similarity_range=[0.0,0.9],[0.1,0.6],[0.2,0.5]",
+                     "miner.range_for_sampling=2-60", "miner.negative_number=5", f"cache_dir={tmp_path / 'cache'}",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    summaries = [json.loads((sweep / str(job) / "summary.json").read_text()) for job in range(3)]
+    assert summaries[0]["encoded"]["passages"] > 0
+    for later in summaries[1:]:
+        assert later["encoded"] == {"queries": 0, "passages": 0}
+        assert later["cache"]["misses"] == 0
+    with open(sweep / "sweep_summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["job"] for r in rows] == ["0", "1", "2"]
+    assert list(rows[0]) == COLUMNS
+    assert rows[1]["overrides"] == "miner.similarity_range=[0.1,0.6]"  # only what varies between jobs
+    assert float(rows[2]["neg_sim_mean"]) > float(rows[0]["neg_sim_mean"])  # a narrower, harder window
+    assert int(rows[2]["filled_random"]) >= int(rows[0]["filled_random"])
+    markdown = (sweep / "sweep_summary.md").read_text()
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| job | overrides | rows |") and len(table) == 5
+    assert "miner.negative_number=5" in markdown.split("| job")[0]  # shared overrides, said once
+    for png in [sweep / "sweep_similarity.png", *(sweep / str(j) / "similarity.png" for j in range(3))]:
+        assert png.read_bytes()[:8] == PNG_SIGNATURE and png.stat().st_size > 2000
+
+
+def test_markdown_escapes_pipes_and_leaves_missing_values_empty():
+    row = {c: None for c in COLUMNS} | {"job": "0", "overrides": "a=|b"}
+    assert "| 0 | a=\\|b |" in markdown_table([row])
+
+
+def test_ready_sweeps_compose():
+    for path in sorted((CONF_DIR / "sweep").glob("*.yaml")):
+        # Hydra reads "@package" only before any other comment; the command comes right after it.
+        assert path.read_text().splitlines()[:2][0] == "# @package _global_"
+        assert path.read_text().splitlines()[1].startswith("# python run.py +sweep=")
+        cfg = compose_config([f"+sweep={path.stem}"], with_hydra=True)
+        assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+        assert cfg.hydra.sweeper.params.step == "mine"
+        assert set(cfg.hydra.sweeper.params) > {"step"}
+
+
+@pytest.mark.slow
+def test_parallel_jobs_share_a_cold_cache_safely(tmp_path):
+    """Two joblib jobs encode into one cold cache at once; a later run trusts what they left."""
+    data = write_jsonl(tmp_path / "train.jsonl", read_jsonl(SAMPLE_TRAIN)[:30])
+    cache = tmp_path / "cache"
+    result = run_cli("-m", "step=mine", f"input={data}", "seed=1,2", "miner.range_for_sampling=2-40",
+                     "miner.negative_number=4", f"cache_dir={cache}", "hydra/launcher=joblib",
+                     "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list(cache.rglob("*.tmp"))
+    again = run_cli("step=mine", f"input={data}", "seed=2", "miner.range_for_sampling=2-40",
+                    "miner.negative_number=4", f"cache_dir={cache}", f"output={tmp_path / 'again.jsonl'}",
+                    f"run_dir={tmp_path / 'again'}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert summary["encoded"] == {"queries": 0, "passages": 0} and summary["cache"]["misses"] == 0
+    job_output = next(p for p in (tmp_path / "sweep").glob("*/mined.jsonl")
+                      if "seed=2" in json.loads((p.parent / "summary.json").read_text())["overrides"])
+    assert (tmp_path / "again.jsonl").read_bytes() == job_output.read_bytes()
