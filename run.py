@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 
 import hydra
 from omegaconf import DictConfig
@@ -14,11 +16,19 @@ register()
 log = logging.getLogger("prep")
 
 
+def stop(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler's or a user's kill) ends the run as an exception does: temporary folders and
+    half-written outputs are removed on the way out."""
+    raise SystemExit(128 + signum)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from prep.errors import PrepError
     from prep.steps import run_step
 
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
     try:
         summary = run_step(cfg)
     except PrepError as exc:

@@ -92,3 +92,31 @@ def tiny_decoder_reranker(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_embedders(tmp_path_factory):
+    """Randomly initialised models of each embedder class's shape, with MiniLM's tokenizer, saved as folders:
+    encoder-only (BERT), encoder-only-m3 (XLM-RoBERTa, as bge-m3), decoder-only and icl (Llama)."""
+    import torch
+    from transformers import BertConfig, BertModel, LlamaConfig, LlamaModel, XLMRobertaConfig, XLMRobertaModel
+
+    tokenizer = _minilm_tokenizer()
+    shape = {"vocab_size": tokenizer.vocab_size, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 64}
+    models = {
+        "encoder-only-base": BertModel(BertConfig(**shape, max_position_embeddings=512)),
+        "encoder-only-m3": XLMRobertaModel(XLMRobertaConfig(**shape, max_position_embeddings=514,
+                                                            pad_token_id=tokenizer.pad_token_id)),
+        "decoder-only-base": LlamaModel(LlamaConfig(**shape, num_key_value_heads=2, max_position_embeddings=1024,
+                                                    pad_token_id=tokenizer.pad_token_id)),
+    }
+    folders = {}
+    for name, model in models.items():
+        torch.manual_seed(0)
+        model.init_weights()
+        folders[name] = tmp_path_factory.mktemp(name)
+        model.save_pretrained(folders[name])
+        tokenizer.save_pretrained(folders[name])
+    folders["decoder-only-icl"] = folders["decoder-only-base"]
+    return folders

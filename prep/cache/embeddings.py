@@ -83,7 +83,7 @@ class CachedEncoder:
 
     def _encode(self, side: str, texts: list[str]) -> np.ndarray:
         key = self.key(side, texts)
-        found = self.entries.get(key)
+        found = self.entries.get(key, ("embeddings",))
         if found is not None:
             if side == "passages":
                 self.chunks["cached"] += 1
@@ -139,26 +139,38 @@ class CachedEncoder:
                 log.info("passages %d-%d of %d (chunk %d of %d)", start, start + len(texts), len(pool), number + 1,
                          len(starts))
             keys.append(self.key("passages", texts))
-            load, dim = self._chunk_loader(keys[-1], texts, Path(spill_dir), dim)
+            load, dim = self._chunk_loader(keys[-1], (pool, start, start + len(texts)), Path(spill_dir), dim)
             loaders.append((start, len(texts), load))
         return PoolEmbeddings(loaders, dim, fingerprint(keys))
 
-    def _chunk_loader(self, key: str, texts: list[str], spill_dir: Path,
+    def _chunk_loader(self, key: str, chunk: tuple[Any, int, int], spill_dir: Path,
                       dim: int) -> tuple[Callable[[], np.ndarray], int]:
-        """A function that reads one chunk back, and the dimension. The chunk is encoded now unless the cache
-        holds it; while the dimension is unknown (``dim`` 0, the first chunk) it is read to learn it."""
+        """A function that reads one chunk (pool, first id, end) back, and the dimension. The chunk is encoded
+        now unless the cache holds it; while the dimension is unknown (``dim`` 0, the first chunk) it is read
+        to learn it."""
+        pool, start, end = chunk
         if dim and self.entries.has(key):
             self.chunks["cached"] += 1
         else:
-            values = self._encode("passages", texts)
+            values = self._encode("passages", pool.texts(start, end))
             dim = values.shape[1]
             if not self.entries.cache.enabled:
                 spill_dir.mkdir(parents=True, exist_ok=True)
                 np.save(spill_dir / f"{key}.npy", values)
             del values
         if self.entries.cache.enabled:
-            return functools.partial(self.entries.load, key, "embeddings"), dim
+            return functools.partial(self._read_chunk, key, chunk), dim
         return functools.partial(np.load, spill_dir / f"{key}.npy", mmap_mode="r"), dim
+
+    def _read_chunk(self, key: str, chunk: tuple[Any, int, int]) -> np.ndarray:
+        """A cached chunk, read when the search reaches it; one that went missing or was damaged since the run
+        looked (another job cleaned the cache, a disk error) is encoded again, here, in this run."""
+        found = self.entries.read(key, ("embeddings",))
+        if found is not None:
+            return found["embeddings"]
+        pool, start, end = chunk
+        log.warning("embedding chunk of passages %d-%d is missing from the cache: encoding it again", start, end)
+        return self._encode("passages", pool.texts(start, end))
 
 
 class PoolEmbeddings:

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from prep.cache.identity import fingerprint
-from prep.errors import CacheError
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +52,16 @@ class Cache:
         return self.root / namespace / key[:2] / f"{key}.npz"
 
     @staticmethod
-    def read(path: Path) -> dict[str, np.ndarray] | None:
-        """The arrays of an entry file, or None when it is absent or does not load (then it is removed)."""
+    def read(path: Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+        """The arrays of an entry file, or None when it is absent, does not load, or lacks one of the
+        ``required`` arrays (then it is removed, to be rebuilt)."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                return {name: data[name] for name in data.files}
+                found = {name: data[name] for name in data.files}
+            missing = [name for name in required if name not in found]
+            if missing:
+                raise ValueError(f"it lacks the array {missing[0]!r}")
+            return found
         except FileNotFoundError:
             return None
         except Exception as exc:  # a corrupt or truncated entry: never trusted, rebuilt
@@ -72,25 +76,18 @@ class Cache:
         with atomic_file(path, overwrite=True, binary=True) as handle:
             np.savez(handle, **arrays)
 
-    def get(self, namespace: str, key: str) -> dict[str, np.ndarray] | None:
-        """The arrays stored under ``key``, or None (a miss)."""
-        found = self.read(self.path(namespace, key)) if self.enabled else None
+    def get(self, namespace: str, key: str, required: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+        """The arrays stored under ``key`` (with every ``required`` one), or None (a miss)."""
+        found = self.read(self.path(namespace, key), required) if self.enabled else None
         self.count(hits=found is not None, misses=found is None)
         return found
 
     def has(self, namespace: str, key: str) -> bool:
-        """Whether an entry exists, counted as a hit when it does; ``load`` reads it later."""
+        """Whether an entry exists, counted as a hit when it does; it is read later (``read``), and rebuilt
+        then if it turns out to be damaged."""
         found = self.enabled and self.path(namespace, key).is_file()
         self.count(hits=found)
         return found
-
-    def load(self, namespace: str, key: str, name: str) -> np.ndarray:
-        """Array ``name`` of an entry that ``has`` found; an entry gone or corrupt since is an error."""
-        found = self.read(self.path(namespace, key))
-        if found is None:
-            raise CacheError(f"cache entry {self.path(namespace, key)} was removed or damaged during this run; "
-                             "run the command again to rebuild it")
-        return found[name]
 
     def put(self, namespace: str, key: str, arrays: dict[str, np.ndarray]) -> None:
         if self.enabled:
@@ -116,14 +113,15 @@ class ArrayEntries(Entries):
 
     namespace = "embeddings"
 
-    def get(self, key: str) -> dict[str, np.ndarray] | None:
-        return self.cache.get(self.namespace, key)
+    def get(self, key: str, required: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+        return self.cache.get(self.namespace, key, required)
 
     def has(self, key: str) -> bool:
         return self.cache.has(self.namespace, key)
 
-    def load(self, key: str, name: str) -> np.ndarray:
-        return self.cache.load(self.namespace, key, name)
+    def read(self, key: str, required: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+        """An entry that ``has`` found, read now (not counted again); None when it is gone or damaged."""
+        return self.cache.read(self.cache.path(self.namespace, key), required)
 
     def put(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         self.cache.put(self.namespace, key, arrays)
@@ -140,7 +138,7 @@ class SearchEntries(Entries):
         if cache.enabled and (folder := cache.root / self.namespace / key).is_dir():
             depths = sorted(int(p.stem) for p in folder.glob("*.npz") if p.stem.isdigit() and int(p.stem) >= top_k)
             for depth in depths:
-                found = cache.read(folder / f"{depth}.npz")
+                found = cache.read(folder / f"{depth}.npz", ("similarities", "ids"))
                 if found is not None:
                     cache.count(hits=1)
                     return found["similarities"][:, :top_k], found["ids"][:, :top_k]
@@ -168,7 +166,7 @@ class ScoreEntries(Entries):
             return scores
         folder = self.folder()
         for shard in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
-            found = self.cache.read(shard)
+            found = self.cache.read(shard, ("keys", "scores"))
             if found is not None and found["keys"].ndim == 2 and len(found["keys"]) == len(found["scores"]):
                 scores.update(zip(map(bytes, found["keys"]), found["scores"].tolist()))
         return scores

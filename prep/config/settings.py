@@ -61,6 +61,9 @@ def check(settings: Config) -> None:
         _positive(getattr(miner, key), f"miner.{key}")
     if miner.index_nlist is not None:
         _positive(miner.index_nlist, "miner.index_nlist")
+    if str(miner.model_class or "").startswith("decoder-only") and miner.pooling_method not in (None, "last_token"):
+        raise UsageError(f"miner.pooling_method={miner.pooling_method} with miner.model_class={miner.model_class}: "
+                         "decoder-only embedders pool the last token; pass miner.pooling_method=null")
     hardware = settings.hardware
     if hardware.use_bf16 not in (True, False, "auto"):
         raise UsageError(f"hardware.use_bf16: '{hardware.use_bf16}' is not true, false or auto")

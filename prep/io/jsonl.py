@@ -1,15 +1,27 @@
-"""JSON-lines rows: reading them, checking each (errors name the file, line and field), writing them."""
+"""JSON-lines rows: reading them, checking each (errors name the file, line and field), writing them.
+
+Files are read as bytes and each line decoded as strict UTF-8, so a bad byte is an error naming its
+line, not a traceback. Rows are parsed by ``rawjson.parse_object``: keys we do not change are written
+back exactly as they came.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from prep.errors import DataError
 from prep.io.atomic import atomic_file
+from prep.io.rawjson import dump_row, parse_object
+
+__all__ = ["FieldError", "check_pool_row", "check_training_row", "check_text", "dump_row", "iter_jsonl",
+           "iter_lines", "parse_line", "read_jsonl", "write_jsonl"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 RowCheck = Callable[[dict[str, Any]], None]
 
@@ -22,6 +34,19 @@ class FieldError(ValueError):
         self.field = field
 
 
+def check_text(value: Any, field: str) -> None:
+    """A text we encode or tokenize: a string, not empty, and valid Unicode (a JSON escape such as
+    ``\\ud800`` alone is a lone surrogate, which no model or file can take)."""
+    if not isinstance(value, str):
+        raise FieldError(field, f"must be a string, got {type(value).__name__}")
+    if not value:
+        raise FieldError(field, "is an empty string")
+    found = _SURROGATE.search(value)
+    if found:
+        raise FieldError(field, f"holds a lone surrogate \\u{ord(found.group()):04x} at character {found.start()}, "
+                                "which is not valid Unicode text")
+
+
 def _string_list(row: dict[str, Any], key: str, *, allow_empty: bool) -> None:
     value = row[key]
     if isinstance(value, str):
@@ -31,16 +56,14 @@ def _string_list(row: dict[str, Any], key: str, *, allow_empty: bool) -> None:
     if not value and not allow_empty:
         raise FieldError(key, "is empty; every row needs at least one passage")
     for index, item in enumerate(value):
-        if not isinstance(item, str):
-            raise FieldError(f"{key}[{index}]", f"must be a string, got {type(item).__name__}")
+        check_text(item, f"{key}[{index}]")
 
 
 def check_training_row(row: dict[str, Any], *, need_neg: bool = False) -> None:
-    """FlagEmbedding's training row: a string ``query``, a non-empty ``pos`` list, lists of strings."""
+    """FlagEmbedding's training row: a non-empty ``query``, a non-empty ``pos`` list, lists of non-empty strings."""
     if "query" not in row:
         raise FieldError("query", "is missing")
-    if not isinstance(row["query"], str):
-        raise FieldError("query", f"must be a string, got {type(row['query']).__name__}")
+    check_text(row["query"], "query")
     if "pos" not in row:
         raise FieldError("pos", "is missing")
     _string_list(row, "pos", allow_empty=False)
@@ -53,16 +76,17 @@ def check_training_row(row: dict[str, Any], *, need_neg: bool = False) -> None:
 def check_pool_row(row: dict[str, Any]) -> None:
     if "text" not in row:
         raise FieldError("text", "is missing")
-    if not isinstance(row["text"], str):
-        raise FieldError("text", f"must be a string, got {type(row['text']).__name__}")
+    check_text(row["text"], "text")
 
 
 def parse_line(path: str | os.PathLike, line_number: int, line: str, check: RowCheck | None = None) -> dict[str, Any]:
     """One JSON-lines row, checked; DataError names the file, the line and the field."""
     try:
-        row = json.loads(line)
+        row = parse_object(line)
     except json.JSONDecodeError as exc:
         raise DataError(path, line_number, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:  # a repeated key, NaN or Infinity
+        raise DataError(path, line_number, f"not valid JSON ({exc})") from None
     if not isinstance(row, dict):
         raise DataError(path, line_number, f"a row must be a JSON object, got {type(row).__name__}")
     if check is not None:
@@ -73,33 +97,43 @@ def parse_line(path: str | os.PathLike, line_number: int, line: str, check: RowC
     return row
 
 
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of each line, its line ending kept (``\\n`` or ``\\r\\n``, none on a last
+    line without one); a UTF-8 byte-order mark at the start is dropped. A byte that is not UTF-8 is a
+    DataError naming the line and the byte."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, "no such file" if not path.exists() else "is not a file")
+    with open(path, "rb") as handle:
+        for line_number, data in enumerate(handle, start=1):
+            if line_number == 1 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            try:
+                yield line_number, data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(path, line_number, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at byte "
+                                                   f"{exc.start + 1} of the line); save the file as UTF-8") from None
+
+
 def iter_jsonl(path: str | os.PathLike, check: RowCheck | None = None) -> Iterator[dict[str, Any]]:
     """Yield each row of a JSON-lines file, checked; blank lines are skipped.
 
     Raises DataError naming the file, the 1-based line and the field at the first bad row,
     and when the file is missing or holds no row at all.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, None, "no such file" if not path.exists() else "is not a file")
     rows = 0
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            row = parse_line(path, line_number, line, check)
-            rows += 1
-            yield row
+    for line_number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        row = parse_line(path, line_number, line, check)
+        rows += 1
+        yield row
     if rows == 0:
         raise DataError(path, None, "holds no rows")
 
 
 def read_jsonl(path: str | os.PathLike, check: RowCheck | None = None) -> list[dict[str, Any]]:
     return list(iter_jsonl(path, check))
-
-
-def dump_row(row: dict[str, Any]) -> str:
-    return json.dumps(row, ensure_ascii=False) + "\n"
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]], overwrite: bool = False) -> int:

@@ -188,6 +188,14 @@ def encode_passages(embedder: Any, miner: MinerConfig, hardware: HardwareConfig,
     return _encode_side(embedder, miner, hardware, "passages", passages)
 
 
+def dense(result: Any) -> np.ndarray:
+    """FlagEmbedding's ``encode`` result as a float32 array: BGE-M3's class returns a dict of its dense, sparse
+    and multi-vector outputs, of which mining searches the dense ones."""
+    if isinstance(result, dict):
+        result = result["dense_vecs"]
+    return np.asarray(result, dtype=np.float32)
+
+
 def _encode_side(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, side: str,
                  texts: list[str]) -> np.ndarray:
     """Our loop where it applies, else FlagEmbedding's own ``encode_queries`` / ``encode_corpus``."""
@@ -199,7 +207,7 @@ def _encode_side(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, si
         instruction = (miner.passage_instruction_for_retrieval, miner.passage_instruction_format_for_retrieval)
     pooling = _fast_path(embedder)
     if pooling is None:
-        return np.asarray(own(texts, convert_to_numpy=True), dtype=np.float32)
+        return dense(own(texts, convert_to_numpy=True))
     return _encode_one_device(embedder, pooling, with_instruction(embedder, texts, *instruction), hardware,
                               (max_length, miner.batch_size), f"encode {side}")
 

@@ -29,6 +29,20 @@ def configure_process() -> None:
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "4")
 
 
+def check_devices(hardware: HardwareConfig) -> None:
+    """A GPU named in ``hardware.devices`` must be there: said at start-up, not after the data is read."""
+    devices = hardware.devices
+    named = [devices] if isinstance(devices, (str, int)) else list(devices or [])
+    if not any(isinstance(d, int) or str(d).startswith("cuda") for d in named):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        from prep.errors import UsageError
+
+        raise UsageError(f"hardware.devices={devices}: torch sees no CUDA GPU on this machine; use hardware=cpu")
+
+
 def devices_argument(hardware: HardwareConfig) -> Any:
     """``hardware.devices`` as FlagEmbedding takes it (None, "cpu", "cuda:0", [0, 1], ...)."""
     devices = hardware.devices

@@ -6,6 +6,7 @@ Ranks are 0-based positions in one query's search results; ``2-200`` keeps ranks
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,8 @@ def _two_numbers(value: object, key: str) -> tuple[float, float]:
     if isinstance(value, Iterable) and not isinstance(value, (bytes, dict)):
         items = list(value)
         if len(items) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            if any(math.isnan(v) for v in items):
+                raise RangeError(f"{key}: {value!r} holds nan; give two numbers")
             return float(items[0]), float(items[1])
     raise RangeError(f"{key}: {value!r} is not a range; write it as 'LOW-HIGH' (e.g. 2-200) or [LOW, HIGH]")
 
@@ -76,6 +79,8 @@ def check_margin(value: float | None, key: str) -> float | None:
     """A margin is null or a number >= 0 (a relative margin also < 1)."""
     if value is None:
         return None
+    if math.isnan(value):
+        raise RangeError(f"{key}: nan is not a margin; give a number or null")
     if value < 0 or (key.endswith("relative_margin") and value >= 1):
         bound = "0 <= value < 1" if key.endswith("relative_margin") else "value >= 0"
         raise RangeError(f"{key}: need {bound}, got {value}")
@@ -220,9 +225,13 @@ class MiningRules:
         miner = settings.miner
         if miner.negative_number < 0:
             raise RangeError(f"miner.negative_number must be >= 0, got {miner.negative_number}")
+        similarity_window = parse_similarity_range(miner.similarity_range)
+        if similarity_window and miner.normalize_embeddings and not all(-1 <= b <= 1 for b in similarity_window):
+            raise RangeError(f"miner.similarity_range: {miner.similarity_range!r} reaches outside [-1, 1], where the "
+                             "cosine of normalised embeddings lies")
         return cls(
             rank_window=parse_rank_range(miner.range_for_sampling),
-            similarity_window=parse_similarity_range(miner.similarity_range),
+            similarity_window=similarity_window,
             negative_number=int(miner.negative_number),
             fill_random=bool(miner.fill_random),
             seed=int(settings.seed),

@@ -26,5 +26,23 @@ def run_step(cfg: Any) -> dict[str, Any]:
     from prep.config.settings import settings_of
     from prep.models.runtime import with_job_device
 
+    check_multirun_output(cfg)
     settings = with_job_device(settings_of(cfg))
     return STEPS[settings.step](settings)
+
+
+def check_multirun_output(cfg: Any) -> None:
+    """In a multirun every job would write the same ``output`` file (the second job stops on it, or replaces the
+    first's with ``overwrite=true``): refused at the first job's start, with what to do instead."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    if cfg.get("output") is None or not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    if "${" not in str(OmegaConf.to_container(cfg, resolve=False)["output"]):
+        from prep.errors import UsageError
+
+        raise UsageError(f"output={cfg.output} names one file for every job of this multirun: leave output unset "
+                         "(each job writes into its own folder) or put the job number in it, "
+                         "e.g. 'output=mined_${hydra:job.num}.jsonl'")

@@ -23,6 +23,8 @@ from prep.errors import UsageError
 from prep.io.jsonl import check_training_row, read_jsonl
 from prep.io.paths import input_paths
 from prep.io.pool import open_pool
+from prep.models.runtime import check_devices
+from prep.models.sources import check_model_source
 from prep.steps.frame import StepRun
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 def run(cfg: Any) -> dict[str, Any]:
     settings = settings_of(cfg)
+    check_model_source(settings.miner.model_name_or_path, "miner.model_name_or_path", settings.miner.cache_dir)
+    check_devices(settings.hardware)
     if not settings.cache:
         raise UsageError("step=encode writes embeddings into the cache: cache=false leaves nothing for step=mine")
     step = StepRun(settings, "encode")

@@ -32,6 +32,9 @@ from prep.io.atomic import atomic_file
 from prep.io.jsonl import check_training_row, read_jsonl, write_jsonl
 from prep.io.paths import input_paths
 from prep.io.pool import PassagePool, open_pool
+from prep.io.rawjson import Row
+from prep.models.runtime import check_devices
+from prep.models.sources import check_model_source
 from prep.report.stats import describe, table
 from prep.retrieval import sampling
 from prep.retrieval.sampling import Candidate, MiningRules, RowResult
@@ -102,10 +105,13 @@ class Mined:
     searched: Searched
     qualified: Qualified
     results: list[RowResult]
+    stale_neg_scores: int  # rows whose neg_scores were dropped with their old negatives
 
 
 def run(cfg: Any) -> dict[str, Any]:
     settings = settings_of(cfg)
+    check_model_source(settings.miner.model_name_or_path, "miner.model_name_or_path", settings.miner.cache_dir)
+    check_devices(settings.hardware)
     mining = Mining(StepRun(settings, "mine", default_output="mined.jsonl"), MiningRules.from_settings(settings),
                     Cache(settings.cache_dir, settings.cache))
     teacher = None
@@ -123,8 +129,8 @@ def run(cfg: Any) -> dict[str, Any]:
             if teacher is not None:
                 qualified = denoise(mining, corpus, qualified, teacher)
             results = select(mining, corpus, embedded, qualified)
-            write(mining, corpus, results)
-    return report(mining, corpus, Mined(embedded, searched, qualified, results))
+            stale = write(mining, corpus, results)
+    return report(mining, corpus, Mined(embedded, searched, qualified, results, stale))
 
 
 def load(mining: Mining, work_dir: Path) -> Corpus:
@@ -230,12 +236,28 @@ def select(mining: Mining, corpus: Corpus, embedded: Embedded, qualified: Qualif
     return results
 
 
-def write(mining: Mining, corpus: Corpus, results: list[RowResult]) -> None:
-    """The rows with their new ``neg``, written as their texts are read from the pool: never held whole."""
+def write(mining: Mining, corpus: Corpus, results: list[RowResult]) -> int:
+    """The rows with their new ``neg``, written as their texts are read from the pool: never held whole.
+
+    A row's ``neg_scores`` scored its old negatives: FlagEmbedding's distillation would read them as the
+    new ones' teacher scores, so they are dropped (``step=score`` fills them again); ``pos_scores`` stays,
+    as ``pos`` does. Returns how many rows lost their ``neg_scores``."""
     step = mining.step
     with step.phase("write"):
-        write_jsonl(step.output, ({**row, "neg": corpus.pool.take(result.negative_ids)}
+        write_jsonl(step.output, (mined_row(row, corpus.pool.take(result.negative_ids))
                                   for row, result in zip(corpus.rows, results)), overwrite=step.settings.overwrite)
+    stale = sum(1 for row in corpus.rows if "neg_scores" in row)
+    if stale:
+        log.warning("%d rows had neg_scores for their old negatives: removed (step=score adds scores for the new "
+                    "ones)", stale)
+    return stale
+
+
+def mined_row(row: dict[str, Any], negatives: list[str]) -> dict[str, Any]:
+    """``row`` with ``neg`` replaced and its stale ``neg_scores`` dropped; every other key as it came."""
+    if isinstance(row, Row):
+        return row.replaced(removed=("neg_scores",), neg=negatives)
+    return {**{k: v for k, v in row.items() if k != "neg_scores"}, "neg": negatives}
 
 
 def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
@@ -257,6 +279,7 @@ def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
         "index": mined.searched.index,
         "cache": mining.cache.stats(),
         "encoded": mined.embedded.encoded,
+        "scores_removed": {"neg_scores": mined.stale_neg_scores},
         **corpus.sources,
     }
     log_summary(summary)

@@ -16,6 +16,8 @@ from prep.config.schema import Step
 from prep.config.settings import settings_of
 from prep.io import paths
 from prep.io.atomic import ensure_writable
+from prep.models.sources import check_model_source
+from prep.models.teacher import make_teacher
 from prep.steps import mine, score, split
 from prep.steps.frame import StepRun
 
@@ -29,6 +31,10 @@ def run(cfg: Any) -> dict[str, Any]:
     split_dir = paths.user_path(settings.output) or step.run_dir / "split"
     for path in (mined, scored):
         ensure_writable(path, settings.overwrite)
+    # What the later steps need is found (not loaded) now, so a missing teacher or tokenizer does not
+    # surface after mining has run.
+    make_teacher(settings)
+    check_model_source(settings.splitter.model_name_or_path, "splitter.model_name_or_path", settings.splitter.cache_dir)
     stages = [(mine, Step.mine, "mine", {"output": str(mined)}),
               (score, Step.score, "score", {"input": str(mined), "output": str(scored)}),
               (split, Step.split, "split_step", {"input": str(scored), "output": str(split_dir)})]

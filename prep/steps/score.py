@@ -8,6 +8,7 @@ written to the cache in chunks as they come, so a crash loses at most one chunk.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,8 @@ from prep.cache.store import Cache
 from prep.config.settings import settings_of
 from prep.io import paths
 from prep.io.jsonl import FieldError, check_training_row, read_jsonl, write_jsonl
+from prep.io.rawjson import Row
+from prep.models.runtime import check_devices
 from prep.models.teacher import make_teacher
 from prep.report.stats import describe, table
 from prep.steps.frame import StepRun
@@ -36,9 +39,9 @@ def check_scoring_row(row: dict[str, Any]) -> None:
         if key in row:
             scores = row[key]
             if not isinstance(scores, list) or not all(
-                isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores
+                isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in scores
             ):
-                raise FieldError(key, "must be a list of numbers")
+                raise FieldError(key, "must be a list of numbers, each finite")
             if len(scores) != len(row[side]):
                 raise FieldError(key, f"has {len(scores)} scores for {len(row[side])} passages in '{side}'")
 
@@ -50,6 +53,7 @@ def default_input(settings: Config) -> Path:
 
 def run(cfg: Any) -> dict[str, Any]:
     settings = settings_of(cfg)
+    check_devices(settings.hardware)
     step = StepRun(settings, "score", default_output="scored.jsonl")
     teacher = make_teacher(settings)  # checks the model can be found before any data is read
     input_path = paths.user_path(settings.input) or default_input(settings)
@@ -79,8 +83,9 @@ def count_pairs(rows: list[dict[str, Any]]) -> int:
 def with_scores(row: dict[str, Any], pair_scores: dict[tuple[str, str], float]) -> dict[str, Any]:
     """The row with ``pos_scores`` and ``neg_scores`` (replaced if present; other keys kept in place)."""
     query = row["query"]
-    return {**row, "pos_scores": [pair_scores[(query, p)] for p in row["pos"]],
-            "neg_scores": [pair_scores[(query, p)] for p in row["neg"]]}
+    scores = {"pos_scores": [pair_scores[(query, p)] for p in row["pos"]],
+              "neg_scores": [pair_scores[(query, p)] for p in row["neg"]]}
+    return row.replaced(**scores) if isinstance(row, Row) else {**row, **scores}
 
 
 def report(step: StepRun, scored_rows: list[dict[str, Any]], scores: CachedScores, cache: Cache,

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from prep.config.settings import settings_of
 from prep.errors import DataError, UsageError
 from prep.io import paths
-from prep.io.jsonl import check_training_row, parse_line
+from prep.io.atomic import file_mode
+from prep.io.jsonl import check_training_row, iter_lines, parse_line
 from prep.steps.frame import StepRun
 
 if TYPE_CHECKING:
@@ -175,18 +176,18 @@ class TextLengths:
 
 
 def _chunks(path: Path) -> Iterator[tuple[list[int], list[str]]]:
-    """(line numbers, lines) of up to CHUNK_ROWS non-blank lines."""
+    """(line numbers, lines) of up to CHUNK_ROWS non-blank lines, each with its own line ending (``\\r\\n``
+    stays ``\\r\\n``; a last line without one gets ``\\n``)."""
     numbers: list[int] = []
     lines: list[str] = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            numbers.append(number)
-            lines.append(line if line.endswith("\n") else line + "\n")
-            if len(lines) == CHUNK_ROWS:
-                yield numbers, lines
-                numbers, lines = [], []
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        numbers.append(number)
+        lines.append(line if line.endswith("\n") else line + "\n")
+        if len(lines) == CHUNK_ROWS:
+            yield numbers, lines
+            numbers, lines = [], []
     if lines:
         yield numbers, lines
 
@@ -233,8 +234,8 @@ def split_file(path: Path, out_dir: Path, bounds: list[int], lengths: TextLength
                     result.below_first += 1
                     continue
                 if handles[index] is None:
-                    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=out_dir, prefix=".split.",
-                                                         suffix=".tmp", delete=False)
+                    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=out_dir,
+                                                         prefix=".split.", suffix=".tmp", delete=False)
                     handles[index], result.temp_paths[index] = handle, Path(handle.name)
                 handles[index].write(line)
                 result.bucket_rows[index] += 1
@@ -249,6 +250,7 @@ def split_file(path: Path, out_dir: Path, bounds: list[int], lengths: TextLength
     for handle in handles:
         if handle is not None:
             handle.flush()
+            os.fchmod(handle.fileno(), file_mode())
             os.fsync(handle.fileno())
             handle.close()
     result.ended = time.time()
@@ -276,9 +278,15 @@ def run(cfg: Any) -> dict[str, Any]:
         raise UsageError(f"output: {out_dir} is a file; step=split writes a folder")
     with step.phase("load"):
         lengths = TextLengths(load_tokenizer(splitter), threads=splitter.num_proc)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with step.phase("split"), own_threads():
-        results = split_files(files, out_dir, bounds, lengths)
+    try:
+        with step.phase("split"), own_threads():
+            results = split_files(files, out_dir, bounds, lengths)
+    except BaseException:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a rejected input leaves no trace
+        raise
     with step.phase("write"):
         report = [place_buckets(result, out_dir, bounds, bool(splitter.overwrite or settings.overwrite))
                   for result in results]

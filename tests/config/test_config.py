@@ -76,6 +76,7 @@ def test_closed_sets_are_checked_while_composing_naming_the_key(override, key):
     ("splitter.length_list=[0,5,5]", "splitter.length_list"), ("splitter.num_proc=0", "splitter.num_proc"),
     ("shard.index=3", "shard.index=3"), ("miner.range_for_sampling=9-3", "miner.range_for_sampling"),
     ("+miner.negtive_number=3", "miner.negtive_number"),
+    ("miner.model_class=decoder-only-base", "miner.pooling_method=mean with miner.model_class=decoder-only-base"),
 ])
 def test_settings_are_checked_once_before_any_step_naming_the_key(override, key):
     from prep.config.settings import settings_of

@@ -96,3 +96,76 @@ def test_atomic_file_leaves_nothing_on_error(tmp_path):
         handle.write("half")
         raise ValueError("stop")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("data, line, message", [
+    (b'{"query": "bad \xff byte", "pos": ["p"]}\n', 2, "not valid UTF-8 (byte 0xff at byte 16 of the line)"),
+    (b'{"query": "q", "pos": ["p"]}\n{"query": "q", "pos": ["\xc3"]}\n', 3, "not valid UTF-8 (byte 0xc3"),
+])
+def test_bytes_that_are_not_utf8_name_their_line(tmp_path, data, line, message):
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'{"query": "fine", "pos": ["fine"]}\n' + data)
+    with pytest.raises(DataError) as caught:
+        read_jsonl(path, check_training_row)
+    assert str(caught.value).startswith(f"{path}:{line}: ") and message in str(caught.value)
+
+
+@pytest.mark.parametrize("line, field, message", [
+    ('{"query": "a \\ud800 b", "pos": ["p"]}', "query", "lone surrogate \\ud800 at character 2"),
+    ('{"query": "q", "pos": ["p", "\\udfff"]}', "pos[1]", "lone surrogate \\udfff"),
+    ('{"query": "q", "pos": ["p"], "neg": ["\\ud83d"]}', "neg[0]", "lone surrogate"),
+    ('{"query": "", "pos": ["p"]}', "query", "is an empty string"),
+    ('{"query": "q", "pos": [""]}', "pos[0]", "is an empty string"),
+    ('{"query": "q", "query": "r", "pos": ["p"]}', None, 'key "query" appears twice'),
+    ('{"query": "q", "pos": ["p"], "meta": NaN}', None, "NaN is not a JSON value"),
+    ('{"query": "q", "pos": ["p"], "meta": -Infinity}', None, "-Infinity is not a JSON value"),
+])
+def test_text_no_model_can_take_and_data_a_reader_would_lose_are_errors(tmp_path, line, field, message):
+    path = bad_file(tmp_path, line)
+    with pytest.raises(DataError) as caught:
+        read_jsonl(path, check_training_row)
+    assert str(caught.value).startswith(f"{path}:2: ") and message in str(caught.value)
+    assert caught.value.field == field
+
+
+def test_carried_keys_leave_exactly_as_they_came(tmp_path):
+    from prep.io.jsonl import dump_row
+
+    line = ('{"query": "q", "pos": ["p"], "meta": 1e400, "ratio": 1.10, "big": 1E5, "name": "\\u00e9\\ud800", '
+            '"nested": {"a": [1, 2.50], "a": 3}, "\\ud800key": [ true ,null ]}')
+    path = tmp_path / "train.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    row = read_jsonl(path, check_training_row)[0]
+    assert dump_row(row) == line + "\n"
+    changed = dump_row(row.replaced(neg=["n é"]))
+    assert changed == line[:-1] + ', "neg": ["n é"]}\n'
+    assert dump_row(row.replaced(removed=("meta",), query="new")) == line.replace(' "meta": 1e400,', "").replace(
+        '"query": "q"', '"query": "new"') + "\n"
+
+
+def test_a_byte_order_mark_is_read_and_crlf_lines_parse(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"query": "q", "pos": ["p"]}\r\n{"query": "r", "pos": ["s"]}\r\n')
+    assert [r["query"] for r in read_jsonl(path, check_training_row)] == ["q", "r"]
+
+
+def test_outputs_follow_the_umask_and_never_replace_a_folder_or_a_link(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        from prep.io.atomic import file_mode
+
+        file_mode.cache_clear()
+        write_jsonl(tmp_path / "out.jsonl", [{"a": 1}])
+        assert (tmp_path / "out.jsonl").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+        file_mode.cache_clear()
+    (tmp_path / "folder.jsonl").mkdir()
+    with pytest.raises(OutputExistsError, match="is a folder"):
+        write_jsonl(tmp_path / "folder.jsonl", [{"a": 1}], overwrite=True)
+    (tmp_path / "dangling.jsonl").symlink_to(tmp_path / "gone.jsonl")
+    with pytest.raises(OutputExistsError, match="overwrite=true"):
+        write_jsonl(tmp_path / "dangling.jsonl", [{"a": 1}])
+    assert not (tmp_path / "gone.jsonl").exists()

@@ -7,7 +7,6 @@ import pytest
 
 from prep.cache import embeddings
 from prep.cache.store import Cache
-from prep.errors import CacheError
 from prep.io.paths import SAMPLE_POOL
 from prep.io.pool import PassagePool, open_pool
 from prep.retrieval.search import search
@@ -60,20 +59,31 @@ def test_exact_mining_never_holds_the_pool_in_one_array(make_config, monkeypatch
     assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
 
 
-def test_a_chunk_removed_during_the_run_is_a_clear_error(make_config, monkeypatch, tmp_path):
-    cfg = make_config("encode_chunk=50")
-    mine.run(cfg)  # fills the cache
+@pytest.mark.parametrize("damage", ["truncated", "removed", "array missing"])
+def test_a_chunk_damaged_before_or_during_the_run_is_rebuilt_in_that_run(make_config, monkeypatch, tmp_path, caplog,
+                                                                         damage):
+    """Every chunk but the first is only checked for existence until the search reads it: one damaged in the
+    meantime (or before the run, past the first) is encoded again there, and the output does not change."""
+    common = ["encode_chunk=50", "miner.range_for_sampling=2-30"]
+    first = mine.run(make_config(*common, f"output={tmp_path / 'first.jsonl'}"))
     real = embeddings.CachedEncoder.pool_embeddings
 
-    def then_delete(self, pool, spill_dir):
+    def then_damage(self, pool, spill_dir):
         stored = real(self, pool, spill_dir)
-        for entry in (tmp_path / "cache" / "embeddings").rglob("*.npz"):
-            entry.unlink()
+        for entry in sorted((tmp_path / "cache" / "embeddings").rglob("*.npz"))[:3]:
+            if damage == "truncated":
+                entry.write_bytes(entry.read_bytes()[:100])
+            elif damage == "removed":
+                entry.unlink()
+            else:
+                np.savez(entry, other=np.zeros(2))
         return stored
 
-    monkeypatch.setattr(embeddings.CachedEncoder, "pool_embeddings", then_delete)
-    with pytest.raises(CacheError, match="was removed or damaged during this run; run the command again"):
-        mine.run(make_config("encode_chunk=50", "overwrite=true", "miner.range_for_sampling=2-30"))
+    monkeypatch.setattr(embeddings.CachedEncoder, "pool_embeddings", then_damage)
+    again = mine.run(make_config(*common, f"output={tmp_path / 'again.jsonl'}"))
+    assert (tmp_path / "first.jsonl").read_bytes() == (tmp_path / "again.jsonl").read_bytes()
+    assert 0 < again["encoded"]["passages"] <= 150 and first["encoded"]["passages"] == 234
+    assert "encoding it again" in caplog.text
 
 
 def test_cached_and_uncached_runs_write_the_same_bytes(make_config, tmp_path):

@@ -109,3 +109,36 @@ def test_bf16_and_fp32_neighbours_agree_on_the_sample():
     overlap = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(neighbours["false"][0], neighbours["true"][0])])
     assert overlap >= 0.95
     assert np.abs(neighbours["false"][1] - neighbours["true"][1]).mean() < 0.01
+
+
+@pytest.mark.parametrize("model_class", ["encoder-only-base", "encoder-only-m3", "decoder-only-base",
+                                         "decoder-only-icl"])
+def test_every_embedder_class_mines_as_flagembedding_ranks(make_config, tmp_path, tiny_embedders, model_class):
+    """Each FlagEmbedding class end to end on a tiny random model of its shape: the negatives mined are the
+    best-ranked ones by FlagEmbedding's own embeddings (bge-m3's class returns a dict: its dense vectors)."""
+    from FlagEmbedding import FlagAutoModel
+
+    from prep.steps import mine
+    from tests.conftest import write_jsonl
+
+    rows = read_jsonl(SAMPLE_TRAIN)[:30]
+    data = write_jsonl(tmp_path / "train.jsonl", rows)
+    folder = tiny_embedders[model_class]
+    summary = mine.run(make_config(f"input={data}", f"miner.model_name_or_path={folder}",
+                                   f"miner.model_class={model_class}", "hardware.use_bf16=false",
+                                   f"miner.pooling_method={'null' if 'decoder' in model_class else 'cls'}",
+                                   "miner.range_for_sampling=0-12", "miner.negative_number=3",
+                                   "miner.sampling_strategy=top", "miner.fill_random=false"))
+    mined = read_jsonl(summary["output"])
+    reference = FlagAutoModel.from_finetuned(str(folder), model_class=model_class, use_fp16=False, devices="cpu",
+                                             query_instruction_format="{}{}", trust_remote_code=False)
+    corpus = list(dict.fromkeys(p for r in rows for p in [*r["pos"], *r.get("neg", [])]))
+    passages = embed.dense(reference.encode_corpus(corpus))
+    queries = embed.dense(reference.encode_queries([r["query"] for r in rows]))
+    for index, row in enumerate(mined):
+        similarity = dict(zip(corpus, passages @ queries[index]))
+        ranked = sorted(similarity, key=lambda t: -similarity[t])[:12]
+        allowed = [t for t in ranked if t not in row["pos"] and t != row["query"]]
+        assert len(row["neg"]) == min(3, len(allowed))
+        third_best = similarity[allowed[len(row["neg"]) - 1]]
+        assert all(similarity[t] >= third_best - 1e-4 for t in row["neg"]), (model_class, index)

@@ -238,3 +238,26 @@ def test_multirun_two_jobs_each_with_its_own_output(tmp_path):
         assert (path.parent / "mined.jsonl").is_file()
         seen.add(tuple(summary["config"]["miner"]["similarity_range"].split("-")))
     assert seen == {("0.2", "0.6"), ("0.3", "0.8")}
+
+
+def test_stale_neg_scores_go_with_the_old_negatives_and_carried_keys_stay_byte_for_byte(make_config, tmp_path):
+    """FlagEmbedding's distillation reads neg_scores[i] as the teacher score of neg[i]: kept after mining, they
+    would score the wrong passages (FlagEmbedding's own example data carry 25 of them)."""
+    from prep.steps import score
+
+    lines = [f'{{"query": "question {i}", "pos": ["answer number {i}"], "neg": ["old a", "old b"], '
+             f'"pos_scores": [0.9], "neg_scores": [0.1, 0.2], "meta": 1.10, "name": "\\u00e9", "big": 1E5}}'
+             for i in range(6)]
+    lines += ['{"query": "question 6", "pos": ["answer number 6"], "type": "normal"}']
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = mine.run(make_config(f"input={data}", "miner.range_for_sampling=0-5", "miner.negative_number=3"))
+    assert summary["scores_removed"] == {"neg_scores": 6}
+    written = open(summary["output"], encoding="utf-8").read().splitlines()
+    for line, original in zip(written, lines):
+        assert "neg_scores" not in line and '"meta": 1.10, "name": "\\u00e9", "big": 1E5' in line or "type" in line
+        row = json.loads(line)
+        assert len(row["neg"]) == 3 and ("pos_scores" in row) == ("pos_scores" in original)
+    rescored = score.run(make_config("step=score", f"input={summary['output']}", f"output={tmp_path / 's.jsonl'}",
+                                     f"run_dir={tmp_path / 'score'}"))
+    assert all(len(r["neg_scores"]) == 3 for r in read_jsonl(rescored["output"]))

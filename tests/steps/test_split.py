@@ -168,3 +168,22 @@ def test_num_proc_threads_tokenize_whatever_ran_before(make_config, tmp_path, mo
         outputs[threads] = {p.name: p.read_bytes() for p in (tmp_path / str(threads)).glob("*.jsonl")}
     assert outputs[3] == outputs[1] and len(outputs[1]) == 3
     assert "TOKENIZERS_PARALLELISM" not in os.environ and "RAYON_NUM_THREADS" not in os.environ
+
+
+def test_crlf_lines_and_every_byte_of_a_row_are_kept(make_config, tmp_path):
+    data = tmp_path / "train.jsonl"
+    lines = [b'{"query": "q", "pos": ["a"], "meta": 1.10}\r\n', b'{"query":"r","pos":["b b"],"x":"\\u00e9"}\n',
+             b'{"query": "s", "pos": ["c"]}']  # the last line has no line ending
+    data.write_bytes(b"".join(lines))
+    out = tmp_path / "out"
+    split.run(make_config("step=split", f"input={data}", f"output={out}", "splitter.length_list=[0]"))
+    assert (out / "train_len-0-inf.jsonl").read_bytes() == b"".join(lines) + b"\n"
+
+
+def test_bytes_that_are_not_utf8_name_the_line_and_write_nothing(make_config, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_bytes(b'{"query": "q", "pos": ["a"]}\n{"query": "bad \xff", "pos": ["b"]}\n')
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"train.jsonl:2: not valid UTF-8"):
+        split.run(make_config("step=split", f"input={data}", f"output={out}"))
+    assert not out.exists()
