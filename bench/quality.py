@@ -42,7 +42,8 @@ import numpy as np
 
 from prep.io.jsonl import read_jsonl, write_jsonl
 
-# As prep does (prep/__init__.py): a bounded oneDNN cache, or every new batch shape keeps its kernels.
+# As prep does when a step starts (prep/models/runtime.py): a bounded oneDNN cache, or every new batch shape
+# keeps its kernels.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "4")
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -135,6 +135,10 @@ class RerankerConfig:
     trust_remote_code: bool = False
     cache_dir: str | None = None
     batch_size: int = 128
+    # true: one pair (or, for reranker=embedder, one text) per forward pass, so a score never depends on which
+    # pairs were scored beside it and output bytes never depend on what the cache held. false: batches of
+    # batch_size, faster (on a GPU, much faster); scores then move in the 7th digit with their batch.
+    batch_invariant: bool = True
     query_max_length: int | None = None
     max_length: int = 512
     normalize: bool = False  # raw logits, as FlagEmbedding's distillation expects; true: a sigmoid

@@ -62,7 +62,7 @@ class RerankerTeacher:
             "trust_remote_code": r.trust_remote_code,
             "query_instruction_format": r.query_instruction_format_for_rerank,
             "passage_instruction_format": r.passage_instruction_format_for_rerank,
-            "batch_size": r.batch_size,
+            "batch_size": 1 if r.batch_invariant else r.batch_size,
             "max_length": r.max_length,
             "normalize": r.normalize,
         }
@@ -87,7 +87,7 @@ class RerankerTeacher:
         return [float(s) for s in np.atleast_1d(np.asarray(scores, dtype=np.float64))]
 
 
-def score_encoder_only(reranker: RerankerConfig, pairs: list[list[str]], hardware: HardwareConfig) -> list[float]:
+def score_encoder_only(reranker: Any, pairs: list[list[str]], hardware: HardwareConfig) -> list[float]:
     """FlagEmbedding's encoder-only scoring, in token-budget batches and without its probe pass.
 
     Instructions, query truncation (``query_max_length``, else 3/4 of ``max_length``), pair
@@ -136,6 +136,8 @@ class EmbedderTeacher:
         # reranker.model_name_or_path names another bi-encoder (the miner's by default); reranker.max_length
         # and query_max_length cap its passages and queries, as they cap a cross-encoder's inputs.
         changes: dict[str, Any] = {"passage_max_length": reranker.max_length}
+        if reranker.batch_invariant:
+            changes["batch_size"] = 1
         if reranker.query_max_length is not None:
             changes["query_max_length"] = reranker.query_max_length
         if reranker.model_name_or_path:
@@ -144,7 +146,8 @@ class EmbedderTeacher:
         check_model_source(miner.model_name_or_path, "reranker.model_name_or_path", miner.cache_dir)
         self.miner, self.hardware = miner, hardware
         self.model: Any = None
-        self.identity = {"kind": EMBEDDER, **embedder_identity(miner, hardware)}
+        self.identity = {"kind": EMBEDDER, "batch_invariant": reranker.batch_invariant,
+                         **embedder_identity(miner, hardware)}
         self.description = f"bi-encoder {miner.model_name_or_path} (cosine)"
         # Embeddings of texts seen in earlier chunks: a passage shared by many queries is encoded once.
         self._memo: dict[str, dict[str, np.ndarray]] = {"queries": {}, "passages": {}}

@@ -57,9 +57,34 @@ def _pieces(passages, piece_rows: int):
         yield start, np.asarray(passages[start:start + piece_rows], dtype=np.float32)
 
 
+def canonical_topk(scores, depth: int):
+    """The ``depth`` best columns of each row of ``scores`` (a torch matrix), by score descending, then column
+    ascending; of the columns tied at the cut, the lowest.
+
+    ``torch.topk`` alone picks and orders tied columns as its kernel happens to, so the top 10 would not be the
+    first 10 of the top 32, and a window served from a deeper cached search would pick other negatives than
+    a fresh one (passages identical after truncation tie exactly). With this order every depth is a prefix of
+    every deeper one. Rows whose cut splits a tie (rare) are completed by hand.
+    """
+    import torch
+
+    values, indices = torch.topk(scores, depth, dim=1)
+    cut = values[:, -1:]
+    split_ties = torch.nonzero((scores == cut).sum(1) > (values == cut).sum(1)).flatten().tolist()
+    for row in split_ties:
+        above = torch.nonzero(scores[row] > cut[row]).flatten()
+        tied = torch.nonzero(scores[row] == cut[row]).flatten()[: depth - len(above)]
+        indices[row] = torch.cat([above, tied])
+        values[row] = scores[row, indices[row]]
+    by_index = torch.argsort(indices, dim=1)
+    values, indices = values.gather(1, by_index), indices.gather(1, by_index)
+    by_value = torch.sort(values, dim=1, descending=True, stable=True).indices
+    return values.gather(1, by_value), indices.gather(1, by_value)
+
+
 def _torch_search(passages, queries: np.ndarray, top_k: int, batch_size: int, devices: list[str],
                   piece_rows: int = PIECE_ROWS):
-    """Exact search as matrix products and ``torch.topk``, reading the pool once, piece by piece.
+    """Exact search as matrix products and top-k (``canonical_topk``), reading the pool once, piece by piece.
 
     ``passages`` is an array or chunked embeddings on disk (``cache.embeddings.PoolEmbeddings``). Each piece is
     scored against every query batch and its top-k merged into a running top-k per query, so memory
@@ -84,11 +109,12 @@ def _torch_search(passages, queries: np.ndarray, top_k: int, batch_size: int, de
             for start in range(0, len(queries), batch_size):
                 stop = start + batch_size
                 scores = query_matrix[start:stop].to(device=device, dtype=dtype) @ matrix.T
-                values, indices = torch.topk(scores, depth, dim=1)
+                values, indices = canonical_topk(scores, depth)
+                # Earlier pieces hold lower ids, so a stable sort of [best so far, this piece] keeps ties by id.
                 values = torch.cat([best_values[start:stop], values.float().cpu()], 1)
                 indices = torch.cat([best_ids[start:stop], indices.cpu() + first], 1)
-                values, order = torch.topk(values, top_k, dim=1)
-                best_values[start:stop], best_ids[start:stop] = values, torch.gather(indices, 1, order)
+                order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :top_k]
+                best_values[start:stop], best_ids[start:stop] = values.gather(1, order), indices.gather(1, order)
             progress.update(len(piece))
             del matrix, piece
     return best_values.numpy(), best_ids.numpy()
@@ -157,7 +183,8 @@ def _as_array(passages) -> np.ndarray:
 
 def _faiss_search(index, queries: np.ndarray, top_k: int, batch_size: int,
                   description: str) -> tuple[np.ndarray, np.ndarray]:
-    """``index.search`` over batches of queries, with a progress bar."""
+    """``index.search`` over batches of queries, with a progress bar; ties ordered by id, as the torch search
+    orders them (which of the passages tied at the cut faiss returns is its own choice)."""
     from tqdm import tqdm
 
     similarities = np.empty((len(queries), top_k), dtype=np.float32)
@@ -167,7 +194,8 @@ def _faiss_search(index, queries: np.ndarray, top_k: int, batch_size: int,
             batch = np.ascontiguousarray(queries[start:start + batch_size], dtype=np.float32)
             similarities[start:start + len(batch)], ids[start:start + len(batch)] = index.search(batch, top_k)
             progress.update(len(batch))
-    return similarities, ids
+    order = np.lexsort((ids, -similarities), axis=1)
+    return np.take_along_axis(similarities, order, 1), np.take_along_axis(ids, order, 1)
 
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")

@@ -210,3 +210,21 @@ def test_a_changed_identity_key_misses_the_cache_end_to_end(make_config, tmp_pat
                                  "miner.trust_remote_code=true"))
     assert first["encoded"]["passages"] == again["encoded"]["passages"] == 234
     assert again["cache"]["hits"] == 0
+
+
+@pytest.mark.parametrize("kind", ["embeddings", "search", "scores"])
+def test_a_corrupt_entry_of_any_kind_is_rebuilt_in_the_same_run(make_config, tmp_path, caplog, kind):
+    common = ["encode_chunk=50", "miner.range_for_sampling=2-30", "miner.negative_number=5",
+              "miner.teacher_filter=true", "miner.sampling_strategy=top"]
+    mine.run(make_config(*common, f"output={tmp_path / 'first.jsonl'}"))
+    entries = sorted((tmp_path / "cache" / kind).rglob("*.npz"))
+    assert entries
+    for entry in entries:
+        entry.write_bytes(entry.read_bytes()[: len(entry.read_bytes()) // 2])
+    again = mine.run(make_config(*common, f"output={tmp_path / 'again.jsonl'}"))
+    assert (tmp_path / "first.jsonl").read_bytes() == (tmp_path / "again.jsonl").read_bytes()
+    assert "does not load" in caplog.text
+    # chunks are rebuilt when the run reads them (here the search is cached: those holding positives or fills)
+    rebuilt = {"embeddings": again["encoded"]["passages"] >= 50, "search": again["seconds"]["search"] > 0,
+               "scores": again["teacher_filter"]["pairs_scored"] == again["teacher_filter"]["pairs"]}
+    assert rebuilt[kind], (again["encoded"], again["seconds"], again["teacher_filter"])

@@ -98,3 +98,44 @@ def test_mine_with_ivf_reports_recall_and_is_reproducible(make_config, tmp_path)
     assert index["kind"] == "ivf" and index["nlist"] == 8 and not index["exact"]
     assert 0 < index["recall"]["recall_at_k"] < 1 and index["recall"]["queries"] == 170
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+
+
+def test_ties_are_ordered_by_id_so_every_depth_is_a_prefix_of_a_deeper_one():
+    """Passages identical after truncation have identical embeddings: their similarities tie exactly. Integer
+    embeddings make every similarity exact, so ties are exact whatever the kernel."""
+    rng = np.random.default_rng(5)
+    distinct = rng.integers(-3, 4, (40, 8)).astype(np.float32)
+    passages = distinct[rng.integers(0, 40, 300)]  # about seven copies of each
+    queries = rng.integers(-3, 4, (25, 8)).astype(np.float32)
+    exact = queries @ passages.T
+    expected = np.lexsort((np.broadcast_to(np.arange(300), exact.shape), -exact), axis=1)
+    results = {}
+    for depth in (10, 32):
+        for batch, piece in ((25, 300), (4, 37)):
+            from prep.retrieval.search import _torch_search
+
+            similarities, ids = _torch_search(passages, queries, depth, batch, ["cpu"], piece_rows=piece)
+            np.testing.assert_array_equal(ids, expected[:, :depth])
+            np.testing.assert_array_equal(similarities, np.take_along_axis(exact, ids, 1))
+            results[(depth, batch)] = ids
+    np.testing.assert_array_equal(results[(32, 4)][:, :10], results[(10, 25)])
+
+
+def test_a_window_from_a_cached_deeper_search_equals_a_cold_run_with_tied_passages(make_config, tmp_path):
+    """Passages that differ only past passage_max_length have the same embedding; mining 0-10 from the cached
+    0-32 search must pick what a cold 0-10 run picks, in the same order."""
+    from prep.steps import mine
+    from tests.conftest import write_jsonl
+
+    rows = [{"query": f"topic {i} question", "pos": [f"topic {i} answer"]} for i in range(12)]
+    pool = [{"text": f"shared opening words about topics {' filler' * 8} variant {v}"} for v in range(20)]
+    pool += [{"text": f"topic {i} passage {j}"} for i in range(12) for j in range(3)]
+    data, pool_path = write_jsonl(tmp_path / "train.jsonl", rows), write_jsonl(tmp_path / "pool.jsonl", pool)
+    common = [f"input={data}", f"miner.candidate_pool={pool_path}", "miner.passage_max_length=8",
+              "miner.negative_number=6", "miner.sampling_strategy=top", "miner.fill_random=false"]
+    mine.run(make_config(*common, "miner.range_for_sampling=0-32", f"output={tmp_path / 'deep.jsonl'}"))
+    warm = mine.run(make_config(*common, "miner.range_for_sampling=0-10", f"output={tmp_path / 'warm.jsonl'}"))
+    cold = mine.run(make_config(*common, "miner.range_for_sampling=0-10", f"output={tmp_path / 'cold.jsonl'}",
+                                f"cache_dir={tmp_path / 'cold-cache'}"))
+    assert warm["seconds"]["search"] == 0 and cold["seconds"]["search"] > 0
+    assert (tmp_path / "warm.jsonl").read_bytes() == (tmp_path / "cold.jsonl").read_bytes()

@@ -122,3 +122,26 @@ def test_hub_name_offline_says_how_to_run_offline(tmp_path):
     text = result.stdout + result.stderr
     assert "BAAI/bge-reranker-base" in text and "offline" in text and "reranker=embedder" in text
     assert not list(tmp_path.rglob("scored.jsonl"))
+
+
+@pytest.mark.parametrize("teacher", ["embedder", "cross_encoder"])
+def test_scores_do_not_depend_on_what_the_cache_held(make_config, tmp_path, tiny_cross_encoder, teacher):
+    """A score computed in a batch depends on its neighbours in the 7th digit; with batch_invariant (the
+    default) a file scores to the same bytes whether the cache was cold, held some of its pairs, or is off."""
+    rows = paths.SAMPLE_MINED.read_text(encoding="utf-8").splitlines()[:20]
+    whole, part = tmp_path / "all.jsonl", tmp_path / "two.jsonl"
+    whole.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    part.write_text("\n".join(rows[5:7]) + "\n", encoding="utf-8")
+    chosen = ["reranker=cross_encoder", f"reranker.model_name_or_path={tiny_cross_encoder}"] \
+        if teacher == "cross_encoder" else []
+
+    def scored(name, data, *extra):
+        score.run(make_config("step=score", f"input={data}", f"output={tmp_path / name}", "hardware.use_bf16=false",
+                              f"run_dir={tmp_path / ('run-' + name)}", *chosen, *extra))
+        return (tmp_path / name).read_bytes()
+
+    cold = scored("cold.jsonl", whole, f"cache_dir={tmp_path / 'cold'}")
+    scored("part.jsonl", part)
+    after_part = scored("after.jsonl", whole)
+    uncached = scored("off.jsonl", whole, "cache=false")
+    assert cold == after_part == uncached
