@@ -1,4 +1,4 @@
-# make install | demo | test | lint | bench | bench-quality | bench-memory | sweep [SWEEP=similarity|rank_window|grid] | clean | clean-cache
+# make install | demo | test | lint | bench | bench-quality | bench-memory | sweep [SWEEP=similarity|rank_window|grid|probe_grid|probe_optuna] | clean | clean-cache
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,joblib,slurm]'
+	$(BIN)/python -m pip install -q -e '.[dev,joblib,slurm,optuna]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,4 +1,4 @@
-"""Entry point: ``python run.py step=mine|score|split|pipeline|encode [overrides]``; see README.md."""
+"""Entry point: ``python run.py step=mine|score|split|pipeline|encode|probe [overrides]``; see README.md."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def stop(signum: int, frame: object) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Runs the step; returns its objective (``step=probe``: ``probe.metric`` after training) for Hydra's
+    sweepers, None for the other steps."""
     from prep.errors import PrepError
     from prep.steps import run_step
 
@@ -38,6 +40,7 @@ def main(cfg: DictConfig) -> None:
     for key in ("output", "summary"):
         if summary.get(key):
             log.info("%s: %s", key, summary[key])
+    return summary.get("objective")
 
 
 if __name__ == "__main__":

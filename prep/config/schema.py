@@ -28,6 +28,7 @@ class Step(StrEnum):
     score = "score"
     split = "split"
     pipeline = "pipeline"
+    probe = "probe"
 
 
 # FlagEmbedding's class names hold hyphens, so these enums are built from (name, value) pairs.
@@ -60,6 +61,15 @@ class IndexKind(StrEnum):
     flat = "flat"
     ivf = "ivf"
     hnsw = "hnsw"
+
+
+# What step=probe reports and returns to a sweeper (the metric after training), as sentence-transformers names them.
+ProbeMetric = StrEnum("ProbeMetric", [(name, name) for name in ("ndcg@10", "mrr@10", "recall@10", "recall@100")])
+
+
+class ProbeLoss(StrEnum):
+    mnrl = "mnrl"  # MultipleNegativesRankingLoss: in-batch and mined negatives
+    cached_mnrl = "cached_mnrl"  # CachedMultipleNegativesRankingLoss: the same loss, larger batches in less memory
 
 
 class CacheDtype(StrEnum):
@@ -183,6 +193,25 @@ class ShardConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """``step=probe``: a short training run judged on held-out queries, the objective a sweep optimises."""
+
+    student: str | None = None  # the model fine-tuned (a copy of it); null: the miner's model
+    steps: int = 30
+    batch_size: int = 16
+    negatives: int = 3  # mined negatives per row in training (at most the rows' own count)
+    learning_rate: float = 2e-5
+    max_length: int = 128  # tokens per text, in training and evaluation
+    loss: ProbeLoss = ProbeLoss.mnrl
+    mini_batch_size: int = 16  # loss=cached_mnrl: texts per forward pass
+    metric: ProbeMetric = ProbeMetric["ndcg@10"]
+    dev: str | None = None  # dev rows (query, pos); null: a hold-out of dev_fraction of the input
+    dev_corpus: str | None = None  # the dev queries' corpus (pool rows); null: dev pos and neg plus distractors
+    dev_fraction: float = 0.2
+    dev_distractors: int = 2000  # passages drawn (seeded) from the mined corpus into the dev corpus
+
+
+@dataclass
 class Config:
     step: Step = Step.mine
     input: str | None = None  # null: the sample that ships inside the package
@@ -198,6 +227,7 @@ class Config:
     cache_dtype: CacheDtype = CacheDtype.float32
     encode_chunk: int = 16384  # passages per cache entry: the unit of resuming and of step=encode's shards
     shard: ShardConfig = field(default_factory=ShardConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     miner: MinerConfig = MISSING
     reranker: RerankerConfig = MISSING
     splitter: SplitterConfig = MISSING

@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from prep.config.schema import GROUPS, Config, ShardConfig
+from prep.config.schema import GROUPS, Config, ProbeConfig, ShardConfig
 from prep.errors import UsageError
 
 
 def reject_unknown_keys(cfg: Any) -> None:
     """Hydra's struct check stops ``miner.typo=1`` but lets ``+miner.typo=1`` through; this names the key."""
-    for group, schema in {"": Config, "shard": ShardConfig, **GROUPS}.items():
+    for group, schema in {"": Config, "shard": ShardConfig, "probe": ProbeConfig, **GROUPS}.items():
         node = cfg[group] if group else cfg
         unknown = sorted(set(node) - {f.name for f in dataclasses.fields(schema)} - {"hydra"})
         if unknown:
@@ -73,3 +73,20 @@ def check(settings: Config) -> None:
     parse_length_list(settings.splitter.length_list)
     if settings.splitter.num_proc < 1:
         raise UsageError(f"splitter.num_proc must be >= 1, got {settings.splitter.num_proc}")
+    check_probe(settings.probe)
+
+
+def check_probe(probe: ProbeConfig) -> None:
+    for key in ("steps", "max_length", "mini_batch_size"):
+        _positive(getattr(probe, key), f"probe.{key}")
+    if probe.batch_size < 2:
+        raise UsageError(f"probe.batch_size: need 2 or more (the loss ranks each query's positive against the "
+                         f"batch's other passages), got {probe.batch_size}")
+    if probe.negatives < 0 or probe.dev_distractors < 0:
+        raise UsageError("probe.negatives and probe.dev_distractors: need a whole number >= 0")
+    if not probe.learning_rate > 0:
+        raise UsageError(f"probe.learning_rate: need a number > 0, got {probe.learning_rate}")
+    if not 0 < probe.dev_fraction < 1:
+        raise UsageError(f"probe.dev_fraction: need 0 < value < 1, got {probe.dev_fraction}")
+    if probe.dev_corpus and not probe.dev:
+        raise UsageError("probe.dev_corpus is the corpus of probe.dev's queries: set probe.dev too")

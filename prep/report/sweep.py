@@ -24,7 +24,14 @@ COLUMNS = [
     "neg_sim_mean", "neg_sim_p5", "neg_sim_p25", "neg_sim_p50", "neg_sim_p75", "neg_sim_p95",
     "neg_rank_mean", "pos_sim_mean", "seconds_total", "seconds_encode", "passages_encoded",
     "cache_hits", "cache_misses",
+    # step=probe: the student's metrics on the dev queries after training (and nDCG@10 before), the objective
+    # (probe.metric after training) and the best job, marked "*"
+    "probe_ndcg@10_before", "probe_ndcg@10", "probe_mrr@10", "probe_recall@10", "probe_recall@100", "objective", "best",
 ]
+# The miner settings that make a sampling recipe: what best_sampling.yaml holds.
+SAMPLING_KEYS = ("range_for_sampling", "similarity_range", "negative_number", "sampling_strategy", "relative_margin",
+                 "absolute_margin", "teacher_filter", "teacher_relative_margin", "teacher_absolute_margin",
+                 "fill_random")
 
 
 def _get(data: dict[str, Any], *keys: str) -> Any:
@@ -36,7 +43,15 @@ def _get(data: dict[str, Any], *keys: str) -> Any:
 
 
 def job_row(job: str, summary: dict[str, Any]) -> dict[str, Any]:
-    """One table row from one job's summary (steps other than mine leave mining columns empty)."""
+    """One table row from one job's summary (steps other than mine and probe leave mining columns empty)."""
+    probe = summary.get("probe") or {}
+    after = {f"probe_{name}": _get(probe, "after", name) for name in ("ndcg@10", "mrr@10", "recall@10", "recall@100")}
+    return {**mining_columns(job, {**summary, **probe.get("mine", {})}),  # a probe's mining figures, if any
+            "probe_ndcg@10_before": _get(probe, "before", "ndcg@10"), **after,
+            "objective": summary.get("objective"), "best": ""}
+
+
+def mining_columns(job: str, summary: dict[str, Any]) -> dict[str, Any]:
     negative = _get(summary, "similarity", "negative") or {}
     return {
         "job": job,
@@ -98,10 +113,15 @@ def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
         row = job_row(folder.name, varying)
         rows.append(row)
         similarities = folder / "similarities.npz"
+        if not similarities.is_file():
+            similarities = folder / "mine" / "similarities.npz"  # a probe job mines in its mine/ folder
         if similarities.is_file():
             with np.load(similarities) as data:
                 label = short_label(folder.name, row["overrides"])
                 distributions.append((label, data["positive"], data["negative"]))
+    best = mark_best(rows, summaries)
+    if best is not None:
+        write_best_sampling(sweep_dir, folders[best], summaries[best])
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -115,6 +135,35 @@ def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     if distributions:
         sweep_boxplot(sweep_dir / "sweep_similarity.png", distributions)
     return rows
+
+
+def mark_best(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> int | None:
+    """Mark the job with the highest objective (the first of equals); its index, or None without objectives."""
+    scored = [(summary["objective"], -index) for index, summary in enumerate(summaries)
+              if isinstance(summary.get("objective"), (int, float))]
+    if not scored:
+        return None
+    best = -max(scored)[1]
+    rows[best]["best"] = "*"
+    return best
+
+
+def write_best_sampling(sweep_dir: Path, folder: Path, summary: dict[str, Any]) -> None:
+    """The best job's sampling settings as a ready ``conf/sampling/`` file: ``best_sampling.yaml``."""
+    from omegaconf import OmegaConf
+
+    from prep.io.atomic import atomic_file
+
+    miner = summary["config"]["miner"]
+    recipe = OmegaConf.to_yaml({key: miner[key] for key in SAMPLING_KEYS if key in miner})
+    header = (f"# @package miner\n# python run.py step=mine sampling=best_sampling   (copy this file to "
+              f"conf/sampling/; the best job, {folder.name}, of the sweep {sweep_dir}:\n"
+              f"# {summary.get('probe', {}).get('metric')} {summary['objective']} on held-out queries; its overrides: "
+              f"{' '.join(summary.get('overrides', []))})\n")
+    with atomic_file(sweep_dir / "best_sampling.yaml", overwrite=True) as handle:
+        handle.write(header + recipe)
+    log.info("best job %s (objective %s): its sampling settings in %s", folder.name, summary["objective"],
+             sweep_dir / "best_sampling.yaml")
 
 
 class SweepSummary(Callback):

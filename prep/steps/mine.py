@@ -108,7 +108,9 @@ class Mined:
     stale_neg_scores: int  # rows whose neg_scores were dropped with their old negatives
 
 
-def run(cfg: Any) -> dict[str, Any]:
+def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Mine the input file's rows, or ``rows`` when given (``step=probe`` mines its training rows, already read
+    and checked)."""
     settings = settings_of(cfg)
     check_model_source(settings.miner.model_name_or_path, "miner.model_name_or_path", settings.miner.cache_dir)
     check_devices(settings.hardware)
@@ -121,7 +123,7 @@ def run(cfg: Any) -> dict[str, Any]:
         teacher = make_teacher(settings)  # a missing teacher model fails here, before any encoding
     # The pool's texts (an Arrow file) and, with cache=false, its embeddings live in this folder.
     with mining.step.work_dir(".mine-") as work_dir:
-        corpus = load(mining, Path(work_dir))
+        corpus = load(mining, Path(work_dir), rows)
         with corpus.pool:
             embedded = encode(mining, corpus, Path(work_dir))
             searched = search(mining, corpus, embedded)
@@ -133,12 +135,12 @@ def run(cfg: Any) -> dict[str, Any]:
     return report(mining, corpus, Mined(embedded, searched, qualified, results, stale))
 
 
-def load(mining: Mining, work_dir: Path) -> Corpus:
-    """The training rows (checked), the deduplicated pool (an Arrow file in ``work_dir``), and each row's
-    positives and query in it."""
+def load(mining: Mining, work_dir: Path, rows: list[dict[str, Any]] | None) -> Corpus:
+    """The training rows (read and checked unless given), the deduplicated pool (an Arrow file in ``work_dir``),
+    and each row's positives and query in it."""
     input_path, pool_path = input_paths(mining.step.settings)
     with mining.step.phase("load"):
-        rows = read_jsonl(input_path, check_training_row)
+        rows = read_jsonl(input_path, check_training_row) if rows is None else rows
         pool = open_pool(rows, pool_path, work_dir)
     log.info("%d rows from %s; corpus of %d distinct passages%s", len(rows), input_path, len(pool),
              f" from {pool_path}" if pool_path else " (pos and neg of the input)")

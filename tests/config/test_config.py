@@ -62,6 +62,7 @@ def test_wrong_type_names_the_key():
     ("miner.search_backend=annoy", "miner.search_backend"), ("cache_dtype=float8", "cache_dtype"),
     ("miner.model_class=encoder-only", "miner.model_class"), ("reranker.model_class=cross", "reranker.model_class"),
     ("miner.pooling_method=max", "miner.pooling_method"), ("step=mien", "step"),
+    ("probe.metric=ndcg@5", "probe.metric"), ("probe.loss=triplet", "probe.loss"),
 ])
 def test_closed_sets_are_checked_while_composing_naming_the_key(override, key):
     with pytest.raises(ConfigCompositionException) as caught:
@@ -77,6 +78,9 @@ def test_closed_sets_are_checked_while_composing_naming_the_key(override, key):
     ("shard.index=3", "shard.index=3"), ("miner.range_for_sampling=9-3", "miner.range_for_sampling"),
     ("+miner.negtive_number=3", "miner.negtive_number"),
     ("miner.model_class=decoder-only-base", "miner.pooling_method=mean with miner.model_class=decoder-only-base"),
+    ("probe.batch_size=1", "probe.batch_size"), ("probe.steps=0", "probe.steps"),
+    ("probe.dev_fraction=1.5", "probe.dev_fraction"), ("probe.learning_rate=0", "probe.learning_rate"),
+    ("probe.dev_corpus=corpus.jsonl", "probe.dev_corpus"),
 ])
 def test_settings_are_checked_once_before_any_step_naming_the_key(override, key):
     from prep.config.settings import settings_of

@@ -1,0 +1,86 @@
+"""The probe's student: fine-tuned briefly with sentence-transformers' own trainer, judged with its own evaluator.
+
+Training: ``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss`` (or its cached variant, for
+larger batches in the same memory) over (query, positive, negative_1..k) rows, no duplicate texts within a
+batch, ``max_steps`` steps, seeded. Evaluation: ``InformationRetrievalEvaluator`` with cosine similarity:
+nDCG@10, MRR@10, recall@10 and recall@100.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+METRICS = {"ndcg@10": "cosine_ndcg@10", "mrr@10": "cosine_mrr@10", "recall@10": "cosine_recall@10",
+           "recall@100": "cosine_recall@100"}
+
+
+@dataclass(frozen=True)
+class DevSet:
+    """Queries, corpus and which corpus passages answer each query, keyed as the evaluator takes them."""
+
+    queries: dict[str, str]
+    corpus: dict[str, str]
+    relevant: dict[str, set[str]]
+
+
+def load_student(name_or_path: str, max_length: int, on_cpu: bool) -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(name_or_path, device="cpu" if on_cpu else None, local_files_only=True)
+    model.max_seq_length = max_length
+    return model
+
+
+def evaluate(model: Any, dev: DevSet, batch_size: int = 64) -> dict[str, float]:
+    """nDCG@10, MRR@10, recall@10 and recall@100 of ``model`` on ``dev`` (sentence-transformers' evaluator)."""
+    from sentence_transformers import util
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    # The evaluator logs every figure at INFO; the probe logs the ones it reports.
+    logging.getLogger(InformationRetrievalEvaluator.__module__).setLevel(logging.WARNING)
+    evaluator = InformationRetrievalEvaluator(
+        dev.queries, dev.corpus, dev.relevant, mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[10],
+        precision_recall_at_k=[10, 100], map_at_k=[100], batch_size=batch_size, write_csv=False,
+        score_functions={"cosine": util.cos_sim}, main_score_function="cosine")
+    scores = evaluator(model)
+    return {name: round(float(scores[key]), 6) for name, key in METRICS.items()}
+
+
+def train(model: Any, rows: list[tuple[str, str, list[str]]], probe: Any, seed: int, on_cpu: bool) -> dict[str, Any]:
+    """Fine-tune ``model`` in place on (query, positive, negatives) rows for ``probe.steps`` steps; returns
+    what ran (steps, rows, negatives per row, the last logged loss)."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.sentence_transformer.training_args import (
+        BatchSamplers,
+        SentenceTransformerTrainingArguments,
+    )
+
+    negatives = min(probe.negatives, min(len(negs) for _, _, negs in rows))
+    if negatives < probe.negatives:
+        log.warning("probe.negatives=%d, but some rows have only %d negatives: training with %d per row",
+                    probe.negatives, negatives, negatives)
+    columns: dict[str, list[str]] = {"anchor": [q for q, _, _ in rows], "positive": [p for _, p, _ in rows]}
+    for k in range(negatives):
+        columns[f"negative_{k + 1}"] = [negs[k] for _, _, negs in rows]
+    if probe.loss == "cached_mnrl":
+        loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=probe.mini_batch_size)
+    else:
+        loss = losses.MultipleNegativesRankingLoss(model)
+    with tempfile.TemporaryDirectory(prefix="prep-probe-") as scratch:
+        arguments = SentenceTransformerTrainingArguments(
+            output_dir=scratch, max_steps=probe.steps, per_device_train_batch_size=probe.batch_size,
+            learning_rate=probe.learning_rate, warmup_ratio=0.1, seed=seed, data_seed=seed, save_strategy="no",
+            report_to=[], logging_steps=max(1, probe.steps // 5), disable_tqdm=False, use_cpu=on_cpu,
+            batch_sampler=BatchSamplers.NO_DUPLICATES, dataloader_drop_last=True)
+        trainer = SentenceTransformerTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(columns),
+                                             loss=loss)
+        result = trainer.train()
+    return {"steps": int(result.global_step), "rows": len(rows), "negatives_per_row": negatives,
+            "train_loss": round(float(result.training_loss), 6)}

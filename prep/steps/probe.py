@@ -1,0 +1,149 @@
+"""``step=probe``: mine as ``step=mine`` does, train a fresh student briefly on the result, and score it on
+queries the training never saw. The verdict a sweep over mining settings needs (README, "Probe").
+
+    python run.py step=probe input=train.jsonl [miner.candidate_pool=pool.jsonl] [probe.steps=30]
+    python run.py +sweep=probe_grid input=train.jsonl      # every preset; the best one's settings as a file
+
+Phases: hold out a dev set (``evaluation.holdout``: no dev positive is a training positive), mine the
+training rows through the cache (a sweep encodes the pool once), evaluate the untouched student, train it
+(``evaluation.student``), evaluate again. The run's objective, ``probe.metric`` after training, is what
+the Hydra task function returns, so Hydra's sweepers can optimise it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from prep.config.schema import Step
+from prep.config.settings import settings_of
+from prep.errors import UsageError
+from prep.evaluation.holdout import hold_out
+from prep.evaluation.student import DevSet
+from prep.io import paths
+from prep.io.atomic import write_json
+from prep.io.jsonl import check_pool_row, check_training_row, iter_jsonl, read_jsonl
+from prep.models.runtime import check_devices, on_cpu
+from prep.models.sources import check_model_source
+from prep.steps import mine
+from prep.steps.frame import StepRun
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    settings = settings_of(cfg)
+    probe = settings.probe
+    student_name = probe.student or settings.miner.model_name_or_path
+    check_model_source(student_name, "probe.student" if probe.student else "miner.model_name_or_path")
+    check_devices(settings.hardware)
+    step = StepRun(settings, "probe")
+    input_path, pool_path = paths.input_paths(settings)
+    with step.phase("load"):
+        rows = read_jsonl(input_path, check_training_row)
+        training, dev = split(step, rows, pool_path)
+    mined = mine_training_rows(step, training)
+    metrics, trained = judge(step, student_name, mined, dev)
+    objective = metrics["after"][str(probe.metric)]
+    log.info("probe: %s %.4f after %d steps (%.4f before); dev of %d queries over %d passages", probe.metric,
+             objective, trained["steps"], metrics["before"][str(probe.metric)], len(dev.queries), len(dev.corpus))
+    return step.finish({
+        "rows": len(rows),
+        "objective": objective,
+        "probe": {"metric": str(probe.metric), "student": student_name, **metrics, "train": trained,
+                  "dev": {"queries": len(dev.queries), "corpus": len(dev.corpus),
+                          "source": probe.dev or f"hold-out of {probe.dev_fraction} of the input",
+                          "split": str(step.run_dir / "probe_split.json")},
+                  "mine": {k: mined["summary"].get(k) for k in ("negatives", "candidates", "similarity",
+                                                                 "negative_rank", "encoded")}},
+        "input": str(input_path),
+        "candidate_pool": str(pool_path) if pool_path else None,
+    }, ("load", "mine", "evaluate", "train"))
+
+
+def split(step: StepRun, rows: list[dict[str, Any]], pool_path: Any) -> tuple[list[dict[str, Any]], DevSet]:
+    """The rows to mine and train on, and the dev set; the split (row numbers) is written beside the summary."""
+    probe, seed = step.settings.probe, step.settings.seed
+    if probe.dev:
+        dev_rows = read_jsonl(paths.user_path(probe.dev), check_training_row)
+        training_index, dev_index = list(range(len(rows))), []
+        held = {p for row in dev_rows for p in row["pos"]}
+        if any(p in held for row in rows for p in row["pos"]):
+            log.warning("probe.dev shares positives with the training rows: the probe rewards memorising them")
+    else:
+        training_index, dev_index = hold_out([row["pos"] for row in rows], probe.dev_fraction, seed)
+        dev_rows = [rows[i] for i in dev_index]
+    write_json(step.run_dir / "probe_split.json", {"seed": seed, "train": training_index, "dev": dev_index})
+    training = [rows[i] for i in training_index]
+    return training, dev_set(step, dev_rows, training, pool_path)
+
+
+def dev_set(step: StepRun, dev_rows: list[dict[str, Any]], training: list[dict[str, Any]], pool_path: Any) -> DevSet:
+    """Dev queries over a corpus: ``probe.dev_corpus`` when given, else the dev rows' passages plus
+    ``probe.dev_distractors`` passages drawn (seeded) from what is mined: the pool, or the training rows'."""
+    probe = step.settings.probe
+    if probe.dev_corpus:
+        texts = [row["text"] for row in iter_jsonl(paths.user_path(probe.dev_corpus), check_pool_row)]
+    else:
+        texts = [p for row in dev_rows for p in (*row["pos"], *row.get("neg", []))]
+        source = (row["text"] for row in iter_jsonl(pool_path, check_pool_row)) if pool_path else (
+            p for row in training for p in (*row["pos"], *row.get("neg", [])))
+        texts += sample(source, probe.dev_distractors, step.settings.seed)
+    corpus_ids = {text: f"c{i}" for i, text in enumerate(dict.fromkeys(texts))}
+    missing = [p for row in dev_rows for p in row["pos"] if p not in corpus_ids]
+    if missing:
+        raise UsageError(f"probe.dev_corpus: {len(missing)} dev positives are not in it, e.g. {missing[0][:60]!r}")
+    return DevSet(queries={f"q{i}": row["query"] for i, row in enumerate(dev_rows)},
+                  corpus={cid: text for text, cid in corpus_ids.items()},
+                  relevant={f"q{i}": {corpus_ids[p] for p in row["pos"]} for i, row in enumerate(dev_rows)})
+
+
+def sample(texts: Any, count: int, seed: int) -> list[str]:
+    """Up to ``count`` distinct texts drawn uniformly from an iterable of any length (reservoir), seeded."""
+    rng = np.random.default_rng([seed, 16])
+    chosen: list[str] = []
+    for seen, text in enumerate(dict.fromkeys(texts)):
+        if len(chosen) < count:
+            chosen.append(text)
+        elif (slot := int(rng.integers(seen + 1))) < count:
+            chosen[slot] = text
+    return chosen
+
+
+def mine_training_rows(step: StepRun, training: list[dict[str, Any]]) -> dict[str, Any]:
+    """``step=mine`` on the training rows, in ``mine/`` of this run folder, through the cache."""
+    settings = step.settings
+    output = step.run_dir / "mined.jsonl"
+    stage = dataclasses.replace(settings, step=Step.mine, run_dir=str(step.run_dir / "mine"), output=str(output))
+    with step.phase("mine"):
+        summary = mine.run(stage, rows=training)
+        mined = read_jsonl(output)
+    return {"summary": summary, "rows": [(row["query"], row["pos"][0], row["neg"]) for row in mined]}
+
+
+def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) -> tuple[dict[str, Any], dict]:
+    """The student's metrics on ``dev`` before and after training on the mined rows, and what the training ran."""
+    import torch
+
+    from prep.evaluation.student import evaluate, load_student, train
+
+    settings = step.settings
+    cpu = on_cpu(settings.hardware) or not torch.cuda.is_available()
+    torch.manual_seed(settings.seed)
+    model = load_student(student_name, settings.probe.max_length, cpu)
+    seconds = {}
+    with step.phase("evaluate"):
+        started = time.perf_counter()
+        before = evaluate(model, dev)
+        seconds["evaluate"] = round(time.perf_counter() - started, 3)
+    log.info("training the student for %d steps of %d rows (about %.0f s per evaluation here)",
+             settings.probe.steps, settings.probe.batch_size, seconds["evaluate"])
+    with step.phase("train"):
+        trained = train(model, mined["rows"], settings.probe, settings.seed, cpu)
+    with step.phase("evaluate"):
+        after = evaluate(model, dev)
+    return {"before": before, "after": after}, trained

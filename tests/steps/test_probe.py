@@ -1,0 +1,68 @@
+"""``step=probe``: mine through the cache, train the student briefly, score it on held-out queries."""
+
+import csv
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from prep.io.jsonl import read_jsonl
+from prep.io.paths import SAMPLE_TRAIN
+from prep.steps import probe
+from tests.conftest import run_cli
+
+TINY = ["step=probe", "probe.steps=3", "probe.batch_size=8", "probe.negatives=2", "probe.max_length=64",
+        "miner.range_for_sampling=2-40", "miner.negative_number=4", "hardware.use_bf16=false"]
+
+
+@pytest.mark.slow
+def test_probe_holds_out_mines_trains_and_returns_its_objective(make_config, tmp_path):
+    import run
+
+    first = probe.run(make_config(*TINY, f"run_dir={tmp_path / 'a'}"))
+    rows = read_jsonl(SAMPLE_TRAIN)
+    split = json.loads((tmp_path / "a" / "probe_split.json").read_text())
+    assert len(split["dev"]) == round(0.2 * len(rows)) and sorted(split["train"] + split["dev"]) == list(range(170))
+    training_positives = {p for i in split["train"] for p in rows[i]["pos"]}
+    assert not training_positives & {p for i in split["dev"] for p in rows[i]["pos"]}
+    mined = read_jsonl(tmp_path / "a" / "mined.jsonl")
+    assert [r["query"] for r in mined] == [rows[i]["query"] for i in split["train"]]
+    report = first["probe"]
+    assert report["dev"]["queries"] == len(split["dev"]) and report["train"]["steps"] == 3
+    assert set(report["before"]) == set(report["after"]) == {"ndcg@10", "mrr@10", "recall@10", "recall@100"}
+    assert first["objective"] == report["after"]["ndcg@10"]
+    assert first["seconds"]["train"] > 0 and first["seconds"]["evaluate"] > 0
+    # The same run again, through the Hydra task function: the cache serves the pool, training repeats exactly.
+    returned = run.main.__wrapped__(make_config(*TINY, f"run_dir={tmp_path / 'b'}"))
+    second = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert returned == second["objective"] == first["objective"]
+    assert second["probe"]["train"]["train_loss"] == report["train"]["train_loss"]
+    assert second["probe"]["mine"]["encoded"]["passages"] == 0
+
+
+@pytest.mark.slow
+def test_a_probe_sweep_marks_the_best_job_and_optuna_receives_each_objective(tmp_path):
+    """Two Optuna trials (two basic-sweeper jobs where the optuna extra is missing): the best job is marked, its
+    sampling settings written, the second job encodes nothing, and Optuna's verdict (from the values the Hydra
+    task function returned) is the best job's objective."""
+    import importlib.util
+
+    optuna = importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+    sweeper = ["+sweep=probe_optuna", "hydra.sweeper.n_trials=2"] if optuna else ["-m", "sampling=top_k,flagembedding"]
+    result = run_cli(*sweeper, *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", f"cache_dir={tmp_path / 'cache'}",
+                     cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    with open(sweep / "sweep_summary.csv", encoding="utf-8") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == 2 and [row["best"] for row in table].count("*") == 1
+    best = next(row for row in table if row["best"] == "*")
+    assert float(best["probe_ndcg@10"]) == max(float(row["objective"]) for row in table)
+    summaries = [json.loads((sweep / str(job) / "summary.json").read_text()) for job in range(2)]
+    assert summaries[1]["probe"]["mine"]["encoded"]["passages"] == 0  # the second job encodes nothing
+    recipe = OmegaConf.load(sweep / "best_sampling.yaml")
+    chosen = summaries[int(best["job"])]["config"]["miner"]
+    assert {key: recipe[key] for key in recipe} == {key: chosen[key] for key in recipe}
+    assert (sweep / "best_sampling.yaml").read_text().startswith("# @package miner\n# python run.py")
+    if optuna:
+        assert OmegaConf.load(sweep / "optimization_results.yaml").best_value == float(best["objective"])
