@@ -1,4 +1,4 @@
-# make install | demo | test | lint | bench | bench-quality | bench-memory | sweep [SWEEP=similarity|rank_window|grid|probe_grid|probe_optuna] | clean | clean-cache
+# make install | demo | test | lint | bench | bench-quality | bench-probe | bench-memory | sweep [SWEEP=similarity|rank_window|grid|probe_grid|probe_optuna] | clean | clean-cache
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ BENCH_DIR ?= .bench
 
 SWEEP ?= similarity
 
-.PHONY: install demo test lint bench bench-quality bench-memory sweep clean clean-cache
+.PHONY: install demo test lint bench bench-quality bench-probe bench-memory sweep clean clean-cache
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ TEACHER := $(BENCH_DIR)/all-mpnet-base-v2
 bench-quality: $(STAMP)
 	$(BIN)/python bench/fetch_mpnet.py $(BENCH_DIR)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/quality.py --dir $(BENCH_DIR)/quality --teacher $(TEACHER) $(QUALITY_ARGS)
+
+# Whether a cheap probe ranks the presets as full training does (bench/probe_presets.py); PROBE_ARGS for sizes.
+bench-probe: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/probe_presets.py --dir $(BENCH_DIR)/probe $(PROBE_ARGS)
 
 # Peak memory of step=mine against pool size, 2,000 to 1,000,000 synthetic passages (bench/memory.py).
 bench-memory: $(STAMP)

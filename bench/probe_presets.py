@@ -1,0 +1,85 @@
+"""Does a cheap probe rank the sampling presets as full training does? (issue: the probe's default size)
+
+    python bench/probe_presets.py [--dir .bench/probe] [--queries 2000] [--corpus 0] [--sizes 10x16,30x16]
+                                  [--presets flagembedding,top_k,topk_percpos,percpos_random] [--seeds 0,1]
+
+Builds the Debian corpus (../shared/bench/debian_corpus.py), then for each probe size (steps x batch) and
+seed runs ``step=probe`` over the presets as one sweep (one encode of the pool, shared cache) and compares
+the presets' order by mean nDCG@10 with the order full training gave (``FULL_TRAINING``: the means of two
+seeds, strict nDCG@10, from bench/README.md's quality table; (e) and the teacher recipes have no preset
+here). Prints, and writes to DIR/results.md, each size's nDCG@10 per preset, Kendall tau against full
+training, and the seconds a probe job took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from itertools import combinations
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS_SCRIPT = ROOT.parent / "shared" / "bench" / "debian_corpus.py"
+# bench/README.md, "Quality": strict nDCG@10, means of seeds 0 and 1, fine-tuned on 1,024 mined rows.
+FULL_TRAINING = {"flagembedding": 0.7855, "top_k": 0.7991, "topk_percpos": 0.7906, "percpos_random": 0.7838}
+
+
+def kendall_tau(first: dict[str, float], second: dict[str, float]) -> float:
+    """Kendall's tau-a of two scorings of the same names (ties count as neither agreement nor disagreement)."""
+    names = sorted(first)
+    pairs = list(combinations(names, 2))
+    score = sum(((first[a] > first[b]) - (first[a] < first[b])) * ((second[a] > second[b]) - (second[a] < second[b]))
+                for a, b in pairs)
+    return round(score / len(pairs), 4) if pairs else 0.0
+
+
+def probe_sweep(args: argparse.Namespace, corpus: Path, steps: int, batch: int, seed: int) -> dict[str, dict]:
+    """One ``step=probe`` sweep over the presets; each preset's summary."""
+    sweep = args.dir / f"sweep_{steps}x{batch}_seed{seed}"
+    if not (sweep / "sweep_summary.csv").is_file():
+        command = [sys.executable, str(ROOT / "run.py"), "-m", "step=probe", f"input={corpus / 'train.jsonl'}",
+                   f"miner.candidate_pool={corpus / 'corpus.jsonl'}", f"sampling={','.join(args.presets)}",
+                   f"probe.steps={steps}", f"probe.batch_size={batch}", f"seed={seed}",
+                   f"cache_dir={args.dir / 'cache'}", f"hydra.sweep.dir={sweep}"]
+        subprocess.run(command, check=True, cwd=args.dir, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    summaries = [json.loads(path.read_text()) for path in sorted(sweep.glob("*/summary.json"))]
+    return {next(o.split("=", 1)[1] for o in s["overrides"] if o.startswith("sampling=")): s for s in summaries}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=ROOT / ".bench" / "probe")
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--corpus", type=int, default=0, help="passages in the corpus (0: every package)")
+    parser.add_argument("--sizes", default="10x16,30x16", help="probe sizes, steps x batch, comma-separated")
+    parser.add_argument("--presets", default=",".join(FULL_TRAINING))
+    parser.add_argument("--seeds", default="0,1")
+    args = parser.parse_args()
+    args.presets = args.presets.split(",")
+    args.dir = args.dir.absolute()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    corpus = args.dir / "corpus"
+    if not (corpus / "train.jsonl").is_file():
+        subprocess.run([sys.executable, str(CORPUS_SCRIPT), str(corpus), "--queries", str(args.queries),
+                        "--corpus", str(args.corpus)], check=True)
+    lines = ["| probe (steps x batch) | " + " | ".join(args.presets) + " | Kendall tau vs full training | s per job |",
+             "|---|" + "---|" * (len(args.presets) + 2)]
+    for size in args.sizes.split(","):
+        steps, batch = (int(v) for v in size.split("x"))
+        runs = [probe_sweep(args, corpus, steps, batch, int(seed)) for seed in args.seeds.split(",")]
+        means = {p: sum(run[p]["objective"] for run in runs) / len(runs) for p in args.presets}
+        jobs = [run[p] for run in runs for p in args.presets]
+        seconds = sum(job["seconds"]["total"] for job in jobs) / len(jobs)
+        known = {p: FULL_TRAINING[p] for p in args.presets if p in FULL_TRAINING}
+        tau = kendall_tau({p: means[p] for p in known}, known)
+        cells = " | ".join(f"{means[p]:.4f}" for p in args.presets)
+        lines.append(f"| {size} | {cells} | {tau} | {seconds:.0f} |")
+        print(lines[-1], flush=True)
+    (args.dir / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
