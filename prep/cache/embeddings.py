@@ -18,6 +18,7 @@ import numpy as np
 
 from prep.cache.identity import fingerprint, identity_of, texts_fingerprint
 from prep.cache.store import ArrayEntries, Cache
+from prep.config.schema import SAMPLING_KEYS
 from prep.models import embedder as embedder_module
 from prep.models import runtime
 
@@ -27,12 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Miner settings that cannot change an embedding: how much is encoded at once, where Hugging Face keeps its
-# downloads, and what mining does with the embeddings afterwards. Every other miner setting counts.
+# downloads, and what mining does with the embeddings afterwards (the sampling recipe, the search). Every other
+# miner setting counts.
 NOT_IN_EMBEDDINGS = frozenset({
-    "batch_size", "cache_dir", "candidate_pool", "range_for_sampling", "similarity_range", "negative_number",
-    "relative_margin", "absolute_margin", "sampling_strategy", "teacher_filter", "teacher_relative_margin",
-    "teacher_absolute_margin", "fill_random", "search_batch_size", "search_backend", "index", "index_nlist",
-    "index_nprobe", "hnsw_m", "hnsw_ef_search", "index_recall_queries",
+    *SAMPLING_KEYS, "batch_size", "cache_dir", "candidate_pool", "search_batch_size", "search_backend", "index",
+    "index_nlist", "index_nprobe", "hnsw_m", "hnsw_ef_search", "index_recall_queries",
 })
 MODEL_FILES = frozenset({"model_name_or_path", "examples_for_task"})  # count by their files' content
 

@@ -16,19 +16,18 @@ import numpy as np
 from prep.cache.embeddings import PoolEmbeddings
 from prep.cache.identity import identity_of
 from prep.cache.store import Cache, SearchEntries
+from prep.config.schema import SAMPLING_KEYS
 
 if TYPE_CHECKING:
     from prep.config.schema import Config, MinerConfig
 
 log = logging.getLogger(__name__)
 
-# Miner settings that cannot change which neighbours a search finds; every other one counts (the model's
-# settings again, harmlessly: they are in the embeddings' keys too). search_backend counts as resolved.
-NOT_IN_SEARCH = frozenset({
-    "batch_size", "cache_dir", "candidate_pool", "range_for_sampling", "similarity_range", "negative_number",
-    "relative_margin", "absolute_margin", "sampling_strategy", "teacher_filter", "teacher_relative_margin",
-    "teacher_absolute_margin", "fill_random", "search_batch_size", "search_backend", "index_recall_queries",
-})
+# Miner settings that cannot change which neighbours a search finds: the sampling recipe, how much is
+# searched at once, where Hugging Face keeps downloads, how recall is sampled. Every other one counts (the
+# model's settings again, harmlessly: they are in the embeddings' keys too). search_backend counts as resolved.
+NOT_IN_SEARCH = frozenset({*SAMPLING_KEYS, "batch_size", "cache_dir", "candidate_pool", "search_batch_size",
+                           "search_backend", "index_recall_queries"})
 APPROXIMATE_ONLY = frozenset({"index_nlist", "index_nprobe", "hnsw_m", "hnsw_ef_search"})
 
 

@@ -128,6 +128,13 @@ class MinerConfig:
     index_recall_queries: int = 200
 
 
+# The miner settings that make a sampling recipe (what conf/sampling/ presets and best_sampling.yaml set): they
+# decide which search results become negatives, never an embedding or a search result.
+SAMPLING_KEYS = ("range_for_sampling", "similarity_range", "negative_number", "sampling_strategy", "relative_margin",
+                 "absolute_margin", "teacher_filter", "teacher_relative_margin", "teacher_absolute_margin",
+                 "fill_random")
+
+
 @dataclass
 class RerankerConfig:
     """Teacher scores: FlagEmbedding's ``add_reranker_score.py`` arguments, without their prefixes.

@@ -35,12 +35,16 @@ class Row(dict):
         self.texts: dict[str, tuple[str, str]] = {}
 
     def replaced(self, removed: tuple[str, ...] = (), **values: Any) -> Row:
-        """A copy with ``values`` set (a key already there keeps its place) and ``removed`` keys dropped;
-        every other key keeps its source text."""
-        row = Row({k: v for k, v in self.items() if k not in removed})
-        row.update(values)
-        row.texts = {k: t for k, t in self.texts.items() if k not in values and k not in removed}
-        return row
+        return replaced(self, removed, **values)
+
+
+def replaced(row: dict[str, Any], removed: tuple[str, ...] = (), **values: Any) -> Row:
+    """A copy of ``row`` with ``values`` set (a key already there keeps its place) and ``removed`` keys dropped;
+    every other key keeps its source text when ``row`` came from ``parse_object`` (a plain dict has none)."""
+    copy = Row({k: v for k, v in row.items() if k not in removed})
+    copy.update(values)
+    copy.texts = {k: t for k, t in getattr(row, "texts", {}).items() if k not in values and k not in removed}
+    return copy
 
 
 def _skip(text: str, index: int) -> int:

@@ -28,10 +28,7 @@ COLUMNS = [
     # (probe.metric after training) and the best job, marked "*"
     "probe_ndcg@10_before", "probe_ndcg@10", "probe_mrr@10", "probe_recall@10", "probe_recall@100", "objective", "best",
 ]
-# The miner settings that make a sampling recipe: what best_sampling.yaml holds.
-SAMPLING_KEYS = ("range_for_sampling", "similarity_range", "negative_number", "sampling_strategy", "relative_margin",
-                 "absolute_margin", "teacher_filter", "teacher_relative_margin", "teacher_absolute_margin",
-                 "fill_random")
+
 
 
 def _get(data: dict[str, Any], *keys: str) -> Any:
@@ -152,6 +149,7 @@ def write_best_sampling(sweep_dir: Path, folder: Path, summary: dict[str, Any]) 
     """The best job's sampling settings as a ready ``conf/sampling/`` file: ``best_sampling.yaml``."""
     from omegaconf import OmegaConf
 
+    from prep.config.schema import SAMPLING_KEYS
     from prep.io.atomic import atomic_file
 
     miner = summary["config"]["miner"]

@@ -64,13 +64,18 @@ def canonical_topk(scores, depth: int):
     ``torch.topk`` alone picks and orders tied columns as its kernel happens to, so the top 10 would not be the
     first 10 of the top 32, and a window served from a deeper cached search would pick other negatives than
     a fresh one (passages identical after truncation tie exactly). With this order every depth is a prefix of
-    every deeper one. Rows whose cut splits a tie (rare) are completed by hand.
+    every deeper one. One more column than asked for shows where the cut splits a tie (the next best equals the
+    last kept): those rows (rare) are completed by hand; a full comparison pass over ``scores`` would cost more
+    than the top-k itself.
     """
     import torch
 
-    values, indices = torch.topk(scores, depth, dim=1)
+    values, indices = torch.topk(scores, min(depth + 1, scores.shape[1]), dim=1)
+    split_ties = []
+    if values.shape[1] > depth:
+        split_ties = torch.nonzero(values[:, depth] == values[:, depth - 1]).flatten().tolist()
+        values, indices = values[:, :depth].contiguous(), indices[:, :depth].contiguous()
     cut = values[:, -1:]
-    split_ties = torch.nonzero((scores == cut).sum(1) > (values == cut).sum(1)).flatten().tolist()
     for row in split_ties:
         above = torch.nonzero(scores[row] > cut[row]).flatten()
         tied = torch.nonzero(scores[row] == cut[row]).flatten()[: depth - len(above)]

@@ -32,7 +32,7 @@ from prep.io.atomic import atomic_file
 from prep.io.jsonl import check_training_row, read_jsonl, write_jsonl
 from prep.io.paths import input_paths
 from prep.io.pool import PassagePool, open_pool
-from prep.io.rawjson import Row
+from prep.io.rawjson import replaced
 from prep.models.runtime import check_devices
 from prep.models.sources import check_model_source
 from prep.report.stats import describe, table
@@ -257,9 +257,7 @@ def write(mining: Mining, corpus: Corpus, results: list[RowResult]) -> int:
 
 def mined_row(row: dict[str, Any], negatives: list[str]) -> dict[str, Any]:
     """``row`` with ``neg`` replaced and its stale ``neg_scores`` dropped; every other key as it came."""
-    if isinstance(row, Row):
-        return row.replaced(removed=("neg_scores",), neg=negatives)
-    return {**{k: v for k, v in row.items() if k != "neg_scores"}, "neg": negatives}
+    return replaced(row, removed=("neg_scores",), neg=negatives)
 
 
 def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from prep.evaluation.student import DevSet
 from prep.io import paths
 from prep.io.atomic import write_json
 from prep.io.jsonl import check_pool_row, check_training_row, iter_jsonl, read_jsonl
+from prep.io.pool import corpus_texts, open_pool
 from prep.models.runtime import check_devices, on_cpu
 from prep.models.sources import check_model_source
 from prep.steps import mine
@@ -89,10 +90,10 @@ def dev_set(step: StepRun, dev_rows: list[dict[str, Any]], training: list[dict[s
     if probe.dev_corpus:
         texts = [row["text"] for row in iter_jsonl(paths.user_path(probe.dev_corpus), check_pool_row)]
     else:
-        texts = [p for row in dev_rows for p in (*row["pos"], *row.get("neg", []))]
-        source = (row["text"] for row in iter_jsonl(pool_path, check_pool_row)) if pool_path else (
-            p for row in training for p in (*row["pos"], *row.get("neg", [])))
-        texts += sample(source, probe.dev_distractors, step.settings.seed)
+        texts = list(corpus_texts(dev_rows, None))
+        # The mined corpus as step=mine reads it: distinct texts in first-seen order, in a memory-mapped pool.
+        with step.work_dir(".probe-") as work_dir, open_pool(training, pool_path, Path(work_dir)) as pool:
+            texts += pool.take(sample_ids(len(pool), probe.dev_distractors, step.settings.seed))
     corpus_ids = {text: f"c{i}" for i, text in enumerate(dict.fromkeys(texts))}
     missing = [p for row in dev_rows for p in row["pos"] if p not in corpus_ids]
     if missing:
@@ -102,15 +103,15 @@ def dev_set(step: StepRun, dev_rows: list[dict[str, Any]], training: list[dict[s
                   relevant={f"q{i}": {corpus_ids[p] for p in row["pos"]} for i, row in enumerate(dev_rows)})
 
 
-def sample(texts: Any, count: int, seed: int) -> list[str]:
-    """Up to ``count`` distinct texts drawn uniformly from an iterable of any length (reservoir), seeded."""
+def sample_ids(population: int, count: int, seed: int) -> list[int]:
+    """Up to ``count`` distinct ids of ``range(population)`` drawn uniformly (reservoir sampling), seeded."""
     rng = np.random.default_rng([seed, 16])
-    chosen: list[str] = []
-    for seen, text in enumerate(dict.fromkeys(texts)):
+    chosen: list[int] = []
+    for seen in range(population):
         if len(chosen) < count:
-            chosen.append(text)
+            chosen.append(seen)
         elif (slot := int(rng.integers(seen + 1))) < count:
-            chosen[slot] = text
+            chosen[slot] = seen
     return chosen
 
 
@@ -135,13 +136,10 @@ def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) 
     cpu = on_cpu(settings.hardware) or not torch.cuda.is_available()
     torch.manual_seed(settings.seed)
     model = load_student(student_name, settings.probe.max_length, cpu)
-    seconds = {}
     with step.phase("evaluate"):
-        started = time.perf_counter()
         before = evaluate(model, dev)
-        seconds["evaluate"] = round(time.perf_counter() - started, 3)
     log.info("training the student for %d steps of %d rows (about %.0f s per evaluation here)",
-             settings.probe.steps, settings.probe.batch_size, seconds["evaluate"])
+             settings.probe.steps, settings.probe.batch_size, step.timer.seconds()["evaluate"])
     with step.phase("train"):
         trained = train(model, mined["rows"], settings.probe, settings.seed, cpu)
     with step.phase("evaluate"):

@@ -17,7 +17,7 @@ from prep.cache.store import Cache
 from prep.config.settings import settings_of
 from prep.io import paths
 from prep.io.jsonl import FieldError, check_training_row, read_jsonl, write_jsonl
-from prep.io.rawjson import Row
+from prep.io.rawjson import replaced
 from prep.models.runtime import check_devices
 from prep.models.teacher import make_teacher
 from prep.report.stats import describe, table
@@ -85,7 +85,7 @@ def with_scores(row: dict[str, Any], pair_scores: dict[tuple[str, str], float]) 
     query = row["query"]
     scores = {"pos_scores": [pair_scores[(query, p)] for p in row["pos"]],
               "neg_scores": [pair_scores[(query, p)] for p in row["neg"]]}
-    return row.replaced(**scores) if isinstance(row, Row) else {**row, **scores}
+    return replaced(row, **scores)
 
 
 def report(step: StepRun, scored_rows: list[dict[str, Any]], scores: CachedScores, cache: Cache,

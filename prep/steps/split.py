@@ -142,7 +142,8 @@ class TextLengths:
 
     Training files repeat passages heavily (mined negatives come from one pool), so most lookups hit.
     The memo is emptied when it holds ``limit`` texts, which bounds memory on any file. The Rust
-    backend releases the GIL while it tokenizes, so threads run in parallel; use it inside ``own_threads``.
+    backend releases the GIL while it tokenizes, so threads run in parallel; its own parallelism is off
+    meanwhile (``own_threads``).
     """
 
     def __init__(self, backend: Any, threads: int = 1, limit: int = 500_000):
@@ -151,12 +152,10 @@ class TextLengths:
         self.tokenized = 0
 
     def _count(self, texts: list[str]) -> list[int]:
-        parts = [texts[start::self.threads] for start in range(min(self.threads, len(texts)))]
-        if len(parts) <= 1:
-            return [len(e) for e in self.backend.encode_batch_fast(texts, add_special_tokens=True)]
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+        parts = [texts[start::self.threads] for start in range(min(self.threads, len(texts)))]
+        with own_threads(), ThreadPoolExecutor(max_workers=len(parts)) as pool:
             counted = list(pool.map(lambda part: [len(e) for e in self.backend.encode_batch_fast(
                 part, add_special_tokens=True)], parts))
         lengths = [0] * len(texts)
@@ -281,7 +280,7 @@ def run(cfg: Any) -> dict[str, Any]:
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with step.phase("split"), own_threads():
+        with step.phase("split"):
             results = split_files(files, out_dir, bounds, lengths)
     except BaseException:
         if created and not any(out_dir.iterdir()):
@@ -290,9 +289,8 @@ def run(cfg: Any) -> dict[str, Any]:
     with step.phase("write"):
         report = [place_buckets(result, out_dir, bounds, bool(splitter.overwrite or settings.overwrite))
                   for result in results]
-        for entry in report:
-            with open(out_dir / splitter.log_name, "a", encoding="utf-8") as log_file:
-                log_file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        with open(out_dir / splitter.log_name, "a", encoding="utf-8") as log_file:
+            log_file.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in report)
     for entry in report:
         log.info("%s: %s", entry["file"], ", ".join(f"{k}: {v}" for k, v in entry["buckets"].items()) or "no rows")
     texts = sum(r.texts for r in results)
