@@ -16,8 +16,13 @@ class UsageError(PrepError, ValueError):
 class DataError(PrepError, ValueError):
     """Bad input: the message names the file, the line and the field."""
 
-    def __init__(self, path: str | os.PathLike, line: int | None, message: str, field: str | None = None):
-        where = f"{path}:{line}" if line is not None else str(path)
+    def __init__(self, path: str | os.PathLike, line: int | None, message: str, field: str | None = None,
+                 unit: str = "line"):
+        """``line``: the 1-based line of a text file, or with ``unit="row"`` the row of a table."""
+        if line is None:
+            where = str(path)
+        else:
+            where = f"{path}:{line}" if unit == "line" else f"{path}: row {line}"
         what = f"field '{field}': " if field else ""
         super().__init__(f"{where}: {what}{message}")
         self.path, self.line, self.field = str(path), line, field

@@ -78,11 +78,13 @@ class CachedEncoder:
                 self._embedder = embedder_module.load_embedder(self.miner, self.hardware)
         return self._embedder
 
-    def key(self, side: str, texts: list[str]) -> str:
-        return self.entries.key(side=side, storage=self.storage_dtype.name, texts=texts_fingerprint(texts))
+    def key(self, side: str, texts: list[str], instruction: str | None = None) -> str:
+        """The entry of ``texts``; a row's own query instruction (``instruction``) is part of its key."""
+        extra = {} if instruction is None else {"instruction": instruction}
+        return self.entries.key(side=side, storage=self.storage_dtype.name, texts=texts_fingerprint(texts), **extra)
 
-    def _encode(self, side: str, texts: list[str]) -> np.ndarray:
-        key = self.key(side, texts)
+    def _encode(self, side: str, texts: list[str], instruction: str | None = None) -> np.ndarray:
+        key = self.key(side, texts, instruction)
         found = self.entries.get(key, ("embeddings",))
         if found is not None:
             if side == "passages":
@@ -90,7 +92,7 @@ class CachedEncoder:
             return found["embeddings"]
         model = self.model()
         with self.timer("encode"):
-            embeddings = embedder_module.encode(model, self.miner, self.hardware, side, texts)
+            embeddings = embedder_module.encode(model, self.miner, self.hardware, side, texts, instruction)
         # Stored and used at the same precision, so a cached run equals a fresh one.
         embeddings = embeddings.astype(self.storage_dtype)
         self.entries.put(key, {"embeddings": embeddings})
@@ -99,8 +101,9 @@ class CachedEncoder:
             self.chunks["encoded"] += 1
         return embeddings
 
-    def queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode("queries", texts).astype(np.float32)
+    def queries(self, texts: list[str], instruction: str | None = None) -> np.ndarray:
+        """Query embeddings; ``instruction`` replaces the configured query instruction (a row's own)."""
+        return self._encode("queries", texts, instruction).astype(np.float32)
 
     def passages(self, texts: list[str]) -> np.ndarray:
         """Embeddings of ``texts`` in order (float32), chunk by chunk through the cache, all in memory.

@@ -72,6 +72,12 @@ class ProbeLoss(StrEnum):
     cached_mnrl = "cached_mnrl"  # CachedMultipleNegativesRankingLoss: the same loss, larger batches in less memory
 
 
+# Rows written by every step that writes rows: FlagEmbedding's (the input's keys, kept byte for byte) or one of
+# sentence-transformers' four training formats, with the names and column orders of its mine_hard_negatives.
+OutputFormat = StrEnum("OutputFormat", [(name, name) for name in (
+    "flagembedding", "triplet", "n-tuple", "labeled-pair", "labeled-list")])
+
+
 class CacheDtype(StrEnum):
     float32 = "float32"
     float16 = "float16"
@@ -126,6 +132,9 @@ class MinerConfig:
     hnsw_m: int = 32
     hnsw_ef_search: int = 256  # raised to the search depth when smaller
     index_recall_queries: int = 200
+    # A column of each row (e.g. prompt, as FlagEmbedding's example data carry) holding that row's query
+    # instruction; rows without one take query_instruction_for_retrieval. null: one instruction for all rows.
+    query_instruction_from_row: str | None = None
 
 
 # The miner settings that make a sampling recipe (what conf/sampling/ presets and best_sampling.yaml set): they
@@ -163,6 +172,8 @@ class RerankerConfig:
     cutoff_layers: list[int] | None = None
     compress_ratio: int = 1
     compress_layers: list[int] | None = None
+    # As miner.query_instruction_from_row, for the teacher's query instruction (query_instruction_for_rerank).
+    query_instruction_from_row: str | None = None
 
 
 @dataclass
@@ -200,6 +211,18 @@ class ShardConfig:
 
 
 @dataclass
+class ColumnsConfig:
+    """Which input columns hold the query, the positives, the negatives and (in a pool) the text. null: found by
+    name, FlagEmbedding's first (query, pos, neg, text), then sentence-transformers' (anchor, positive,
+    negative or negative_1..n)."""
+
+    query: str | None = None
+    pos: str | None = None
+    neg: str | None = None
+    text: str | None = None
+
+
+@dataclass
 class ProbeConfig:
     """``step=probe``: a short training run judged on held-out queries, the objective a sweep optimises."""
 
@@ -221,7 +244,14 @@ class ProbeConfig:
 @dataclass
 class Config:
     step: Step = Step.mine
-    input: str | None = None  # null: the sample that ships inside the package
+    # A .jsonl/.json/.parquet/.csv file, a save_to_disk folder, a folder of such files, or a Hugging Face dataset
+    # id (read from the local cache); null: the sample that ships inside the package.
+    input: str | None = None
+    input_split: str = "train"  # the split of a dataset id or save_to_disk DatasetDict
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    # Rows written as output_format, in a container chosen by the output's suffix: .jsonl, .parquet, or a
+    # save_to_disk folder (no suffix).
+    output_format: OutputFormat = OutputFormat.flagembedding
     output: str | None = None  # null: a file (or folder, for split) inside the run's output folder
     run_dir: str | None = None  # null: Hydra's output folder for this run
     outputs_dir: str = "outputs"  # where Hydra's run folders go (<outputs_dir>/<step>/<time>/)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from prep.config.schema import GROUPS, Config, ProbeConfig, ShardConfig
+from prep.config.schema import GROUPS, ColumnsConfig, Config, ProbeConfig, ShardConfig
 from prep.errors import UsageError
 
 
 def reject_unknown_keys(cfg: Any) -> None:
     """Hydra's struct check stops ``miner.typo=1`` but lets ``+miner.typo=1`` through; this names the key."""
-    for group, schema in {"": Config, "shard": ShardConfig, "probe": ProbeConfig, **GROUPS}.items():
+    sections = {"": Config, "shard": ShardConfig, "probe": ProbeConfig, "columns": ColumnsConfig, **GROUPS}
+    for group, schema in sections.items():
         node = cfg[group] if group else cfg
         unknown = sorted(set(node) - {f.name for f in dataclasses.fields(schema)} - {"hydra"})
         if unknown:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from prep.config.schema import Config
+    from prep.io.sources import Source
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 SAMPLE_TRAIN = DATA_DIR / "sample_train.jsonl"
@@ -41,13 +42,16 @@ def user_path(path: str | None) -> Path | None:
     return Path(path).expanduser().absolute()
 
 
-def input_paths(settings: Config) -> tuple[Path, Path | None]:
-    """The training file and candidate pool of a mine (or encode) run; with no ``input``, the bundled sample
-    and its pool."""
-    pool = user_path(settings.miner.candidate_pool)
+def input_sources(settings: Config) -> tuple[Source, Source | None]:
+    """The training rows and candidate pool of a mine (or encode, or probe) run; with no ``input``, the bundled
+    sample and its pool. A DataError when either names nothing readable."""
+    from prep.io.sources import resolve
+
+    split = settings.input_split
+    pool = resolve(settings.miner.candidate_pool, split) if settings.miner.candidate_pool else None
     if settings.input is None:
-        return SAMPLE_TRAIN, pool or SAMPLE_POOL
-    return user_path(settings.input), pool
+        return resolve(SAMPLE_TRAIN, split), pool or resolve(SAMPLE_POOL, split)
+    return resolve(settings.input, split), pool
 
 
 def newest_output(settings: Config, step: str, name: str) -> Path | None:

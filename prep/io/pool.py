@@ -13,11 +13,14 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prep.io.jsonl import check_pool_row, iter_jsonl
+from prep.config.schema import ColumnsConfig
+
+if TYPE_CHECKING:
+    from prep.io.sources import Reader, Source
 
 DIGEST = np.dtype([("high", "<u8"), ("low", "<u8")])
 BATCH = 8192  # texts per Arrow record batch
@@ -121,16 +124,21 @@ class PassagePool:
         return None
 
 
-def corpus_texts(rows: list[dict[str, Any]], pool_path: Path | None) -> Iterator[str]:
-    """Passages to search, duplicates included: the pool's texts, or every ``pos`` and ``neg`` of the rows."""
-    if pool_path is not None:
-        yield from (row["text"] for row in iter_jsonl(pool_path, check_pool_row))
+def corpus_texts(rows: list[dict[str, Any]], pool: Source | Path | None, reader: Reader | None = None
+                 ) -> Iterator[str]:
+    """Passages to search, duplicates included: the pool's texts (a source, or a path; read by ``reader``, by
+    default finding the text column by name), or every ``pos`` and ``neg`` of the rows."""
+    if pool is not None:
+        from prep.io.sources import Reader, Source, resolve
+
+        yield from (reader or Reader(ColumnsConfig())).pool_texts(pool if isinstance(pool, Source) else resolve(pool))
         return
     for row in rows:
         yield from row["pos"]
         yield from row.get("neg", [])
 
 
-def open_pool(rows: list[dict[str, Any]], pool_path: Path | None, folder: Path) -> PassagePool:
+def open_pool(rows: list[dict[str, Any]], pool: Source | Path | None, folder: Path, reader: Reader | None = None
+              ) -> PassagePool:
     """The deduplicated corpus (first-seen order, so ids never depend on hashing), in an Arrow file in ``folder``."""
-    return PassagePool.build(corpus_texts(rows, pool_path), folder)
+    return PassagePool.build(corpus_texts(rows, pool, reader), folder)

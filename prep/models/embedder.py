@@ -178,9 +178,18 @@ def _fast_path(embedder: Any):
     return pooling if pooling is not None and len(embedder.target_devices) == 1 else None
 
 
-def encode_queries(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, queries: list[str]) -> np.ndarray:
-    """Query embeddings (float32), with the query instruction in FlagEmbedding's format."""
-    return _encode_side(embedder, miner, hardware, "queries", queries)
+def encode_queries(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, queries: list[str],
+                   instruction: str | None = None) -> np.ndarray:
+    """Query embeddings (float32), with the query instruction in FlagEmbedding's format: ``instruction`` when given
+    (a row's own, ``miner.query_instruction_from_row``), else the model's."""
+    if instruction is None:
+        return _encode_side(embedder, miner, hardware, "queries", queries)
+    configured = embedder.query_instruction_for_retrieval
+    embedder.query_instruction_for_retrieval = instruction
+    try:
+        return _encode_side(embedder, miner, hardware, "queries", queries)
+    finally:
+        embedder.query_instruction_for_retrieval = configured
 
 
 def encode_passages(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, passages: list[str]) -> np.ndarray:
@@ -212,6 +221,10 @@ def _encode_side(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, si
                               (max_length, miner.batch_size), f"encode {side}")
 
 
-def encode(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, side: str, texts: list[str]) -> np.ndarray:
-    """``encode_queries`` or ``encode_passages`` by ``side`` (looked up when called, so tests can replace them)."""
+def encode(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, side: str, texts: list[str],
+           instruction: str | None = None) -> np.ndarray:
+    """``encode_queries`` or ``encode_passages`` by ``side`` (looked up when called, so tests can replace them);
+    ``instruction``: a query instruction in place of the model's."""
+    if side == "queries" and instruction is not None:
+        return encode_queries(embedder, miner, hardware, texts, instruction)
     return (encode_queries if side == "queries" else encode_passages)(embedder, miner, hardware, texts)

@@ -72,6 +72,8 @@ class RerankerTeacher:
             value = getattr(r, key)
             if value is not None:
                 options[key] = value
+        if r.query_instruction_from_row:  # the step formats each query with its row's instruction (query_text)
+            options.pop("query_instruction_for_rerank", None)
         model_class = None if r.model_class == "auto" else str(r.model_class)
         log.info("reranker %s, forward passes in %s", r.model_name_or_path, runtime.describe_dtype(self.hardware))
         self.model = FlagAutoReranker.from_finetuned(r.model_name_or_path, model_class=model_class, **options)
@@ -142,6 +144,8 @@ class EmbedderTeacher:
             changes["query_max_length"] = reranker.query_max_length
         if reranker.model_name_or_path:
             changes["model_name_or_path"] = reranker.model_name_or_path
+        if reranker.query_instruction_from_row:  # the step formats each query with its row's instruction
+            changes["query_instruction_for_retrieval"] = None
         miner = dataclasses.replace(miner, **changes)
         check_model_source(miner.model_name_or_path, "reranker.model_name_or_path", miner.cache_dir)
         self.miner, self.hardware = miner, hardware
@@ -165,6 +169,24 @@ class EmbedderTeacher:
         queries = self._embeddings("queries", [q for q, _ in pairs])
         passages = self._embeddings("passages", [p for _, p in pairs])
         return np.einsum("ij,ij->i", queries, passages).astype(np.float64).tolist()
+
+
+def query_text(row: dict[str, Any], settings: Config) -> str:
+    """The query as the teacher reads it: with ``reranker.query_instruction_from_row``, formatted here with the
+    row's instruction (or, for a row without one, the configured instruction) in the teacher's own format;
+    otherwise the row's query, which the teacher formats itself."""
+    column = settings.reranker.query_instruction_from_row
+    if not column:
+        return row["query"]
+    value = row.get(column)
+    if settings.reranker.model_class == EMBEDDER:
+        fallback = settings.miner.query_instruction_for_retrieval
+        template = settings.miner.query_instruction_format_for_retrieval or "{}{}"
+    else:
+        fallback = settings.reranker.query_instruction_for_rerank
+        template = settings.reranker.query_instruction_format_for_rerank
+    instruction = value if isinstance(value, str) and value else fallback
+    return template.format(instruction, row["query"]) if instruction else row["query"]
 
 
 def make_teacher(settings: Config) -> RerankerTeacher | EmbedderTeacher:

@@ -20,9 +20,10 @@ from prep.cache.embeddings import CachedEncoder, chunk_starts, shard_chunks
 from prep.cache.store import Cache
 from prep.config.settings import settings_of
 from prep.errors import UsageError
-from prep.io.jsonl import check_training_row, read_jsonl
-from prep.io.paths import input_paths
+from prep.io.jsonl import check_training_row
+from prep.io.paths import input_sources
 from prep.io.pool import open_pool
+from prep.io.sources import Reader
 from prep.models.runtime import check_devices
 from prep.models.sources import check_model_source
 from prep.steps.frame import StepRun
@@ -38,15 +39,16 @@ def run(cfg: Any) -> dict[str, Any]:
         raise UsageError("step=encode writes embeddings into the cache: cache=false leaves nothing for step=mine")
     step = StepRun(settings, "encode")
     index, count = settings.shard.index, settings.shard.count
-    input_path, pool_path = input_paths(settings)
+    source, pool_source = input_sources(settings)
+    reader = Reader.of(settings)
     with step.phase("load"):
-        rows = read_jsonl(input_path, check_training_row) if pool_path is None else []
+        rows = reader.training_rows(source, check_training_row) if pool_source is None else []
     cache = Cache(settings.cache_dir, settings.cache)
     encoder = CachedEncoder(settings.miner, settings.hardware, cache, step.timer, settings.cache_dtype,
                             settings.encode_chunk)
     with step.work_dir(".encode-") as work_dir:
         with step.phase("load"):
-            pool = open_pool(rows, pool_path, Path(work_dir))
+            pool = open_pool(rows, pool_source, Path(work_dir), reader)
         with pool:
             corpus_size = len(pool)
             chunks = len(chunk_starts(corpus_size, settings.encode_chunk))
@@ -66,6 +68,6 @@ def run(cfg: Any) -> dict[str, Any]:
         "chunks_cached": encoder.chunks["cached"],
         "encoded": encoder.encoded,
         "cache": cache.stats(),
-        "input": str(input_path) if pool_path is None else None,
-        "candidate_pool": str(pool_path) if pool_path else None,
+        "input": source.label if pool_source is None else None,
+        "candidate_pool": pool_source.label if pool_source else None,
     }, ("load", "encode"))

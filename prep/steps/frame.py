@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prep.io import paths
-from prep.io.atomic import ensure_writable, write_json
+from prep.io.atomic import write_json
+from prep.io.formats import check_output
 from prep.models.runtime import configure_process
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class StepRun:
         self.output: Path | None = None
         if default_output is not None:
             self.output = paths.user_path(settings.output) or self.run_dir / default_output
-            ensure_writable(self.output, settings.overwrite)
+            check_output(self.output, settings.overwrite)
 
     def phase(self, name: str):
         """``with step.phase("encode"):`` adds the block's seconds to that phase."""

@@ -26,13 +26,16 @@ from typing import Any
 import numpy as np
 
 from prep.cache.embeddings import CachedEncoder, PoolEmbeddings
+from prep.cache.identity import fingerprint
 from prep.cache.store import Cache
 from prep.config.settings import settings_of
 from prep.io.atomic import atomic_file
-from prep.io.jsonl import check_training_row, read_jsonl, write_jsonl
-from prep.io.paths import input_paths
+from prep.io.formats import Written, log_written, output_counts, write_rows
+from prep.io.jsonl import check_training_row
+from prep.io.paths import input_sources
 from prep.io.pool import PassagePool, open_pool
 from prep.io.rawjson import replaced
+from prep.io.sources import Reader
 from prep.models.runtime import check_devices
 from prep.models.sources import check_model_source
 from prep.report.stats import describe, table
@@ -106,6 +109,7 @@ class Mined:
     qualified: Qualified
     results: list[RowResult]
     stale_neg_scores: int  # rows whose neg_scores were dropped with their old negatives
+    written: Written
 
 
 def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -131,22 +135,23 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
             if teacher is not None:
                 qualified = denoise(mining, corpus, qualified, teacher)
             results = select(mining, corpus, embedded, qualified)
-            stale = write(mining, corpus, results)
-    return report(mining, corpus, Mined(embedded, searched, qualified, results, stale))
+            stale, written = write(mining, corpus, results)
+    return report(mining, corpus, Mined(embedded, searched, qualified, results, stale, written))
 
 
 def load(mining: Mining, work_dir: Path, rows: list[dict[str, Any]] | None) -> Corpus:
     """The training rows (read and checked unless given), the deduplicated pool (an Arrow file in ``work_dir``),
     and each row's positives and query in it."""
-    input_path, pool_path = input_paths(mining.step.settings)
+    source, pool_source = input_sources(mining.step.settings)
+    reader = Reader.of(mining.step.settings)
     with mining.step.phase("load"):
-        rows = read_jsonl(input_path, check_training_row) if rows is None else rows
-        pool = open_pool(rows, pool_path, work_dir)
-    log.info("%d rows from %s; corpus of %d distinct passages%s", len(rows), input_path, len(pool),
-             f" from {pool_path}" if pool_path else " (pos and neg of the input)")
+        rows = reader.training_rows(source, check_training_row) if rows is None else rows
+        pool = open_pool(rows, pool_source, work_dir, reader)
+    log.info("%d rows from %s; corpus of %d distinct passages%s", len(rows), source.label, len(pool),
+             f" from {pool_source.label}" if pool_source else " (pos and neg of the input)")
     return Corpus(rows, pool, [[pool.id_of(text) for text in row["pos"]] for row in rows],
                   [pool.id_of(row["query"]) for row in rows],
-                  {"input": str(input_path), "candidate_pool": str(pool_path) if pool_path else None})
+                  {"input": source.label, "candidate_pool": pool_source.label if pool_source else None})
 
 
 def encode(mining: Mining, corpus: Corpus, work_dir: Path) -> Embedded:
@@ -161,11 +166,41 @@ def encode(mining: Mining, corpus: Corpus, work_dir: Path) -> Embedded:
     outside = list(dict.fromkeys(text for row, ids in zip(corpus.rows, corpus.positive_ids)
                                  for text, pid in zip(row["pos"], ids) if pid is None))
     outside_embeddings = encoder.passages(outside) if outside else np.empty((0, 0), np.float32)
-    query_texts = [row["query"] for row in corpus.rows]
-    queries = encoder.queries(query_texts)
+    queries, query_key = encode_queries(encoder, corpus.rows, settings.miner.query_instruction_from_row)
     with mining.step.phase("sample"):
         positives = positive_similarities(corpus, pool_embeddings, dict(zip(outside, outside_embeddings)), queries)
-    return Embedded(pool_embeddings, queries, encoder.key("queries", query_texts), positives, encoder.encoded)
+    return Embedded(pool_embeddings, queries, query_key, positives, encoder.encoded)
+
+
+def instruction_groups(rows: list[dict[str, Any]], column: str | None) -> dict[str | None, list[int]]:
+    """Row indexes by the query instruction of each row: its ``column`` when that holds a non-empty string, else
+    None (the configured instruction); groups in first-seen order."""
+    groups: dict[str | None, list[int]] = {}
+    for index, row in enumerate(rows):
+        value = row.get(column) if column else None
+        groups.setdefault(value if isinstance(value, str) and value else None, []).append(index)
+    return groups
+
+
+def encode_queries(encoder: CachedEncoder, rows: list[dict[str, Any]], column: str | None) -> tuple[np.ndarray, str]:
+    """The rows' query embeddings in row order, and their cache key (part of the search's key). With
+    ``miner.query_instruction_from_row``, each distinct instruction's queries are encoded (and cached) together."""
+    texts = [row["query"] for row in rows]
+    groups = instruction_groups(rows, column)
+    if list(groups) == [None]:
+        return encoder.queries(texts), encoder.key("queries", texts)
+    queries: np.ndarray | None = None
+    keys = []
+    for instruction, indexes in groups.items():
+        group_texts = [texts[i] for i in indexes]
+        values = encoder.queries(group_texts, instruction)
+        if queries is None:
+            queries = np.empty((len(texts), values.shape[1]), dtype=np.float32)
+        queries[indexes] = values
+        keys.append([encoder.key("queries", group_texts, instruction), indexes])
+    log.info("%d distinct query instructions from the rows' '%s' (%d rows without one)", len(groups) - (None in groups),
+             column, len(groups.get(None, [])))
+    return queries, fingerprint(keys)
 
 
 def positive_similarities(corpus: Corpus, pool_embeddings: PoolEmbeddings, outside: dict[str, np.ndarray],
@@ -215,10 +250,15 @@ def qualify(mining: Mining, corpus: Corpus, embedded: Embedded, searched: Search
 def denoise(mining: Mining, corpus: Corpus, qualified: Qualified, teacher: Any) -> Qualified:
     """Drop candidates the teacher scores close to or above the row's positive (``retrieval.denoise``)."""
     from prep.cache.scores import CachedScores
+    from prep.models.teacher import query_text
     from prep.retrieval.denoise import denoise as teacher_denoise
 
+    settings = mining.step.settings
+    rows = corpus.rows
+    if settings.reranker.query_instruction_from_row:  # the teacher reads each query with its row's instruction
+        rows = [{**row, "query": query_text(row, settings)} for row in rows]
     with mining.step.phase("teacher"):
-        denoised = teacher_denoise(CachedScores(teacher, mining.cache), corpus.rows, corpus.pool,
+        denoised = teacher_denoise(CachedScores(teacher, mining.cache), rows, corpus.pool,
                                    qualified.candidates, mining.rules)
     removed = Counter(qualified.removed)
     removed["teacher"] += denoised.removed
@@ -238,21 +278,23 @@ def select(mining: Mining, corpus: Corpus, embedded: Embedded, qualified: Qualif
     return results
 
 
-def write(mining: Mining, corpus: Corpus, results: list[RowResult]) -> int:
+def write(mining: Mining, corpus: Corpus, results: list[RowResult]) -> tuple[int, Written]:
     """The rows with their new ``neg``, written as their texts are read from the pool: never held whole.
 
     A row's ``neg_scores`` scored its old negatives: FlagEmbedding's distillation would read them as the
     new ones' teacher scores, so they are dropped (``step=score`` fills them again); ``pos_scores`` stays,
-    as ``pos`` does. Returns how many rows lost their ``neg_scores``."""
+    as ``pos`` does. Returns how many rows lost their ``neg_scores``, and the output's row counts."""
     step = mining.step
     with step.phase("write"):
-        write_jsonl(step.output, (mined_row(row, corpus.pool.take(result.negative_ids))
-                                  for row, result in zip(corpus.rows, results)), overwrite=step.settings.overwrite)
+        written = write_rows(step.output, (mined_row(row, corpus.pool.take(result.negative_ids))
+                                           for row, result in zip(corpus.rows, results)),
+                             step.settings.output_format, step.settings.overwrite, mining.rules.negative_number)
+    log_written(written, step.settings.output_format)
     stale = sum(1 for row in corpus.rows if "neg_scores" in row)
     if stale:
         log.warning("%d rows had neg_scores for their old negatives: removed (step=score adds scores for the new "
                     "ones)", stale)
-    return stale
+    return stale, written
 
 
 def mined_row(row: dict[str, Any], negatives: list[str]) -> dict[str, Any]:
@@ -280,6 +322,7 @@ def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
         "cache": mining.cache.stats(),
         "encoded": mined.embedded.encoded,
         "scores_removed": {"neg_scores": mined.stale_neg_scores},
+        "output_format": output_counts(mining.step.settings.output_format, mined.written),
         **corpus.sources,
     }
     log_summary(summary)

@@ -19,15 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from prep.config.schema import Step
+from prep.config.schema import OutputFormat, Step
 from prep.config.settings import settings_of
 from prep.errors import UsageError
 from prep.evaluation.holdout import hold_out
 from prep.evaluation.student import DevSet
 from prep.io import paths
 from prep.io.atomic import write_json
-from prep.io.jsonl import check_pool_row, check_training_row, iter_jsonl, read_jsonl
+from prep.io.jsonl import check_training_row, read_jsonl
 from prep.io.pool import corpus_texts, open_pool
+from prep.io.sources import Reader, Source
 from prep.models.runtime import check_devices, on_cpu
 from prep.models.sources import check_model_source
 from prep.steps import mine
@@ -43,10 +44,11 @@ def run(cfg: Any) -> dict[str, Any]:
     check_model_source(student_name, "probe.student" if probe.student else "miner.model_name_or_path")
     check_devices(settings.hardware)
     step = StepRun(settings, "probe")
-    input_path, pool_path = paths.input_paths(settings)
+    source, pool_source = paths.input_sources(settings)
+    reader = Reader.of(settings)
     with step.phase("load"):
-        rows = read_jsonl(input_path, check_training_row)
-        training, dev = split(step, rows, pool_path)
+        rows = reader.training_rows(source, check_training_row)
+        training, dev = split(step, rows, pool_source, reader)
     mined = mine_training_rows(step, training)
     metrics, trained = judge(step, student_name, mined, dev)
     objective = metrics["after"][str(probe.metric)]
@@ -61,16 +63,17 @@ def run(cfg: Any) -> dict[str, Any]:
                           "split": str(step.run_dir / "probe_split.json")},
                   "mine": {k: mined["summary"].get(k) for k in ("negatives", "candidates", "similarity",
                                                                  "negative_rank", "encoded")}},
-        "input": str(input_path),
-        "candidate_pool": str(pool_path) if pool_path else None,
+        "input": source.label,
+        "candidate_pool": pool_source.label if pool_source else None,
     }, ("load", "mine", "evaluate", "train"))
 
 
-def split(step: StepRun, rows: list[dict[str, Any]], pool_path: Any) -> tuple[list[dict[str, Any]], DevSet]:
+def split(step: StepRun, rows: list[dict[str, Any]], pool: Source | None, reader: Reader
+          ) -> tuple[list[dict[str, Any]], DevSet]:
     """The rows to mine and train on, and the dev set; the split (row numbers) is written beside the summary."""
     probe, seed = step.settings.probe, step.settings.seed
     if probe.dev:
-        dev_rows = read_jsonl(paths.user_path(probe.dev), check_training_row)
+        dev_rows = reader.training_rows(reader.source(probe.dev), check_training_row)
         training_index, dev_index = list(range(len(rows))), []
         held = {p for row in dev_rows for p in row["pos"]}
         if any(p in held for row in rows for p in row["pos"]):
@@ -80,19 +83,20 @@ def split(step: StepRun, rows: list[dict[str, Any]], pool_path: Any) -> tuple[li
         dev_rows = [rows[i] for i in dev_index]
     write_json(step.run_dir / "probe_split.json", {"seed": seed, "train": training_index, "dev": dev_index})
     training = [rows[i] for i in training_index]
-    return training, dev_set(step, dev_rows, training, pool_path)
+    return training, dev_set(step, dev_rows, training, pool, reader)
 
 
-def dev_set(step: StepRun, dev_rows: list[dict[str, Any]], training: list[dict[str, Any]], pool_path: Any) -> DevSet:
+def dev_set(step: StepRun, dev_rows: list[dict[str, Any]], training: list[dict[str, Any]], pool: Source | None,
+            reader: Reader) -> DevSet:
     """Dev queries over a corpus: ``probe.dev_corpus`` when given, else the dev rows' passages plus
     ``probe.dev_distractors`` passages drawn (seeded) from what is mined: the pool, or the training rows'."""
     probe = step.settings.probe
     if probe.dev_corpus:
-        texts = [row["text"] for row in iter_jsonl(paths.user_path(probe.dev_corpus), check_pool_row)]
+        texts = list(reader.pool_texts(reader.source(probe.dev_corpus)))
     else:
         texts = list(corpus_texts(dev_rows, None))
         # The mined corpus as step=mine reads it: distinct texts in first-seen order, in a memory-mapped pool.
-        with step.work_dir(".probe-") as work_dir, open_pool(training, pool_path, Path(work_dir)) as pool:
+        with step.work_dir(".probe-") as work_dir, open_pool(training, pool, Path(work_dir), reader) as pool:
             texts += pool.take(sample_ids(len(pool), probe.dev_distractors, step.settings.seed))
     corpus_ids = {text: f"c{i}" for i, text in enumerate(dict.fromkeys(texts))}
     missing = [p for row in dev_rows for p in row["pos"] if p not in corpus_ids]
@@ -119,7 +123,8 @@ def mine_training_rows(step: StepRun, training: list[dict[str, Any]]) -> dict[st
     """``step=mine`` on the training rows, in ``mine/`` of this run folder, through the cache."""
     settings = step.settings
     output = step.run_dir / "mined.jsonl"
-    stage = dataclasses.replace(settings, step=Step.mine, run_dir=str(step.run_dir / "mine"), output=str(output))
+    stage = dataclasses.replace(settings, step=Step.mine, run_dir=str(step.run_dir / "mine"), output=str(output),
+                                output_format=OutputFormat.flagembedding)
     with step.phase("mine"):
         summary = mine.run(stage, rows=training)
         mined = read_jsonl(output)

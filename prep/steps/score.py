@@ -16,10 +16,12 @@ from prep.cache.scores import CachedScores
 from prep.cache.store import Cache
 from prep.config.settings import settings_of
 from prep.io import paths
-from prep.io.jsonl import FieldError, check_training_row, read_jsonl, write_jsonl
+from prep.io.formats import log_written, output_counts, write_rows
+from prep.io.jsonl import FieldError, check_training_row
 from prep.io.rawjson import replaced
+from prep.io.sources import Reader
 from prep.models.runtime import check_devices
-from prep.models.teacher import make_teacher
+from prep.models.teacher import make_teacher, query_text
 from prep.report.stats import describe, table
 from prep.steps.frame import StepRun
 
@@ -56,40 +58,53 @@ def run(cfg: Any) -> dict[str, Any]:
     check_devices(settings.hardware)
     step = StepRun(settings, "score", default_output="scored.jsonl")
     teacher = make_teacher(settings)  # checks the model can be found before any data is read
-    input_path = paths.user_path(settings.input) or default_input(settings)
+    reader = Reader.of(settings)
+    source = reader.source(settings.input if settings.input is not None else default_input(settings))
+    input_path = source.label
     with step.phase("read"):
-        rows = read_jsonl(input_path, check_scoring_row)
-        pairs = distinct_pairs(rows)
+        rows = reader.training_rows(source, check_scoring_row)
+        queries = [query_text(row, settings) for row in rows]
+        pairs = distinct_pairs(rows, queries)
     log.info("%d rows from %s: %d pairs, %d distinct", len(rows), input_path, count_pairs(rows), len(pairs))
     cache = Cache(settings.cache_dir, settings.cache)
     scores = CachedScores(teacher, cache)
     with step.phase("score"):
         pair_scores = dict(zip(pairs, scores.scores(pairs)))
     with step.phase("write"):
-        scored_rows = [with_scores(row, pair_scores) for row in rows]
-        write_jsonl(step.output, scored_rows, overwrite=settings.overwrite)
-    return report(step, scored_rows, scores, cache, input_path)
+        scored_rows = [with_scores(row, query, pair_scores) for row, query in zip(rows, queries)]
+        written = write_rows(step.output, scored_rows, settings.output_format, settings.overwrite,
+                             negatives=fewest_negatives(scored_rows))
+    log_written(written, settings.output_format)
+    return report(step, scored_rows, scores, cache, input_path, output_counts(settings.output_format, written))
 
 
-def distinct_pairs(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Every (query, passage) pair of the rows, each once, in first-seen order."""
-    return list(dict.fromkeys((row["query"], passage) for row in rows for passage in (*row["pos"], *row["neg"])))
+def distinct_pairs(rows: list[dict[str, Any]], queries: list[str] | None = None) -> list[tuple[str, str]]:
+    """Every (query, passage) pair of the rows, each once, in first-seen order; ``queries``: each row's query as
+    the teacher reads it (default: the row's own)."""
+    queries = queries or [row["query"] for row in rows]
+    return list(dict.fromkeys((query, passage) for row, query in zip(rows, queries)
+                              for passage in (*row["pos"], *row["neg"])))
 
 
 def count_pairs(rows: list[dict[str, Any]]) -> int:
     return sum(len(row["pos"]) + len(row["neg"]) for row in rows)
 
 
-def with_scores(row: dict[str, Any], pair_scores: dict[tuple[str, str], float]) -> dict[str, Any]:
-    """The row with ``pos_scores`` and ``neg_scores`` (replaced if present; other keys kept in place)."""
-    query = row["query"]
+def with_scores(row: dict[str, Any], query: str, pair_scores: dict[tuple[str, str], float]) -> dict[str, Any]:
+    """The row with ``pos_scores`` and ``neg_scores`` (replaced if present; other keys kept in place); ``query``
+    is the row's query as the teacher read it."""
     scores = {"pos_scores": [pair_scores[(query, p)] for p in row["pos"]],
               "neg_scores": [pair_scores[(query, p)] for p in row["neg"]]}
     return replaced(row, **scores)
 
 
+def fewest_negatives(rows: list[dict[str, Any]]) -> int:
+    """The n of an n-tuple output of rows mined elsewhere: the fewest negatives of any row, so none is left out."""
+    return min((len(row["neg"]) for row in rows), default=0)
+
+
 def report(step: StepRun, scored_rows: list[dict[str, Any]], scores: CachedScores, cache: Cache,
-           input_path: Path) -> dict[str, Any]:
+           input_path: str, written: dict[str, Any]) -> dict[str, Any]:
     statistics = {"positive": describe([s for r in scored_rows for s in r["pos_scores"]]),
                   "negative": describe([s for r in scored_rows for s in r["neg_scores"]])}
     log.info("teacher scores\n%s", table({"positives": statistics["positive"], "negatives": statistics["negative"]}))
@@ -102,5 +117,6 @@ def report(step: StepRun, scored_rows: list[dict[str, Any]], scores: CachedScore
         "teacher": scores.teacher.description,
         "scores": statistics,
         "cache": cache.stats(),
-        "input": str(input_path),
+        "input": input_path,
+        "output_format": written,
     }, PHASES)

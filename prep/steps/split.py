@@ -28,11 +28,13 @@ from prep.config.settings import settings_of
 from prep.errors import DataError, UsageError
 from prep.io import paths
 from prep.io.atomic import file_mode
-from prep.io.jsonl import check_training_row, iter_lines, parse_line
+from prep.io.formats import write_rows
+from prep.io.jsonl import check_training_row, iter_lines
+from prep.io.sources import LineRows, Reader, Source
 from prep.steps.frame import StepRun
 
 if TYPE_CHECKING:
-    from prep.config.schema import SplitterConfig
+    from prep.config.schema import ColumnsConfig, SplitterConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,33 +55,16 @@ def parse_length_list(values: Any) -> list[int]:
     return ordered
 
 
-def bucket_names(stem: str, bounds: list[int]) -> list[str]:
+def bucket_names(stem: str, bounds: list[int], suffix: str = ".jsonl") -> list[str]:
     """File names of the buckets of one input, the last one open-ended (``inf``)."""
     edges = [*bounds[1:], "inf"]
-    return [f"{stem}_len-{low}-{high}.jsonl" for low, high in zip(bounds, edges)]
+    return [f"{stem}_len-{low}-{high}{suffix}" for low, high in zip(bounds, edges)]
 
 
 def bucket_of(length: int, bounds: list[int]) -> int | None:
     """Index of the bucket ``[l_i, l_i+1)`` holding ``length``; None below the first boundary."""
     index = bisect.bisect_right(bounds, length) - 1
     return index if index >= 0 else None
-
-
-def input_files(path: Path) -> list[Path]:
-    """A file, or every ``.jsonl`` of a folder (sorted); other files are skipped with a message."""
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise DataError(path, None, "no such file or folder")
-    files = []
-    for entry in sorted(path.iterdir()):
-        if entry.is_file() and entry.suffix == ".jsonl":
-            files.append(entry)
-        elif not entry.name.startswith("."):
-            log.info("skipping %s: not a .jsonl file", entry)
-    if not files:
-        raise DataError(path, None, "holds no .jsonl file")
-    return files
 
 
 def _tokenizer_file(splitter: SplitterConfig) -> Path | None:
@@ -191,13 +176,15 @@ def _chunks(path: Path) -> Iterator[tuple[list[int], list[str]]]:
         yield numbers, lines
 
 
-def _parse(path: Path, numbers: list[int], lines: list[str]) -> list[list[str]]:
-    """Each row's texts (query, pos..., neg...), checked; errors name the file, line and field."""
-    texts = []
-    for number, line in zip(numbers, lines):
-        row = parse_line(path, number, line, check_training_row)
-        texts.append([row["query"], *row["pos"], *row.get("neg", [])])
-    return texts
+def _parse(path: Path, numbers: list[int], lines: list[str], columns: ColumnsConfig) -> list[list[str]]:
+    """Each row's texts (query, pos..., neg...), checked; errors name the file, line and field (rows in
+    sentence-transformers' column names are read as ``io.sources`` reads them)."""
+    reader = LineRows(str(path), columns, check_training_row)
+    return [row_texts(reader.row(number, line)) for number, line in zip(numbers, lines)]
+
+
+def row_texts(row: dict[str, Any]) -> list[str]:
+    return [row["query"], *row["pos"], *row.get("neg", [])]
 
 
 @dataclass
@@ -213,13 +200,14 @@ class FileResult:
     ended: float = 0.0
 
 
-def split_file(path: Path, out_dir: Path, bounds: list[int], lengths: TextLengths) -> FileResult:
+def split_file(path: Path, out_dir: Path, bounds: list[int], lengths: TextLengths, columns: ColumnsConfig
+               ) -> FileResult:
     """Stream one file into temporary bucket files beside their targets (renamed later)."""
     result = FileResult(path, bucket_rows=[0] * len(bounds), temp_paths=[None] * len(bounds), started=time.time())
     handles: list[TextIO | None] = [None] * len(bounds)
     try:
         for numbers, lines in _chunks(path):
-            texts = _parse(path, numbers, lines)
+            texts = _parse(path, numbers, lines, columns)
             text_lengths = lengths.of([t for row in texts for t in row])
             position = 0
             for line, row in zip(lines, texts):
@@ -270,18 +258,22 @@ def run(cfg: Any) -> dict[str, Any]:
     if bounds != list(splitter.length_list):
         log.info("splitter.length_list %s sorted to %s", list(splitter.length_list), bounds)
     step = StepRun(settings, "split")
-    input_path = paths.user_path(settings.input) or paths.SAMPLE_MINED
+    reader = Reader.of(settings)
+    source = reader.source(settings.input if settings.input is not None else paths.SAMPLE_MINED)
+    input_path = source.label
     out_dir = paths.user_path(settings.output) or step.run_dir / "split"
-    files = input_files(input_path)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output: {out_dir} is a file; step=split writes a folder")
     with step.phase("load"):
         lengths = TextLengths(load_tokenizer(splitter), threads=splitter.num_proc)
+    if not (source.is_json_lines and settings.output_format == "flagembedding"):
+        return split_tables(step, reader, source, out_dir, bounds, lengths)
+    files = [Path(part.location) for part in source.parts]
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         with step.phase("split"):
-            results = split_files(files, out_dir, bounds, lengths)
+            results = split_files(files, out_dir, bounds, lengths, settings.columns)
     except BaseException:
         if created and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a rejected input leaves no trace
@@ -307,12 +299,13 @@ def run(cfg: Any) -> dict[str, Any]:
     }, ("load", "split", "write"))
 
 
-def split_files(files: list[Path], out_dir: Path, bounds: list[int], lengths: TextLengths) -> list[FileResult]:
+def split_files(files: list[Path], out_dir: Path, bounds: list[int], lengths: TextLengths, columns: ColumnsConfig
+                ) -> list[FileResult]:
     """Every file into temporary bucket files; one bad file and nothing of any file is kept."""
     results: list[FileResult] = []
     try:
         for path in files:
-            results.append(split_file(path, out_dir, bounds, lengths))
+            results.append(split_file(path, out_dir, bounds, lengths, columns))
             log.info("%s: %d rows", path, results[-1].rows)
     except BaseException:
         _discard(results)
@@ -349,3 +342,80 @@ def place_buckets(result: FileResult, out_dir: Path, bounds: list[int], overwrit
         "skipped_existing": skipped,
         "below_first_boundary": result.below_first,
     }
+
+
+# The buckets' container follows the input's: JSON lines stay JSON lines, table files become parquet, a saved or
+# hub dataset gives saved-dataset folders.
+BUCKET_SUFFIX = {"jsonl": ".jsonl", "parquet": ".parquet", "csv": ".parquet", "json": ".parquet", "saved": "",
+                 "hub": ""}
+
+
+def split_tables(step: StepRun, reader: Reader, source: Source, out_dir: Path, bounds: list[int],
+                 lengths: TextLengths) -> dict[str, Any]:
+    """Buckets of rows read through ``io.sources`` (table files, saved or hub datasets, or JSON lines written in a
+    sentence-transformers format), written by ``io.formats``. Every part is read and checked before any bucket is
+    written, so a bad row leaves nothing behind."""
+    settings = step.settings
+    parts = []
+    with step.phase("split"):
+        for part in source.parts:
+            started = time.time()
+            rows = reader.training_rows(Source(part.label, (part,), source.split), check_training_row)
+            buckets: list[list[dict[str, Any]]] = [[] for _ in bounds]
+            below, length_sum, texts = 0, 0, 0
+            for start in range(0, len(rows), CHUNK_ROWS):
+                chunk = rows[start:start + CHUNK_ROWS]
+                row_text_lists = [row_texts(row) for row in chunk]
+                flat = lengths.of([t for texts_of_row in row_text_lists for t in texts_of_row])
+                position = 0
+                for row, texts_of_row in zip(chunk, row_text_lists):
+                    length = max(flat[position:position + len(texts_of_row)])
+                    position += len(texts_of_row)
+                    texts += len(texts_of_row)
+                    length_sum += length
+                    index = bucket_of(length, bounds)
+                    if index is None:
+                        below += 1
+                    else:
+                        buckets[index].append(row)
+            parts.append((part, rows, buckets, below, length_sum, texts, started, time.time()))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overwrite = bool(settings.splitter.overwrite or settings.overwrite)
+    report = []
+    with step.phase("write"):
+        for part, rows, buckets, below, length_sum, texts, started, ended in parts:
+            stem = Path(part.location).stem if part.kind != "hub" else part.location.replace("/", "__")
+            names = bucket_names(stem, bounds, BUCKET_SUFFIX[part.kind])
+            written, skipped, counts = {}, [], {}
+            for name, bucket in zip(names, buckets):
+                if not bucket:
+                    continue
+                counts[name] = len(bucket)
+                target = out_dir / name
+                if os.path.lexists(target) and not overwrite:
+                    log.warning("%s exists: skipped (splitter.overwrite=true replaces it)", target)
+                    skipped.append(name)
+                    continue
+                result = write_rows(target, bucket, settings.output_format, overwrite,
+                                    negatives=min(len(row.get("neg", [])) for row in bucket))
+                written[name] = result.rows_out
+            report.append({"file": Path(part.location).name, "path": part.location, "rows": len(rows),
+                           "average_length": round(length_sum / len(rows), 2),
+                           "start": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+                           "end": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ended)),
+                           "buckets": counts, "written": written, "skipped_existing": skipped,
+                           "below_first_boundary": below, "texts": texts})
+        with open(out_dir / settings.splitter.log_name, "a", encoding="utf-8") as log_file:
+            log_file.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in report)
+    for entry in report:
+        log.info("%s: %s", entry["file"], ", ".join(f"{k}: {v}" for k, v in entry["buckets"].items()) or "no rows")
+    return step.finish({
+        "rows": sum(entry["rows"] for entry in report),
+        "texts": sum(entry.pop("texts") for entry in report),
+        "texts_tokenized": lengths.tokenized,
+        "length_list": bounds,
+        "output_format": str(settings.output_format),
+        "files": report,
+        "input": source.label,
+        "output": str(out_dir),
+    }, ("load", "split", "write"))

@@ -96,7 +96,7 @@ def test_folder_input_takes_every_jsonl(make_config, tmp_path, caplog):
     write_jsonl(folder / "two.jsonl", [{"query": "q", "pos": ["p " * 30]}])
     (folder / "notes.txt").write_text("not data", encoding="utf-8")
     out = tmp_path / "out"
-    with caplog.at_level("INFO", logger="prep.steps.split"):
+    with caplog.at_level("INFO", logger="prep.io.sources"):
         summary = split.run(make_config("step=split", f"input={folder}", f"output={out}",
                                         "splitter.length_list=[0,16]"))
     assert "notes.txt" in caplog.text

@@ -1,0 +1,158 @@
+"""The Python API: the command line's steps as functions for notebooks and other tools.
+
+    import prep
+    mined, summary = prep.mine("train.parquet", miner={"negative_number": 7}, sampling="top_k")
+    scored, _ = prep.score(mined, reranker="bge_reranker_base", output_format="n-tuple")
+    buckets, _ = prep.split(scored)          # a DatasetDict, one dataset per length bucket
+
+``data`` is a path or source the command line takes as ``input`` (a file, a folder, a dataset id) or a
+``datasets.Dataset`` (saved into the run folder first). Keyword arguments are the command line's keys:
+a string for a config group picks its option (``miner="bge_base_en"``, ``sampling="top_k"``), a dict
+sets keys inside a group (``miner={"negative_number": 7}``), and a dotted name sets one key
+(``**{"miner.negative_number": 7}``). The config is composed from the same ``conf/`` files as
+``run.py``, so the keys, defaults, checks and cache are the same. Each call writes its run folder under
+``outputs/<step>/<time>/`` (or ``run_dir=``) and returns ``Result(dataset, summary)``: the output
+read back through ``datasets`` (memory-mapped), and the run's ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+GROUP_NAMES = ("miner", "reranker", "splitter", "hardware", "sampling")
+
+
+class Result(NamedTuple):
+    dataset: Any  # datasets.Dataset (a DatasetDict of buckets for split)
+    summary: dict[str, Any]
+
+
+def compose(step: str, overrides: dict[str, Any]) -> Any:
+    """The config ``python run.py step=STEP ...`` would get, with ``overrides`` applied (checked as the command
+    line's are: an unknown key or a wrong type raises, naming the key)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf, open_dict
+
+    from prep.config.schema import register
+    from prep.errors import UsageError
+
+    register()
+    choices = [f"{name}={overrides.pop(name)}" for name in GROUP_NAMES if isinstance(overrides.get(name), str)]
+    values: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            values.update({f"{key}.{inner}": v for inner, v in _flatten(value).items()})
+        else:
+            values[key] = value
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            cfg = hydra_compose(config_name="config", overrides=[f"step={step}", *choices])
+    finally:
+        GlobalHydra.instance().clear()
+    for key, value in values.items():
+        if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+            raise UsageError(f"unknown config key '{key}' (see prep/config/schema.py for the keys)")
+        try:
+            OmegaConf.update(cfg, key, value, merge=False)
+        except Exception as exc:
+            raise UsageError(f"{key}={value!r}: {str(exc).splitlines()[0]}") from None
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    return cfg
+
+
+_MISSING = object()
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _run(step: str, data: Any, overrides: dict[str, Any]) -> Result:
+    from prep.steps import run_step
+
+    overrides = dict(overrides)
+    run_dir = Path(overrides.pop("run_dir", None) or Path(overrides.get("outputs_dir", "outputs")) / step /
+                   time.strftime("%Y-%m-%d_%H-%M-%S")).absolute()
+    run_dir = _fresh(run_dir)
+    overrides["run_dir"] = str(run_dir)
+    cfg = compose(step, overrides)  # a bad key or value fails here, before anything is written
+    run_dir.mkdir(parents=True)
+    if data is not None:
+        cfg.input = _input_of(data, run_dir)
+    summary = run_step(cfg)
+    return Result(read_output(summary, step), summary)
+
+
+def _fresh(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3`` ... when two calls start in the same second."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}-{number}")
+    return candidate
+
+
+def _input_of(data: Any, run_dir: Path) -> str:
+    """A path or dataset id as it is; a ``datasets.Dataset`` saved into the run folder (``input/``)."""
+    if isinstance(data, (str, Path)):
+        return str(data)
+    import datasets
+
+    if isinstance(data, datasets.Dataset):
+        from prep.io.sources import quiet_datasets
+
+        folder = run_dir / "input"
+        with quiet_datasets():
+            data.save_to_disk(str(folder))
+        return str(folder)
+    raise TypeError(f"data: a path, a dataset id or a datasets.Dataset, got {type(data).__name__}")
+
+
+def read_output(summary: dict[str, Any], step: str) -> Any:
+    """The step's output through ``datasets``: a Dataset, or for ``split`` a DatasetDict of its buckets."""
+    import datasets
+
+    output = Path(summary["output"])
+    arrow_cache = Path(summary["summary"]).parent / ".datasets"  # the Arrow copies of JSON lines, in the run folder
+    if step == "split":
+        buckets = {}
+        for path in sorted(output.iterdir()):
+            if not path.name.startswith("."):
+                buckets[path.name.split(".")[0]] = _load(path, datasets, arrow_cache)
+        return datasets.DatasetDict(buckets)
+    return _load(output, datasets, arrow_cache)
+
+
+def _load(path: Path, datasets: Any, arrow_cache: Path) -> Any:
+    if path.is_dir():
+        return datasets.load_from_disk(str(path))
+    builder = "parquet" if path.suffix == ".parquet" else "json"
+    return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(arrow_cache))
+
+
+def mine(data: Any = None, **overrides: Any) -> Result:
+    """``step=mine`` on ``data`` (default: the bundled sample)."""
+    return _run("mine", data, overrides)
+
+
+def score(data: Any = None, **overrides: Any) -> Result:
+    """``step=score`` on ``data`` (mined rows: a path, a dataset id or a ``datasets.Dataset``)."""
+    return _run("score", data, overrides)
+
+
+def split(data: Any = None, **overrides: Any) -> Result:
+    """``step=split`` on ``data``; the buckets come back as a ``DatasetDict`` keyed by bucket name."""
+    return _run("split", data, overrides)

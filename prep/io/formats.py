@@ -1,0 +1,230 @@
+"""Rows out: FlagEmbedding's JSON lines, or sentence-transformers' training formats, as ``.jsonl``, ``.parquet``
+or a ``save_to_disk`` folder (the output's suffix decides; no suffix: a folder).
+
+The sentence-transformers formats are those of its ``mine_hard_negatives`` (``util/hard_negatives.py``), with
+its column names and orders, one row per (query, positive):
+
+- ``triplet``: ``anchor``, ``positive``, ``negative``: one row per negative;
+- ``n-tuple``: ``anchor``, ``positive``, ``negative_1`` .. ``negative_n`` (``n``: the run's
+  ``miner.negative_number``); a row with fewer negatives is left out, as sentence-transformers does,
+  and counted;
+- ``labeled-pair``: ``anchor``, ``positive`` (the passage), ``label`` (1 positive, 0 negative): the
+  query's positives, then its negatives;
+- ``labeled-list``: ``anchor``, ``positive`` (the positive, then the negatives), ``labels``.
+
+With teacher scores (``pos_scores`` and ``neg_scores``) a ``scores`` column ([positive, negatives...],
+what ``MarginMSELoss`` and ``DistillKLDivLoss`` take) is added to ``triplet`` and ``n-tuple``, and replaces
+the labels of the labeled formats (``score``, ``scores``), as ``mine_hard_negatives(output_scores=True)``
+writes them. A trainer takes every column but the label as an input, so the row's other keys are not
+written in these formats; ``flagembedding`` keeps them all, byte for byte in JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prep.errors import OutputExistsError, UsageError
+from prep.io.atomic import atomic_file, ensure_writable
+from prep.io.rawjson import dump_row
+
+SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", "": "folder"}
+BATCH_ROWS = 2000
+
+
+def container_of(path: str | os.PathLike) -> str:
+    """``jsonl``, ``parquet`` or ``folder`` (a ``save_to_disk`` dataset) by the output's suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise UsageError(f"output: cannot write '{suffix}' files; name a .jsonl or .parquet file, or a folder "
+                         f"(no suffix) for a save_to_disk dataset (got {path})")
+    return SUFFIXES[suffix]
+
+
+def check_output(path: str | os.PathLike, overwrite: bool) -> None:
+    """Before any work: the output may be written (a folder output only replaces a saved dataset)."""
+    if container_of(path) != "folder":
+        ensure_writable(path, overwrite)
+        return
+    if os.path.lexists(path):
+        if not overwrite:
+            raise OutputExistsError(f"{path}: output exists; pass overwrite=true to replace it")
+        from prep.io.sources import is_saved_dataset
+
+        if not os.path.isdir(path):
+            raise OutputExistsError(f"{path}: output is a file; a folder output (no suffix) is a saved dataset")
+        if not is_saved_dataset(Path(path)):
+            raise OutputExistsError(f"{path}: output is a folder that is not a saved dataset; it is never replaced "
+                                    "(name a .jsonl or .parquet file, or another folder)")
+
+
+@dataclass
+class Written:
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_short: int = 0  # n-tuple: rows (query, positive) left out for having fewer than n negatives
+
+
+def _scores(row: dict[str, Any]) -> tuple[list[float], list[float]] | None:
+    if "pos_scores" in row and "neg_scores" in row:
+        return row["pos_scores"], row["neg_scores"]
+    return None
+
+
+def triplet(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    scores = _scores(row)
+    for i, positive in enumerate(row["pos"]):
+        for j, negative in enumerate(row.get("neg", [])):
+            out = {"anchor": row["query"], "positive": positive, "negative": negative}
+            if scores:
+                out["scores"] = [scores[0][i], scores[1][j]]
+            yield out
+
+
+def n_tuple(row: dict[str, Any], n: int) -> Iterator[dict[str, Any] | None]:
+    """One row per positive; None for a positive whose row has fewer than ``n`` negatives (left out)."""
+    scores = _scores(row)
+    negatives = row.get("neg", [])
+    for i, positive in enumerate(row["pos"]):
+        if len(negatives) < n:
+            yield None
+            continue
+        out = {"anchor": row["query"], "positive": positive,
+               **{f"negative_{k}": negatives[k - 1] for k in range(1, n + 1)}}
+        if scores:
+            out["scores"] = [scores[0][i], *scores[1][:n]]
+        yield out
+
+
+def labeled_pair(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    scores = _scores(row)
+    passages = [(p, 1, scores[0][i] if scores else None) for i, p in enumerate(row["pos"])]
+    passages += [(p, 0, scores[1][j] if scores else None) for j, p in enumerate(row.get("neg", []))]
+    for passage, label, score in passages:
+        yield {"anchor": row["query"], "positive": passage, **({"score": score} if scores else {"label": label})}
+
+
+def labeled_list(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    scores = _scores(row)
+    negatives = row.get("neg", [])
+    for i, positive in enumerate(row["pos"]):
+        out = {"anchor": row["query"], "positive": [positive, *negatives]}
+        if scores:
+            out["scores"] = [scores[0][i], *scores[1]]
+        else:
+            out["labels"] = [1] + [0] * len(negatives)
+        yield out
+
+
+def converted(rows: Iterable[dict[str, Any]], output_format: str, negatives: int, written: Written
+              ) -> Iterator[dict[str, Any]]:
+    """The rows in ``output_format`` (FlagEmbedding rows pass as they are); counts go to ``written``."""
+    for row in rows:
+        written.rows_in += 1
+        if output_format == "flagembedding":
+            out: Iterable[dict[str, Any] | None] = (row,)
+        elif output_format == "triplet":
+            out = triplet(row)
+        elif output_format == "n-tuple":
+            out = n_tuple(row, negatives)
+        elif output_format == "labeled-pair":
+            out = labeled_pair(row)
+        elif output_format == "labeled-list":
+            out = labeled_list(row)
+        else:
+            raise UsageError(f"output_format: unknown format '{output_format}'")
+        for item in out:
+            if item is None:
+                written.rows_short += 1
+                continue
+            written.rows_out += 1
+            yield item
+
+
+def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any]], output_format: str = "flagembedding",
+               overwrite: bool = False, negatives: int = 0) -> Written:
+    """Write ``rows`` (FlagEmbedding rows) in ``output_format`` to ``path``, atomically: whole or not at all."""
+    written = Written()
+    items = converted(rows, str(output_format), negatives, written)
+    container = container_of(path)
+    if container == "jsonl":
+        flag = str(output_format) == "flagembedding"
+        with atomic_file(path, overwrite) as handle:
+            for item in items:
+                handle.write(dump_row(item) if flag else json.dumps(item, ensure_ascii=False, allow_nan=False) + "\n")
+        return written
+    table = arrow_table(items)
+    if container == "parquet":
+        import pyarrow.parquet as pq
+
+        with atomic_file(path, overwrite, binary=True) as handle:
+            pq.write_table(table, handle)
+    else:
+        write_saved_dataset(Path(path), table, overwrite)
+    return written
+
+
+def arrow_table(items: Iterable[dict[str, Any]]) -> Any:
+    """An Arrow table of the rows, built a batch at a time; batches with different keys are unified (a key
+    missing from a row is null there)."""
+    import pyarrow as pa
+
+    tables, batch = [], []
+    for item in items:
+        batch.append(item)
+        if len(batch) == BATCH_ROWS:
+            tables.append(pa.Table.from_pylist(batch))
+            batch = []
+    if batch or not tables:
+        tables.append(pa.Table.from_pylist(batch))
+    return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+
+
+def write_saved_dataset(path: Path, table: Any, overwrite: bool) -> None:
+    """``Dataset.save_to_disk`` into a temporary folder beside ``path``, then renamed onto it (an old saved
+    dataset there is replaced only with ``overwrite``, after the new one is complete)."""
+    import datasets
+
+    check_output(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        from prep.io.sources import quiet_datasets
+
+        with quiet_datasets():
+            datasets.Dataset(table).save_to_disk(str(temporary))
+        check_output(path, overwrite)
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
+            os.replace(path, old)
+            os.replace(temporary, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temporary, path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def output_counts(output_format: str, written: Written) -> dict[str, Any]:
+    """The summary's ``output_format`` entry: the format and the rows in and out."""
+    return {"name": str(output_format), "rows_in": written.rows_in, "rows_out": written.rows_out,
+            "rows_short": written.rows_short}
+
+
+def log_written(written: Written, output_format: str) -> None:
+    import logging
+
+    log = logging.getLogger(__name__)
+    if str(output_format) != "flagembedding":
+        log.info("%d rows written as %s rows: %d", written.rows_in, output_format, written.rows_out)
+    if written.rows_short:
+        log.warning("%d (query, positive) rows left out of the n-tuple output: fewer negatives than the format's "
+                    "columns (as sentence-transformers' mine_hard_negatives does)", written.rows_short)
