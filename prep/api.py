@@ -137,10 +137,13 @@ def read_output(summary: dict[str, Any], step: str) -> Any:
 
 
 def _load(path: Path, datasets: Any, arrow_cache: Path) -> Any:
+    from prep.io.sources import quiet_datasets
+
     if path.is_dir():
         return datasets.load_from_disk(str(path))
     builder = "parquet" if path.suffix == ".parquet" else "json"
-    return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(arrow_cache))
+    with quiet_datasets():
+        return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(arrow_cache))
 
 
 def mine(data: Any = None, **overrides: Any) -> Result:

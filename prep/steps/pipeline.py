@@ -1,6 +1,6 @@
 """``step=pipeline``: mine, then score, then split, in one run folder, each output feeding the next.
 
-    RUN/mined.jsonl -> RUN/scored.jsonl -> RUN/split/NAME_len-L-R.jsonl
+    RUN/mined.jsonl -> RUN/scored.jsonl -> RUN/split/NAME_len-L-R.jsonl (in output_format)
     RUN/mine/, RUN/score/, RUN/split_step/ (each step's summary.json), and RUN/summary.json with all three
 
 ``input`` is the training file to mine (the bundled sample by default); ``output`` is the split folder.
@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from prep.config.schema import Step
+from prep.config.schema import ColumnsConfig, OutputFormat, Step
 from prep.config.settings import settings_of
 from prep.io import paths
 from prep.io.atomic import ensure_writable
@@ -35,9 +35,13 @@ def run(cfg: Any) -> dict[str, Any]:
     # surface after mining has run.
     make_teacher(settings)
     check_model_source(settings.splitter.model_name_or_path, "splitter.model_name_or_path", settings.splitter.cache_dir)
-    stages = [(mine, Step.mine, "mine", {"output": str(mined)}),
-              (score, Step.score, "score", {"input": str(mined), "output": str(scored)}),
-              (split, Step.split, "split_step", {"input": str(scored), "output": str(split_dir)})]
+    # The files between steps are FlagEmbedding's JSON lines in its own column names; output_format applies to
+    # the buckets, and columns.* to the input.
+    between = {"output_format": OutputFormat.flagembedding}
+    after_mine = {"columns": ColumnsConfig(), "input_split": "train"}
+    stages = [(mine, Step.mine, "mine", {"output": str(mined), **between}),
+              (score, Step.score, "score", {"input": str(mined), "output": str(scored), **between, **after_mine}),
+              (split, Step.split, "split_step", {"input": str(scored), "output": str(split_dir), **after_mine})]
     summaries = {}
     for module, name, folder, paths_of_stage in stages:
         stage = dataclasses.replace(settings, step=name, run_dir=str(step.run_dir / folder), **paths_of_stage)

@@ -1,0 +1,146 @@
+"""Reading rows and pools from every container through ``io.sources``: columns found by name or given, errors
+naming the file (or dataset and split), the row and the source's own column."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prep.config.schema import ColumnsConfig
+from prep.errors import DataError
+from prep.io.jsonl import check_training_row
+from prep.io.sources import Reader, resolve
+
+ROWS = [{"query": "q1", "pos": ["p1"], "neg": ["n1", "n2"], "type": "normal"},
+        {"query": "q2", "pos": ["p2", "p3"], "neg": ["n3"], "type": "normal"}]
+
+
+def reader(tmp_path, **columns) -> Reader:
+    return Reader(ColumnsConfig(**columns), "train", str(tmp_path / "datasets-cache"))
+
+
+def read(tmp_path, value, **columns):
+    r = reader(tmp_path, **columns)
+    return r.training_rows(r.source(value), check_training_row)
+
+
+def write_parquet(path, rows):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+@pytest.mark.parametrize("container", ["jsonl", "json-array", "parquet", "saved", "saved-dict", "folder"])
+def test_every_container_gives_the_same_rows(tmp_path, container):
+    import datasets
+
+    if container == "jsonl":
+        target = tmp_path / "rows.jsonl"
+        target.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    elif container == "json-array":
+        target = tmp_path / "rows.json"
+        target.write_text(json.dumps(ROWS), encoding="utf-8")
+    elif container == "parquet":
+        target = write_parquet(tmp_path / "rows.parquet", ROWS)
+    elif container == "saved":
+        target = tmp_path / "saved"
+        datasets.Dataset.from_list(ROWS).save_to_disk(str(target))
+    elif container == "saved-dict":
+        target = tmp_path / "saved"
+        datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS)}).save_to_disk(str(target))
+    else:
+        target = tmp_path / "parts"
+        target.mkdir()
+        write_parquet(target / "a.parquet", ROWS[:1])
+        (target / "b.jsonl").write_text(json.dumps(ROWS[1]) + "\n", encoding="utf-8")
+        (target / "README.txt").write_text("not data", encoding="utf-8")
+    assert [dict(row) for row in read(tmp_path, target)] == ROWS
+
+
+def test_sentence_transformers_columns_become_flagembedding_rows(tmp_path):
+    path = write_parquet(tmp_path / "st.parquet", [
+        {"anchor": "q1", "positive": "p1", "negative_1": "n1", "negative_2": "n2", "negative_10": "n10"},
+        {"anchor": "q2", "positive": "p2", "negative_1": "n3", "negative_2": None, "negative_10": None}])
+    rows = read(tmp_path, path)
+    # negative_10 sorts after negative_2 (by number); a null in a numbered column is no negative
+    assert rows == [{"query": "q1", "pos": ["p1"], "neg": ["n1", "n2", "n10"]},
+                    {"query": "q2", "pos": ["p2"], "neg": ["n3"]}]
+
+
+def test_a_triplet_file_in_json_lines_is_mapped_and_keeps_extra_keys(tmp_path):
+    path = tmp_path / "triplets.jsonl"
+    path.write_text(json.dumps({"anchor": "q", "positive": "p", "negative": "n", "id": 7}) + "\n", encoding="utf-8")
+    assert read(tmp_path, path) == [{"query": "q", "pos": ["p"], "neg": ["n"], "id": 7}]
+
+
+def test_columns_can_be_named(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("question,answer\nwhat is it,an answer\n", encoding="utf-8")
+    assert read(tmp_path, path, query="question", pos="answer") == [{"query": "what is it", "pos": ["an answer"]}]
+
+
+def test_a_string_in_flagembeddings_pos_is_still_an_error(tmp_path):
+    path = write_parquet(tmp_path / "rows.parquet", [{"query": "q", "pos": "p"}])
+    with pytest.raises(DataError, match=r"rows.parquet: row 1: field 'pos': must be a list of strings, got a string"):
+        read(tmp_path, path)
+
+
+def test_a_bad_row_names_the_file_the_row_and_the_sources_column(tmp_path):
+    path = write_parquet(tmp_path / "st.parquet", [{"anchor": "q", "positive": "p"}, {"anchor": "q", "positive": ""}])
+    with pytest.raises(DataError, match=r"st.parquet: row 2: field 'positive\[0\]': is an empty string"):
+        read(tmp_path, path)
+
+
+def test_a_missing_column_is_named_with_the_columns_there(tmp_path):
+    path = write_parquet(tmp_path / "rows.parquet", [{"question": "q", "pos": ["p"]}])
+    with pytest.raises(DataError, match="has no query column .*columns: pos, question.*columns.query"):
+        read(tmp_path, path)
+    with pytest.raises(DataError, match="has no column 'title'"):
+        read(tmp_path, path, query="title")
+
+
+def test_json_lines_errors_keep_their_line_numbers(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"query": "q", "pos": ["p"]}\n\n{"query": "q", "pos": []}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"rows.jsonl:3: field 'pos': is empty"):
+        read(tmp_path, path)
+
+
+def test_a_saved_dataset_dict_without_the_split_says_which_splits_it_has(tmp_path):
+    import datasets
+
+    datasets.DatasetDict({"dev": datasets.Dataset.from_list(ROWS)}).save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(DataError, match="has no split 'train' \\(it has dev\\): pass input_split=NAME"):
+        read(tmp_path, tmp_path / "saved")
+
+
+def test_a_dataset_id_not_in_the_cache_says_so_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    source = resolve("nobody-here/no-such-dataset")
+    assert source.label == "nobody-here/no-such-dataset[train]"
+    with pytest.raises(DataError, match=r"nobody-here/no-such-dataset\[train\]: cannot load this dataset: it is not "
+                                        "in the local Hugging Face cache"):
+        reader(tmp_path).training_rows(source, check_training_row)
+
+
+def test_unknown_suffixes_and_missing_paths_are_named(tmp_path):
+    (tmp_path / "rows.xlsx").write_bytes(b"x")
+    with pytest.raises(DataError, match="cannot read '.xlsx' files"):
+        resolve(tmp_path / "rows.xlsx")
+    with pytest.raises(DataError, match="no such file or folder"):
+        resolve(tmp_path / "missing.parquet")
+
+
+def test_pool_texts_from_parquet_by_name_or_given_column(tmp_path):
+    path = write_parquet(tmp_path / "pool.parquet", [{"id": 1, "text": "a"}, {"id": 2, "text": "b"}])
+    assert list(reader(tmp_path).pool_texts(resolve(path))) == ["a", "b"]
+    other = write_parquet(tmp_path / "corpus.parquet", [{"body": "a"}, {"body": None}])
+    with pytest.raises(DataError, match=r"corpus.parquet: row 2: field 'body': must be a string, got NoneType"):
+        list(reader(tmp_path, text="body").pool_texts(resolve(other)))
