@@ -1,6 +1,7 @@
 """Peak memory of ``step=mine`` against pool size (issue: bounded memory), on synthetic passages.
 
     python bench/memory.py [--dir .bench/memory] [--sizes 2000,10000,100000,1000000] [--queries 2000] [--encode]
+                           [--pool-format jsonl|parquet]
 
 For each size N: writes a pool of N synthetic passages (20 to 60 made-up words, seeded) and a
 training file of ``--queries`` rows whose positive is a pool passage and whose query is six of its
@@ -17,6 +18,10 @@ the measured run encodes the pool itself (use it for the smaller sizes).
 The smallest size is the baseline (model, runtime, queries, and with ``--encode`` the forward passes);
 the target is that the peak at N stays within the baseline plus twice the size of N float16
 embeddings. Results: DIR/memory.jsonl and a table.
+
+``--pool-format parquet`` gives the measured run the same pool as a parquet file (read through ``datasets``:
+converted to Arrow in the run's cache folder by the measured run itself, then memory-mapped), to compare
+with the JSON-lines pool.
 """
 
 from __future__ import annotations
@@ -68,6 +73,28 @@ def write_data(folder: Path, size: int, queries: int, seed: int = 0) -> tuple[Pa
     return pool_path, train_path
 
 
+def as_parquet(pool_path: Path) -> Path:
+    """The JSON-lines pool as ``pool.parquet`` (written once, in row groups of 100,000)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target = pool_path.with_suffix(".parquet")
+    if not target.exists():
+        schema = pa.schema([("text", pa.string())])
+        temporary = target.with_suffix(".tmp")
+        with pq.ParquetWriter(str(temporary), schema) as writer, open(pool_path, encoding="utf-8") as rows:
+            batch = []
+            for line in rows:
+                batch.append(json.loads(line)["text"])
+                if len(batch) == 100_000:
+                    writer.write_table(pa.table({"text": batch}, schema=schema))
+                    batch = []
+            if batch:
+                writer.write_table(pa.table({"text": batch}, schema=schema))
+        temporary.rename(target)
+    return target
+
+
 def overrides(folder: Path, pool_path: Path, train_path: Path, mode: str) -> list[str]:
     return [f"input={train_path}", f"miner.candidate_pool={pool_path}", f"cache_dir={folder / f'cache-{mode}'}",
             f"run_dir={folder / f'run-{mode}'}", "cache_dtype=float16", "overwrite=true", "hardware=cpu"]
@@ -88,7 +115,7 @@ def prefill(keys: list[str]) -> int:
     from prep.cache.store import Cache
     from prep.config.schema import register
     from prep.config.settings import settings_of
-    from prep.io.paths import input_paths
+    from prep.io.paths import input_sources
     from prep.io.pool import open_pool
     from prep.steps.frame import PhaseTimer
 
@@ -97,7 +124,7 @@ def prefill(keys: list[str]) -> int:
         cfg = settings_of(compose(config_name="config", overrides=keys))
     cache = Cache(cfg.cache_dir)
     encoder = CachedEncoder(cfg.miner, cfg.hardware, cache, PhaseTimer(), cfg.cache_dtype, cfg.encode_chunk)
-    _, pool_path = input_paths(cfg)
+    _, pool_path = input_sources(cfg)
     rng = np.random.default_rng(1)
     written = 0
     chunk_keys = set()
@@ -116,6 +143,7 @@ def prefill(keys: list[str]) -> int:
         if entry.stem not in chunk_keys:
             entry.unlink()
     shutil.rmtree(cache.root / "search", ignore_errors=True)
+    shutil.rmtree(cache.root / "datasets", ignore_errors=True)  # a parquet pool is converted by the measured run
     return written
 
 
@@ -157,20 +185,23 @@ def main() -> None:
     parser.add_argument("--checkout", default=str(ROOT),
                         help="the checkout whose run.py is measured (another commit, to compare)")
     parser.add_argument("--extra", default="", help="more run.py overrides, comma-separated")
+    parser.add_argument("--pool-format", choices=["jsonl", "parquet"], default="jsonl")
     args = parser.parse_args()
     out = (ROOT / args.dir).absolute()
     results = []
     for size in map(int, args.sizes.split(",")):
         folder = out / f"pool-{size}"
         pool_path, train_path = write_data(folder, size, args.queries)
-        mode = "encode" if args.encode else "cached"
+        if args.pool_format == "parquet":
+            pool_path = as_parquet(pool_path)
+        mode = ("encode" if args.encode else "cached") + ("-parquet" if args.pool_format == "parquet" else "")
         keys = overrides(folder, pool_path, train_path, mode) + [k for k in args.extra.split(",") if k]
         if args.encode:
             import shutil
 
             shutil.rmtree(folder / "cache-encode", ignore_errors=True)  # every run encodes its pool
         prefilled = 0 if args.encode else prefill(keys)
-        record = {"mode": mode, "passages": size, "queries": args.queries,
+        record = {"mode": mode, "pool_format": args.pool_format, "passages": size, "queries": args.queries,
                   "float16_embeddings_gb": round(size * 384 * 2 / 1e9, 3),
                   "prefilled": prefilled, "checkout": args.checkout,
                   **measure([PY, str(Path(args.checkout) / "run.py"), "step=mine", *keys], folder / f"{mode}.log")}

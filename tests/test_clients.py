@@ -25,7 +25,8 @@ def pipeline_outputs(tmp_path_factory, tiny_cross_encoder):
     train = tmp / "train.jsonl"
     train.write_text("".join(line for line in paths.SAMPLE_TRAIN.read_text(encoding="utf-8").splitlines(True)[:ROWS]),
                      encoding="utf-8")
-    common = {"cache_dir": cache, "outputs_dir": str(tmp / "outputs"), "miner": {"negative_number": 3, "candidate_pool": str(paths.SAMPLE_POOL)}}
+    common = {"cache_dir": cache, "outputs_dir": str(tmp / "outputs"),
+              "miner": {"negative_number": 3, "candidate_pool": str(paths.SAMPLE_POOL)}}
     mined, mine_summary = prep.mine(str(train), output=str(tmp / "mined.jsonl"), **common)
     scored, _ = prep.score(str(tmp / "mined.jsonl"), output=str(tmp / "scored.jsonl"), **common)
     buckets, _ = prep.split(str(tmp / "scored.jsonl"), output=str(tmp / "buckets"), splitter={"length_list": [0, 45]},

@@ -31,8 +31,9 @@ def test_triplet_is_one_row_per_positive_and_negative(tmp_path):
 def test_n_tuple_takes_n_negatives_and_leaves_out_short_rows(tmp_path):
     short = {"query": "s", "pos": ["x"], "neg": ["y"]}
     rows, result = written(tmp_path, [SCORED, short], "n-tuple", negatives=2)
-    assert rows == [{"anchor": "q", "positive": "p1", "negative_1": "n1", "negative_2": "n2", "scores": [0.9, 0.3, 0.2]},
-                    {"anchor": "q", "positive": "p2", "negative_1": "n1", "negative_2": "n2", "scores": [0.8, 0.3, 0.2]}]
+    negatives = {"negative_1": "n1", "negative_2": "n2"}
+    assert rows == [{"anchor": "q", "positive": "p1", **negatives, "scores": [0.9, 0.3, 0.2]},
+                    {"anchor": "q", "positive": "p2", **negatives, "scores": [0.8, 0.3, 0.2]}]
     assert (result.rows_in, result.rows_out, result.rows_short) == (2, 2, 1)
 
 
