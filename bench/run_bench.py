@@ -40,6 +40,17 @@ def corpus(folder: Path, *args: str) -> Path:
     return folder
 
 
+def as_parquet(path: Path) -> Path:
+    """A JSON-lines file of the corpus as parquet beside it (the formats benchmark's input)."""
+    import pyarrow.json
+    import pyarrow.parquet
+
+    target = path.with_suffix(".parquet")
+    if not target.exists():
+        pyarrow.parquet.write_table(pyarrow.json.read_json(str(path)), str(target))
+    return target
+
+
 def timed(name: str, command: list[str], out: Path) -> dict:
     """Run under /usr/bin/time -v; return wall seconds and peak RSS."""
     started = time.time()
@@ -74,6 +85,8 @@ COMPARISONS = [
     ("search 10k x 60,835, k=200: prep.retrieval.search.search (defaults)", FE_SEARCH, "wall_s", 1 / 3),
     ("score after replacing a third of the negatives", "score first run", "wall_s", 1 / 2.5),
     ("sweep 9 points cold cache", "mine cold single run", "wall_s", 1.5),
+    ("mine bf16 (cache off), parquet in, n-tuple parquet out", "mine bf16 (cache off), JSON lines in and out",
+     "wall_s", 1.05),
 ]
 
 
@@ -99,7 +112,7 @@ def run_args(*args: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=".bench")
-    parser.add_argument("--only", default="mine,bf16,reference,search,score,split,sweep")
+    parser.add_argument("--only", default="mine,bf16,reference,search,score,split,sweep,formats")
     args = parser.parse_args()
     out = (ROOT / args.dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +127,20 @@ def main() -> None:
     if "bf16" in wanted:
         timed("mine bf16 (cache off)", run_args("step=mine", *mine_common, "cache=false",  # the default: auto
                                                f"run_dir={out / 'runs' / stamp / 'mine-bf16'}"), out)
+    if "formats" in wanted:
+        # The same run with its input, pool and output converted: reading through datasets and writing
+        # sentence-transformers' n-tuples as parquet against today's JSON lines, back to back.
+        train, pool = as_parquet(mine_data / "train.jsonl"), as_parquet(mine_data / "corpus.jsonl")
+        runs = out / "runs" / stamp
+        timed("mine bf16 (cache off), JSON lines in and out", run_args(
+            "step=mine", *mine_common, "cache=false", f"run_dir={runs / 'formats-jsonl'}"), out)
+        timed("mine bf16 (cache off), parquet in, n-tuple parquet out", run_args(
+            "step=mine", *mine_common[2:], f"input={train}", f"miner.candidate_pool={pool}", "cache=false",
+            "output_format=n-tuple", f"output={runs / 'formats-parquet' / 'mined.parquet'}",
+            f"run_dir={runs / 'formats-parquet'}"), out)
+        for name in ("formats-jsonl", "formats-parquet"):
+            seconds = json.loads((runs / name / "summary.json").read_text())["seconds"]
+            print(f"  {name}: load {seconds['load']} s, write {seconds['write']} s, total {seconds['total']} s")
     if "reference" in wanted:
         timed("FlagEmbedding encode_corpus batch 256 fp32", [PY, "-c", REFERENCE_ENCODE,
                                                              str(mine_data / "corpus.jsonl")], out)

@@ -132,9 +132,20 @@ def load_table(part: Part, split: str, datasets_cache: str | None) -> Any:
         return _load_hub(part.location, split)
     with quiet_datasets():
         try:
-            return datasets.load_dataset(part.kind, data_files=part.location, split="train", cache_dir=datasets_cache)
+            table = datasets.load_dataset(part.kind, data_files=part.location, split="train",
+                                          cache_dir=datasets_cache)
         except Exception as exc:  # a malformed file: datasets' own reader says what is wrong
             raise DataError(part.location, None, f"cannot be read as {part.kind}: {first_line(exc)}") from None
+    release_arrow_memory()
+    return table
+
+
+def release_arrow_memory() -> None:
+    """Hand the memory Arrow's allocator kept from a conversion back to the system: without it a million-row
+    pool read from parquet held about 0.2 GB more for the rest of the run than the same pool read as JSON lines."""
+    import pyarrow
+
+    pyarrow.default_memory_pool().release_unused()
 
 
 def _load_hub(name: str, split: str) -> Any:
@@ -372,6 +383,8 @@ def iter_pool_texts(source: Source, columns: ColumnsConfig, datasets_cache: str 
                                 unit="line" if part.kind == "jsonl" else "row") from None
             count += 1
             yield row[name]
+        if part.kind != "jsonl":
+            release_arrow_memory()
     if count == 0:
         raise DataError(source.label, None, "holds no rows")
 

@@ -117,12 +117,40 @@ def test_a_saved_dataset_dict_without_the_split_says_which_splits_it_has(tmp_pat
         read(tmp_path, tmp_path / "saved")
 
 
-def test_a_dataset_id_not_in_the_cache_says_so_offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+@pytest.fixture
+def offline_datasets_cache(tmp_path, monkeypatch):
+    """An empty 🤗 datasets cache in ``tmp_path``, offline; returns a function that puts a dataset in it as
+    ``load_dataset`` leaves one it has downloaded (prepared Arrow files under ``owner___name/default``)."""
+    import glob
+    import os
+
+    import datasets
     import huggingface_hub.constants
 
+    cache = tmp_path / "hf-datasets"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    def put(name: str, rows: list[dict]) -> None:
+        owner, short = name.split("/")
+        path = write_parquet(tmp_path / f"{short}.parquet", rows)
+        datasets.load_dataset("parquet", data_files={"train": str(path)}, cache_dir=str(cache))
+        os.rename(cache / "parquet", cache / f"{owner}___{short}")
+        [config] = glob.glob(str(cache / f"{owner}___{short}" / "default-*"))
+        os.rename(config, cache / f"{owner}___{short}" / "default")
+        for arrow in glob.glob(str(cache / f"{owner}___{short}" / "default" / "*" / "*" / "parquet-*.arrow")):
+            os.rename(arrow, arrow.replace("/parquet-", f"/{short}-"))
+
+    return put
+
+
+def test_a_dataset_id_in_the_local_cache_is_read_offline(tmp_path, offline_datasets_cache):
+    offline_datasets_cache("someone/tiny", [{"anchor": "q", "positive": "p", "negative": "n"}])
+    assert read(tmp_path, "someone/tiny") == [{"query": "q", "pos": ["p"], "neg": ["n"]}]
+
+
+def test_a_dataset_id_not_in_the_cache_says_so_offline(tmp_path, offline_datasets_cache):
     source = resolve("nobody-here/no-such-dataset")
     assert source.label == "nobody-here/no-such-dataset[train]"
     with pytest.raises(DataError, match=r"nobody-here/no-such-dataset\[train\]: cannot load this dataset: it is not "
