@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from prep.errors import DataError
-from prep.io.atomic import atomic_file
 from prep.io.rawjson import dump_row, parse_object
 
 __all__ = ["FieldError", "check_pool_row", "check_training_row", "check_text", "dump_row", "iter_jsonl",
@@ -137,10 +136,7 @@ def read_jsonl(path: str | os.PathLike, check: RowCheck | None = None) -> list[d
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]], overwrite: bool = False) -> int:
-    """Write rows atomically; returns how many were written."""
-    count = 0
-    with atomic_file(path, overwrite) as handle:
-        for row in rows:
-            handle.write(dump_row(row))
-            count += 1
-    return count
+    """Write FlagEmbedding rows as JSON lines, atomically (``formats.write_rows``); returns how many."""
+    from prep.io.formats import write_rows
+
+    return write_rows(path, rows, "flagembedding", overwrite).rows_out

@@ -91,7 +91,7 @@ def is_saved_dataset(path: Path) -> bool:
 def resolve(value: str | os.PathLike, split: str = "train") -> Source:
     """The source ``value`` names; a DataError when it names nothing readable."""
     text = str(value)
-    path = Path(text).expanduser()
+    path = Path(text).expanduser().absolute()  # relative to the launch folder (Hydra does not change it)
     if path.is_file():
         part = _file_part(path)
         if part is None:
@@ -130,6 +130,7 @@ def load_table(part: Part, split: str, datasets_cache: str | None) -> Any:
         return loaded
     if part.kind == "hub":
         return _load_hub(part.location, split)
+    lean_arrow_allocator()
     with quiet_datasets():
         try:
             table = datasets.load_dataset(part.kind, data_files=part.location, split="train",
@@ -140,9 +141,20 @@ def load_table(part: Part, split: str, datasets_cache: str | None) -> Any:
     return table
 
 
+def lean_arrow_allocator() -> None:
+    """Arrow allocates through jemalloc where the build has it. Its default here, mimalloc, kept the buffers of
+    converting a million-row parquet pool: the mine run then peaked 0.06-0.10 GB above the same pool read as JSON
+    lines; through jemalloc, at the same peak (bench/README.md, "Memory against pool size")."""
+    import pyarrow
+
+    try:
+        pyarrow.set_memory_pool(pyarrow.jemalloc_memory_pool())
+    except (NotImplementedError, pyarrow.ArrowNotImplementedError):
+        pass
+
+
 def release_arrow_memory() -> None:
-    """Hand the memory Arrow's allocator kept from a conversion back to the system: without it a million-row
-    pool read from parquet held about 0.2 GB more for the rest of the run than the same pool read as JSON lines."""
+    """Hand the memory Arrow's allocator kept from a conversion back to the system."""
     import pyarrow
 
     pyarrow.default_memory_pool().release_unused()

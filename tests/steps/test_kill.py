@@ -40,7 +40,7 @@ PHASES = {
     "encode": ("prep.models.embedder", "encode_passages", 2),  # chunks 1 and 2 of 5 cached, then killed
     "search": ("prep.retrieval.search", "canonical_topk", 3),  # in the middle of the exact search
     "teacher": ("prep.cache.store", "ScoreEntries.add", 1),  # one chunk of scores stored, then killed
-    "write": ("prep.io.jsonl", "dump_row", 60),  # 60 rows of 170 written to the temporary file
+    "write": ("prep.io.formats", "dump_row", 60),  # 60 rows of 170 written to the temporary file
 }
 SETTINGS = ["encode_chunk=50", "miner.range_for_sampling=2-40", "miner.negative_number=6", "hardware.use_bf16=false",
             "miner.sampling_strategy=top", "miner.teacher_filter=true", "miner.teacher_absolute_margin=0.02",
