@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 NOT_IN_EMBEDDINGS = frozenset({
     *SAMPLING_KEYS, "batch_size", "cache_dir", "candidate_pool", "search_batch_size", "search_backend", "index",
     "index_nlist", "index_nprobe", "hnsw_m", "hnsw_ef_search", "index_recall_queries",
+    "query_instruction_from_row",  # a row's own instruction is part of its queries' key (CachedEncoder.key)
 })
 MODEL_FILES = frozenset({"model_name_or_path", "examples_for_task"})  # count by their files' content
 

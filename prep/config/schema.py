@@ -120,6 +120,17 @@ class MinerConfig:
     teacher_relative_margin: float | None = None
     teacher_absolute_margin: float | None = 0.0
     fill_random: bool = True
+    # Another row's positive is a false negative in every batch it meets: true drops candidates equal to one, and
+    # with other_positive_threshold also those at least that similar to one (near duplicates). Counted as
+    # other_positive in summary.json, which reports in every run how many negatives are other rows' positives.
+    exclude_other_positives: bool = False
+    other_positive_threshold: float | None = None
+    # Rows whose best positive ranks K or lower for its own query (likely label noise) go to rejected.jsonl beside
+    # the output, with the reason; null keeps every row. Every run reports where positives rank.
+    max_positive_rank: int | None = None
+    # true: a row's own neg is kept (first occurrences, none equal to a positive or the query) and mined negatives
+    # are added up to negative_number; false (FlagEmbedding's way): neg is replaced.
+    keep_input_negatives: bool = False
     search_batch_size: int = 1024
     # auto: torch (matrix product + top-k; faster than faiss's per-query heap at deep windows), or faiss
     # on GPUs where faiss-gpu is installed. All are exact.
@@ -141,7 +152,8 @@ class MinerConfig:
 # decide which search results become negatives, never an embedding or a search result.
 SAMPLING_KEYS = ("range_for_sampling", "similarity_range", "negative_number", "sampling_strategy", "relative_margin",
                  "absolute_margin", "teacher_filter", "teacher_relative_margin", "teacher_absolute_margin",
-                 "fill_random")
+                 "fill_random", "exclude_other_positives", "other_positive_threshold", "max_positive_rank",
+                 "keep_input_negatives")
 
 
 @dataclass

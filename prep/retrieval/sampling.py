@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,7 +73,7 @@ class Candidate:
     similarity: float
 
 
-FILTERS = ("positive_or_query", "similarity_range", "relative_margin", "absolute_margin", "teacher")
+FILTERS = ("positive_or_query", "other_positive", "similarity_range", "relative_margin", "absolute_margin", "teacher")
 
 
 def check_margin(value: float | None, key: str) -> float | None:
@@ -109,12 +110,14 @@ def qualifying_candidates(
     positive_similarity: float | None = None,
     relative_margin: float | None = None,
     absolute_margin: float | None = None,
+    other_positive_ids: Container[int] = (),
 ) -> tuple[list[Candidate], Counter]:
     """Search results that may become negatives, best rank first, and how many each filter removed.
 
     ``passage_ids``/``similarities`` are one query's results in rank order (faiss pads missing
     results with id -1, which are skipped). A candidate qualifies when its rank lies in
-    ``[low, high)``, it is not excluded (a positive or the query itself), its similarity lies inside
+    ``[low, high)``, it is not excluded (a positive or the query itself), not another row's positive (or near
+    duplicate of one: ``other_positive_ids``, with ``miner.exclude_other_positives``), its similarity lies inside
     ``similarity_window`` when one is given (bounds included), and it is at most each margin's
     ceiling below ``positive_similarity`` (see ``score_ceiling``). Filters apply in that order; each
     removed candidate is counted once, by the first filter that removed it. (One parameter per rule, the
@@ -132,6 +135,8 @@ def qualifying_candidates(
         similarity = float(similarities[rank])
         if passage_id in excluded_ids:
             removed["positive_or_query"] += 1
+        elif passage_id in other_positive_ids:
+            removed["other_positive"] += 1
         elif similarity_window is not None and not similarity_window[0] <= similarity <= similarity_window[1]:
             removed["similarity_range"] += 1
         elif relative_ceiling is not None and similarity > relative_ceiling:
@@ -172,13 +177,16 @@ def select_candidates(candidates: Sequence[Candidate], count: int, strategy: str
     raise UsageError(f"miner.sampling_strategy: '{strategy}' is not random or top")
 
 
-def random_fill(corpus_size: int, count: int, forbidden_ids: set[int], rng: np.random.Generator) -> list[int]:
+def random_fill(corpus_size: int, count: int, forbidden_ids: set[int], rng: np.random.Generator,
+                shared_forbidden: AbstractSet[int] = frozenset()) -> list[int]:
     """Up to ``count`` distinct random passage ids in ``[0, corpus_size)``, none of them forbidden.
 
-    Returns fewer only when the corpus has fewer allowed passages. Draws one id at a time while
-    most of the corpus is allowed (cheap on large corpora), else walks a seeded permutation.
+    ``shared_forbidden``: ids in ``[0, corpus_size)`` forbidden to every row (other rows' positives), looked up
+    without being copied per row. Returns fewer only when the corpus has fewer allowed passages. Draws one id at a
+    time while most of the corpus is allowed (cheap on large corpora), else walks a seeded permutation.
     """
-    allowed = corpus_size - sum(1 for i in forbidden_ids if 0 <= i < corpus_size)
+    own = {i for i in forbidden_ids if 0 <= i < corpus_size and i not in shared_forbidden}
+    allowed = corpus_size - len(shared_forbidden) - len(own)
     count = min(count, allowed)
     if count <= 0:
         return []
@@ -187,12 +195,12 @@ def random_fill(corpus_size: int, count: int, forbidden_ids: set[int], rng: np.r
     if count * 2 <= allowed:
         while len(chosen) < count:
             passage_id = int(rng.integers(corpus_size))
-            if passage_id not in taken:
+            if passage_id not in taken and passage_id not in shared_forbidden:
                 taken.add(passage_id)
                 chosen.append(passage_id)
         return chosen
     for passage_id in rng.permutation(corpus_size).tolist():
-        if passage_id not in taken:
+        if passage_id not in taken and passage_id not in shared_forbidden:
             chosen.append(passage_id)
             if len(chosen) == count:
                 break
@@ -219,12 +227,23 @@ class MiningRules:
     teacher_filter: bool = False
     teacher_relative_margin: float | None = None
     teacher_absolute_margin: float | None = None
+    exclude_other_positives: bool = False
+    other_positive_threshold: float | None = None
+    max_positive_rank: int | None = None
+    keep_input_negatives: bool = False
 
     @classmethod
     def from_settings(cls, settings: Config) -> MiningRules:
         miner = settings.miner
         if miner.negative_number < 0:
             raise RangeError(f"miner.negative_number must be >= 0, got {miner.negative_number}")
+        if miner.max_positive_rank is not None and miner.max_positive_rank < 1:
+            raise RangeError(f"miner.max_positive_rank must be >= 1 (or null), got {miner.max_positive_rank}")
+        threshold = miner.other_positive_threshold
+        if threshold is not None and (math.isnan(threshold) or not -1 <= threshold <= 1):
+            raise RangeError(f"miner.other_positive_threshold: need a similarity in [-1, 1] (or null), got {threshold}")
+        if threshold is not None and not miner.exclude_other_positives:
+            raise RangeError("miner.other_positive_threshold applies with miner.exclude_other_positives=true")
         similarity_window = parse_similarity_range(miner.similarity_range)
         if similarity_window and miner.normalize_embeddings and not all(-1 <= b <= 1 for b in similarity_window):
             raise RangeError(f"miner.similarity_range: {miner.similarity_range!r} reaches outside [-1, 1], where the "
@@ -241,6 +260,10 @@ class MiningRules:
             teacher_filter=bool(miner.teacher_filter),
             teacher_relative_margin=check_margin(miner.teacher_relative_margin, "miner.teacher_relative_margin"),
             teacher_absolute_margin=check_margin(miner.teacher_absolute_margin, "miner.teacher_absolute_margin"),
+            exclude_other_positives=bool(miner.exclude_other_positives),
+            other_positive_threshold=None if threshold is None else float(threshold),
+            max_positive_rank=miner.max_positive_rank,
+            keep_input_negatives=bool(miner.keep_input_negatives),
         )
 
 
@@ -256,12 +279,40 @@ class RowResult:
 
 
 def mine_row(row_index: int, excluded_ids: set[int], qualifying: list[Candidate], corpus_size: int,
-             rules: MiningRules) -> RowResult:
-    """Pick one row's negatives from its qualifying candidates (pure: same inputs, same ids)."""
+             rules: MiningRules, wanted: int | None = None, barred: AbstractSet[int] = frozenset()) -> RowResult:
+    """Pick one row's negatives from its qualifying candidates (pure: same inputs, same ids); ``wanted``: how many
+    (default ``negative_number``; fewer when the row keeps negatives of its own); ``barred``: ids no random fill
+    may take (with ``exclude_other_positives``, every row's positives and their near duplicates)."""
+    wanted = rules.negative_number if wanted is None else wanted
     rng = row_rng(rules.seed, row_index)
-    chosen = select_candidates(qualifying, rules.negative_number, rules.sampling_strategy, rng)
+    chosen = select_candidates(qualifying, wanted, rules.sampling_strategy, rng)
     negative_ids = [c.passage_id for c in chosen]
-    missing = rules.negative_number - len(chosen)
+    missing = wanted - len(chosen)
     if missing > 0 and rules.fill_random:
-        negative_ids += random_fill(corpus_size, missing, excluded_ids | set(negative_ids), rng)
+        negative_ids += random_fill(corpus_size, missing, excluded_ids | set(negative_ids), rng, barred)
     return RowResult(negative_ids, len(chosen), [c.rank for c in chosen], [c.similarity for c in chosen])
+
+
+def kept_input_negatives(negatives: Sequence[str], positives: Sequence[str], query: str) -> list[str]:
+    """A row's own negatives that ``miner.keep_input_negatives`` keeps: first occurrences, none equal to a positive
+    or to the query, in their order."""
+    barred = {*positives, query}
+    return [text for text in dict.fromkeys(negatives) if text not in barred]
+
+
+def claimed_by_other_rows(claims: dict[int, set[int]], row_index: int, passage_ids: Iterable[int]) -> set[int]:
+    """Of ``passage_ids``, those that some row other than ``row_index`` claims (``claims``: passage id -> the rows
+    whose positive it is, or is a near duplicate of)."""
+    return {pid for pid in passage_ids if claims.get(pid, set()) - {row_index}}
+
+
+def positive_rank(passage_ids: Sequence[int], similarities: Sequence[float], own_ids: set[int],
+                  positive_similarity: float, corpus_size: int) -> int | None:
+    """Where a row's (best) positive ranks for its own query among the other passages: how many of them are more
+    similar. None when every searched passage beats it and the search did not cover the corpus (it ranks past the
+    searched depth)."""
+    others = [float(s) for pid, s in zip(passage_ids, similarities) if pid >= 0 and int(pid) not in own_ids]
+    rank = sum(1 for s in others if s > positive_similarity)
+    if rank == len(others) and len(passage_ids) < corpus_size:
+        return None
+    return rank

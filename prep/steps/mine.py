@@ -30,7 +30,7 @@ from prep.cache.identity import fingerprint
 from prep.cache.store import Cache
 from prep.config.settings import settings_of
 from prep.io.atomic import atomic_file
-from prep.io.formats import Written, log_written, output_counts, write_rows
+from prep.io.formats import Written, check_output, log_written, output_counts, write_rows
 from prep.io.jsonl import check_training_row
 from prep.io.paths import input_sources
 from prep.io.pool import PassagePool, open_pool
@@ -80,6 +80,7 @@ class Embedded:
     query_key: str  # the queries' cache key, part of the search's
     positive_similarities: list[list[float]]  # each row's similarity to each of its positives
     encoded: dict[str, int]
+    outside: dict[str, np.ndarray]  # embeddings of positives that are not in the pool
 
 
 @dataclass
@@ -88,6 +89,24 @@ class Searched:
     ids: np.ndarray
     top_k: int
     index: dict[str, Any]
+
+
+@dataclass
+class Ranked:
+    """Where each row's best positive ranks for its own query (None: past the searched depth), and the rows
+    ``miner.max_positive_rank`` rejects, with the reason."""
+
+    ranks: list[int | None]
+    rejected: dict[int, str]
+
+
+@dataclass
+class Claims:
+    """Pool passages that rows claim: ``exact``, passage id -> the rows whose positive it is; ``near``, the same for
+    passages at least ``miner.other_positive_threshold`` similar to a row's positive (None without one)."""
+
+    exact: dict[int, set[int]]
+    near: dict[int, set[int]] | None = None
 
 
 @dataclass
@@ -108,6 +127,9 @@ class Mined:
     searched: Searched
     qualified: Qualified
     results: list[RowResult]
+    kept_inputs: list[list[str]]  # miner.keep_input_negatives: each row's own negatives kept, before its mined ones
+    ranked: Ranked
+    claims: Claims
     stale_neg_scores: int  # rows whose neg_scores were dropped with their old negatives
     written: Written
 
@@ -120,6 +142,8 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     check_devices(settings.hardware)
     mining = Mining(StepRun(settings, "mine", default_output="mined.jsonl"), MiningRules.from_settings(settings),
                     Cache(settings.cache_dir, settings.cache))
+    if mining.rules.max_positive_rank is not None:
+        check_output(rejected_path(mining.step), settings.overwrite)
     teacher = None
     if mining.rules.teacher_filter:
         from prep.models.teacher import make_teacher
@@ -131,12 +155,15 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         with corpus.pool:
             embedded = encode(mining, corpus, Path(work_dir))
             searched = search(mining, corpus, embedded)
-            qualified = qualify(mining, corpus, embedded, searched)
+            ranked = rank_positives(mining, corpus, embedded, searched)
+            claims = claim_positives(mining, corpus, embedded)
+            qualified = qualify(mining, corpus, embedded, searched, claims)
             if teacher is not None:
                 qualified = denoise(mining, corpus, qualified, teacher)
-            results = select(mining, corpus, embedded, qualified)
-            stale, written = write(mining, corpus, results)
-    return report(mining, corpus, Mined(embedded, searched, qualified, results, stale, written))
+            results, kept_inputs = select(mining, corpus, embedded, qualified, claims)
+            stale, written = write(mining, corpus, results, kept_inputs, ranked)
+    return report(mining, corpus, Mined(embedded, searched, qualified, results, kept_inputs, ranked, claims, stale,
+                                        written))
 
 
 def load(mining: Mining, work_dir: Path, rows: list[dict[str, Any]] | None) -> Corpus:
@@ -169,7 +196,8 @@ def encode(mining: Mining, corpus: Corpus, work_dir: Path) -> Embedded:
     queries, query_key = encode_queries(encoder, corpus.rows, settings.miner.query_instruction_from_row)
     with mining.step.phase("sample"):
         positives = positive_similarities(corpus, pool_embeddings, dict(zip(outside, outside_embeddings)), queries)
-    return Embedded(pool_embeddings, queries, query_key, positives, encoder.encoded)
+    return Embedded(pool_embeddings, queries, query_key, positives, encoder.encoded,
+                    dict(zip(outside, outside_embeddings)))
 
 
 def instruction_groups(rows: list[dict[str, Any]], column: str | None) -> dict[str | None, list[int]]:
@@ -221,6 +249,8 @@ def search(mining: Mining, corpus: Corpus, embedded: Embedded) -> Searched:
     from prep.cache.searches import CachedSearch
 
     low, high = mining.rules.rank_window
+    if mining.rules.max_positive_rank is not None:  # deep enough to see a positive at rank max_positive_rank
+        high = max(high, mining.rules.max_positive_rank + max(len(ids) for ids in corpus.positive_ids))
     top_k = min(high, len(corpus.pool))
     if high > len(corpus.pool):
         log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
@@ -230,7 +260,62 @@ def search(mining: Mining, corpus: Corpus, embedded: Embedded) -> Searched:
     return Searched(similarities, ids, top_k, index)
 
 
-def qualify(mining: Mining, corpus: Corpus, embedded: Embedded, searched: Searched) -> Qualified:
+def rank_positives(mining: Mining, corpus: Corpus, embedded: Embedded, searched: Searched) -> Ranked:
+    """Where each row's best positive ranks among the other passages for its own query, and with
+    ``miner.max_positive_rank`` the rows whose positive ranks there or lower (rejected, with the reason)."""
+    limit = mining.rules.max_positive_rank
+    ranks: list[int | None] = []
+    rejected: dict[int, str] = {}
+    with mining.step.phase("sample"):
+        for index in range(len(corpus.rows)):
+            own = {pid for pid in corpus.positive_ids[index] if pid is not None}
+            rank = sampling.positive_rank(searched.ids[index], searched.similarities[index], own,
+                                          max(embedded.positive_similarities[index]), len(corpus.pool))
+            ranks.append(rank)
+            if limit is not None and (rank is None or rank >= limit):
+                where = f"rank {rank}" if rank is not None else f"below the top {searched.top_k} searched"
+                rejected[index] = (f"its best positive ranks {where} for its own query "
+                                   f"(miner.max_positive_rank={limit}): likely a wrong label")
+    if rejected:
+        log.warning("%d of %d rows rejected: their positive ranks %d or lower for their own query (rejected.jsonl)",
+                    len(rejected), len(corpus.rows), limit)
+    return Ranked(ranks, rejected)
+
+
+NEAR_DEPTH = 32  # neighbours of each positive looked at for near duplicates
+
+
+def claim_positives(mining: Mining, corpus: Corpus, embedded: Embedded) -> Claims:
+    """Which pool passages are some row's positive and, with ``miner.other_positive_threshold``, which are near
+    duplicates of one (among each positive's ``NEAR_DEPTH`` nearest passages)."""
+    exact: dict[int, set[int]] = {}
+    for index, ids in enumerate(corpus.positive_ids):
+        for pid in ids:
+            if pid is not None:
+                exact.setdefault(pid, set()).add(index)
+    threshold = mining.rules.other_positive_threshold
+    if threshold is None:
+        return Claims(exact)
+    from prep.retrieval.search import search as exact_search
+
+    owners = [index for index, row in enumerate(corpus.rows) for _ in row["pos"]]
+    inside = [pid for ids in corpus.positive_ids for pid in ids if pid is not None]
+    gathered = iter(embedded.pool.rows(inside) if inside else ())
+    vectors = np.stack([next(gathered) if pid is not None else embedded.outside[text]
+                        for row, ids in zip(corpus.rows, corpus.positive_ids) for text, pid in zip(row["pos"], ids)])
+    near: dict[int, set[int]] = {}
+    with mining.step.phase("search"):
+        similarities, neighbours = exact_search(embedded.pool, vectors.astype(np.float32),
+                                                min(NEAR_DEPTH, len(corpus.pool)),
+                                                batch_size=mining.step.settings.miner.search_batch_size)
+    for owner, row_similarities, row_ids in zip(owners, similarities, neighbours):
+        for similarity, pid in zip(row_similarities.tolist(), row_ids.tolist()):
+            if pid >= 0 and similarity >= threshold:
+                near.setdefault(pid, set()).add(owner)
+    return Claims(exact, near)
+
+
+def qualify(mining: Mining, corpus: Corpus, embedded: Embedded, searched: Searched, claims: Claims) -> Qualified:
     """Each row's search results that pass the rank window, the exclusions, the similarity window and the
     margins (``sampling.qualifying_candidates``)."""
     rules = mining.rules
@@ -238,10 +323,17 @@ def qualify(mining: Mining, corpus: Corpus, embedded: Embedded, searched: Search
     candidates = []
     with mining.step.phase("sample"):
         for index in range(len(corpus.rows)):
+            others: set[int] = set()
+            if rules.exclude_other_positives:
+                window = searched.ids[index][rules.rank_window[0]:rules.rank_window[1]].tolist()
+                others = sampling.claimed_by_other_rows(claims.exact, index, window)
+                if claims.near is not None:
+                    others |= sampling.claimed_by_other_rows(claims.near, index, window)
             kept, removed_here = sampling.qualifying_candidates(
                 searched.ids[index], searched.similarities[index], rules.rank_window, rules.similarity_window,
                 corpus.excluded(index), positive_similarity=min(embedded.positive_similarities[index]),
-                relative_margin=rules.relative_margin, absolute_margin=rules.absolute_margin)
+                relative_margin=rules.relative_margin, absolute_margin=rules.absolute_margin,
+                other_positive_ids=others)
             candidates.append(kept)
             removed.update(removed_here)
     return Qualified(candidates, removed)
@@ -265,30 +357,57 @@ def denoise(mining: Mining, corpus: Corpus, qualified: Qualified, teacher: Any) 
     return Qualified(denoised.kept, removed, denoised.not_needed, denoised.info)
 
 
-def select(mining: Mining, corpus: Corpus, embedded: Embedded, qualified: Qualified) -> list[RowResult]:
-    """Each row's negatives (``sampling.mine_row``), with the similarity of its random fills added."""
+def select(mining: Mining, corpus: Corpus, embedded: Embedded, qualified: Qualified, claims: Claims
+           ) -> tuple[list[RowResult], list[list[str]]]:
+    """Each row's negatives (``sampling.mine_row``), with the similarity of its random fills added; and with
+    ``miner.keep_input_negatives`` each row's own negatives kept, which the mined ones then never repeat."""
+    rules = mining.rules
+    kept_inputs = [sampling.kept_input_negatives(row.get("neg", []), row["pos"], row["query"])
+                   if rules.keep_input_negatives else [] for row in corpus.rows]
+    # Random fills never take another row's positive (or near duplicate) either; one set for every row.
+    barred = frozenset({*claims.exact, *(claims.near or ())}) if rules.exclude_other_positives else frozenset()
     with mining.step.phase("sample"):
-        results = [sampling.mine_row(index, corpus.excluded(index), qualified.candidates[index], len(corpus.pool),
-                                     mining.rules) for index in range(len(corpus.rows))]
+        results = []
+        for index, own in enumerate(kept_inputs):
+            excluded = corpus.excluded(index)
+            if own:
+                excluded |= {pid for pid in map(corpus.pool.id_of, own) if pid is not None}
+                candidates = [c for c in qualified.candidates[index] if c.passage_id not in excluded]
+            else:
+                candidates = qualified.candidates[index]
+            results.append(sampling.mine_row(index, excluded, candidates, len(corpus.pool), rules,
+                                             wanted=max(0, rules.negative_number - len(own)), barred=barred))
         fills = [(index, pid) for index, r in enumerate(results) for pid in r.negative_ids[r.window_count:]]
         if fills:
             fill_embeddings = embedded.pool.rows([pid for _, pid in fills])
             for (index, _), vector in zip(fills, fill_embeddings):
                 results[index].similarities.append(float(vector @ embedded.queries[index]))
-    return results
+    return results, kept_inputs
 
 
-def write(mining: Mining, corpus: Corpus, results: list[RowResult]) -> tuple[int, Written]:
-    """The rows with their new ``neg``, written as their texts are read from the pool: never held whole.
+def rejected_path(step: StepRun) -> Path:
+    """``rejected.jsonl`` beside the output: the rows ``miner.max_positive_rank`` rejects, each with its reason."""
+    return step.output.parent / "rejected.jsonl"
+
+
+def write(mining: Mining, corpus: Corpus, results: list[RowResult], kept_inputs: list[list[str]],
+          ranked: Ranked) -> tuple[int, Written]:
+    """The rows with their new ``neg`` (after their own kept ones), written as their texts are read from the pool:
+    never held whole; rejected rows go to ``rejected.jsonl`` with the reason, as they came.
 
     A row's ``neg_scores`` scored its old negatives: FlagEmbedding's distillation would read them as the
     new ones' teacher scores, so they are dropped (``step=score`` fills them again); ``pos_scores`` stays,
     as ``pos`` does. Returns how many rows lost their ``neg_scores``, and the output's row counts."""
     step = mining.step
+    kept = [index for index in range(len(corpus.rows)) if index not in ranked.rejected]
     with step.phase("write"):
-        written = write_rows(step.output, (mined_row(row, corpus.pool.take(result.negative_ids))
-                                           for row, result in zip(corpus.rows, results)),
+        written = write_rows(step.output, (mined_row(corpus.rows[i], kept_inputs[i] +
+                                                     corpus.pool.take(results[i].negative_ids)) for i in kept),
                              step.settings.output_format, step.settings.overwrite, mining.rules.negative_number)
+        if mining.rules.max_positive_rank is not None:
+            write_rows(rejected_path(step), (replaced(corpus.rows[i], rejected=reason)
+                                             for i, reason in sorted(ranked.rejected.items())),
+                       overwrite=step.settings.overwrite)
     log_written(written, step.settings.output_format)
     stale = sum(1 for row in corpus.rows if "neg_scores" in row)
     if stale:
@@ -304,13 +423,16 @@ def mined_row(row: dict[str, Any], negatives: list[str]) -> dict[str, Any]:
 
 def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
     """The summary (README, "Mining rules"), the log's tables, ``similarities.npz`` and ``similarity.png``."""
-    rules, results = mining.rules, mined.results
-    positives = [s for row_values in mined.embedded.positive_similarities for s in row_values]
+    rules = mining.rules
+    kept = [index for index in range(len(corpus.rows)) if index not in mined.ranked.rejected]
+    results = [mined.results[index] for index in kept]
+    own_counts = [len(mined.kept_inputs[index]) for index in kept]
+    positives = [s for index in kept for s in mined.embedded.positive_similarities[index]]
     negatives = [s for r in results for s in r.similarities]
     summary = {
         "rows": len(corpus.rows),
         "corpus_size": len(corpus.pool),
-        "negatives": negative_counts(results, rules.negative_number),
+        "negatives": negative_counts(results, rules.negative_number, own_counts),
         "candidates": candidate_counts(mined.qualified),
         "sampling_strategy": rules.sampling_strategy,
         "teacher_filter": mined.qualified.teacher,
@@ -323,6 +445,12 @@ def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
         "encoded": mined.embedded.encoded,
         "scores_removed": {"neg_scores": mined.stale_neg_scores},
         "output_format": output_counts(mining.step.settings.output_format, mined.written),
+        "positive_rank": positive_rank_summary(mined.ranked, mined.searched.top_k),
+        "rows_rejected": len(mined.ranked.rejected),
+        "rejected": str(rejected_path(mining.step)) if rules.max_positive_rank is not None else None,
+        "other_positives": {"negatives_that_are_other_rows_positives": other_positive_negatives(
+            corpus, mined.claims, mined.results, mined.kept_inputs, kept)},
+        "input_negatives_kept": sum(own_counts),
         **corpus.sources,
     }
     log_summary(summary)
@@ -332,9 +460,32 @@ def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
     return mining.step.finish(summary, PHASES)
 
 
-def negative_counts(results: list[RowResult], wanted: int) -> dict[str, Any]:
-    counts = [len(r.negative_ids) for r in results]
+def positive_rank_summary(ranked: Ranked, top_k: int) -> dict[str, Any]:
+    """Percentiles of where rows' best positives rank for their own queries (0: first), and how many rank past the
+    searched depth."""
+    found = [rank for rank in ranked.ranks if rank is not None]
+    return {**describe(found), "past_searched_depth": len(ranked.ranks) - len(found), "searched_top_k": top_k}
+
+
+def other_positive_negatives(corpus: Corpus, claims: Claims, results: list[RowResult], kept_inputs: list[list[str]],
+                             kept: list[int]) -> int:
+    """How many written negatives are another row's positive (exactly): false negatives in any batch that holds
+    both rows."""
+    count = 0
+    for index in kept:
+        ids = list(results[index].negative_ids) + [pid for pid in map(corpus.pool.id_of, kept_inputs[index])
+                                                   if pid is not None]
+        count += len(sampling.claimed_by_other_rows(claims.exact, index, ids))
+    return count
+
+
+def negative_counts(results: list[RowResult], wanted: int, own_counts: list[int] | None = None) -> dict[str, Any]:
+    """Negatives per row (``own_counts``: the row's own kept negatives, counted with its mined ones)."""
+    own_counts = own_counts or [0] * len(results)
+    counts = [len(r.negative_ids) + own for r, own in zip(results, own_counts)]
     filled = [len(r.negative_ids) - r.window_count for r in results]
+    if not counts:  # every row rejected
+        return {"mean": 0.0, "min": 0, "max": 0, "rows_short": 0, "filled_random": 0, "rows_filled": 0}
     return {"mean": round(float(np.mean(counts)), 4), "min": int(min(counts)), "max": int(max(counts)),
             "rows_short": sum(1 for c in counts if c < wanted), "filled_random": int(sum(filled)),
             "rows_filled": sum(1 for f in filled if f)}
@@ -357,6 +508,11 @@ def log_summary(summary: dict[str, Any]) -> None:
     log.info("negatives per row: mean %.2f (min %d, max %d); rows short: %d; random fills: %d in %d rows",
              negatives["mean"], negatives["min"], negatives["max"], negatives["rows_short"],
              negatives["filled_random"], negatives["rows_filled"])
+    ranks = summary["positive_rank"]
+    log.info("positives rank for their own queries: median %s, p95 %s (0: first); past the searched top %d: %d rows; "
+             "rows rejected: %d; negatives that are another row's positive: %d", ranks.get("p50"), ranks.get("p95"),
+             ranks["searched_top_k"], ranks["past_searched_depth"], summary["rows_rejected"],
+             summary["other_positives"]["negatives_that_are_other_rows_positives"])
 
 
 def write_similarities(step: StepRun, positives: np.ndarray, negatives: np.ndarray, title: str) -> None:
