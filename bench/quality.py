@@ -57,6 +57,14 @@ RECIPES = {
     "c": ("TopK-PercPos 95%", ["sampling=topk_percpos"]),
     "d": ("PercPos 95% random", ["sampling=percpos_random"]),
     "e": ("no mined negatives (in-batch only)", None),
+    # Issue: negatives from more than one retriever, false negatives across rows (not yet run; see bench/README.md).
+    "i": ("BM25 top-k of 2-200 (DPR's way)", ["sampling=top_k", "miner.retriever=bm25"]),
+    "j": ("hybrid (dense + BM25, RRF 60) top-k of 2-200", ["sampling=top_k", "miner.retriever=hybrid"]),
+    "k": ("plain top-k of 2-200, other rows' positives excluded", ["sampling=top_k",
+                                                                   "miner.exclude_other_positives=true"]),
+    "l": ("hybrid top-k, other rows' positives and near duplicates (>= 0.95) excluded",
+          ["sampling=top_k", "miner.retriever=hybrid", "miner.exclude_other_positives=true",
+           "miner.other_positive_threshold=0.95"]),
 }
 
 

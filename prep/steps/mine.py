@@ -85,10 +85,18 @@ class Embedded:
 
 @dataclass
 class Searched:
+    """Each query's candidates in rank order (id -1: none), their dense similarities, and with
+    ``miner.retriever=bm25|hybrid`` which retrievers found each (``SOURCE_DENSE | SOURCE_BM25`` bits)."""
+
     similarities: np.ndarray
     ids: np.ndarray
     top_k: int
     index: dict[str, Any]
+    sources: np.ndarray | None = None  # None: every candidate is the dense search's
+
+
+SOURCE_DENSE, SOURCE_BM25 = 1, 2
+SOURCE_NAMES = {SOURCE_DENSE: "dense", SOURCE_BM25: "bm25", SOURCE_DENSE | SOURCE_BM25: "dense+bm25"}
 
 
 @dataclass
@@ -161,7 +169,7 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
             if teacher is not None:
                 qualified = denoise(mining, corpus, qualified, teacher)
             results, kept_inputs = select(mining, corpus, embedded, qualified, claims)
-            stale, written = write(mining, corpus, results, kept_inputs, ranked)
+            stale, written = write(mining, corpus, results, kept_inputs, ranked, searched)
     return report(mining, corpus, Mined(embedded, searched, qualified, results, kept_inputs, ranked, claims, stale,
                                         written))
 
@@ -255,9 +263,54 @@ def search(mining: Mining, corpus: Corpus, embedded: Embedded) -> Searched:
     if high > len(corpus.pool):
         log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
                     low, high, len(corpus.pool), top_k)
-    similarities, ids, index = CachedSearch(mining.step.settings, mining.cache, mining.step.timer, top_k).run(
-        embedded.pool, embedded.queries, embedded.query_key)
-    return Searched(similarities, ids, top_k, index)
+    miner = mining.step.settings.miner
+    if miner.retriever == "dense":
+        similarities, ids, index = CachedSearch(mining.step.settings, mining.cache, mining.step.timer, top_k).run(
+            embedded.pool, embedded.queries, embedded.query_key)
+        return Searched(similarities, ids, top_k, index)
+    from prep.retrieval.lexical import bm25_index, rrf_fuse
+
+    with mining.step.phase("search"):
+        lexical, cached = bm25_index(corpus.pool, mining.cache, miner.bm25_k1, miner.bm25_b)
+        _, lexical_ids = lexical.search([row["query"] for row in corpus.rows], top_k)
+    index = {"retriever": str(miner.retriever), "bm25_index_cached": cached}
+    sources = np.where(lexical_ids >= 0, SOURCE_BM25, 0).astype(np.int8)
+    ids = lexical_ids
+    if miner.retriever == "hybrid":
+        _, dense_ids, dense_index = CachedSearch(mining.step.settings, mining.cache, mining.step.timer, top_k).run(
+            embedded.pool, embedded.queries, embedded.query_key)
+        index.update(dense_index, rrf_k=miner.rrf_k)
+        ids = np.full_like(lexical_ids, -1)
+        for row in range(len(ids)):
+            fused = rrf_fuse([dense_ids[row].tolist(), lexical_ids[row].tolist()], miner.rrf_k, top_k)
+            ids[row, :len(fused)] = fused
+        sources = (SOURCE_DENSE * row_member(ids, dense_ids) + SOURCE_BM25 * row_member(ids, lexical_ids)
+                   ).astype(np.int8)
+    with mining.step.phase("sample"):
+        similarities = dense_similarities(embedded, ids)
+    return Searched(similarities, ids, top_k, index, sources)
+
+
+def row_member(ids: np.ndarray, lists: np.ndarray) -> np.ndarray:
+    """Whether each ``ids[r, j]`` (not -1) is in row ``r`` of ``lists``."""
+    return np.array([np.isin(row, other[other >= 0]) & (row >= 0) for row, other in zip(ids, lists)], dtype=bool)
+
+
+def dense_similarities(embedded: Embedded, ids: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The dense similarity of each query to each of its candidates (``-inf`` where the id is -1), reading the
+    pool's embeddings for a batch of queries at a time."""
+    result = np.full(ids.shape, -np.inf, dtype=np.float32)
+    for start in range(0, len(ids), batch):
+        part = ids[start:start + batch]
+        wanted = np.unique(part[part >= 0])
+        if not len(wanted):
+            continue
+        vectors = embedded.pool.rows(wanted)
+        for offset, row in enumerate(part):
+            valid = row >= 0
+            result[start + offset, valid] = vectors[np.searchsorted(wanted, row[valid])] @ embedded.queries[
+                start + offset]
+    return result
 
 
 def rank_positives(mining: Mining, corpus: Corpus, embedded: Embedded, searched: Searched) -> Ranked:
@@ -385,13 +438,22 @@ def select(mining: Mining, corpus: Corpus, embedded: Embedded, qualified: Qualif
     return results, kept_inputs
 
 
+def negative_sources(searched: Searched, index: int, result: RowResult) -> list[str]:
+    """Which retrievers found each of a row's mined negatives (``random`` for a fill), in its order."""
+    if searched.sources is None:
+        found = ["dense"] * result.window_count
+    else:
+        found = [SOURCE_NAMES[int(searched.sources[index, rank])] for rank in result.ranks]
+    return found + ["random"] * (len(result.negative_ids) - result.window_count)
+
+
 def rejected_path(step: StepRun) -> Path:
     """``rejected.jsonl`` beside the output: the rows ``miner.max_positive_rank`` rejects, each with its reason."""
     return step.output.parent / "rejected.jsonl"
 
 
 def write(mining: Mining, corpus: Corpus, results: list[RowResult], kept_inputs: list[list[str]],
-          ranked: Ranked) -> tuple[int, Written]:
+          ranked: Ranked, searched: Searched) -> tuple[int, Written]:
     """The rows with their new ``neg`` (after their own kept ones), written as their texts are read from the pool:
     never held whole; rejected rows go to ``rejected.jsonl`` with the reason, as they came.
 
@@ -401,8 +463,14 @@ def write(mining: Mining, corpus: Corpus, results: list[RowResult], kept_inputs:
     step = mining.step
     kept = [index for index in range(len(corpus.rows)) if index not in ranked.rejected]
     with step.phase("write"):
+        def sources(i: int) -> list[str] | None:
+            if not step.settings.miner.write_sources:
+                return None
+            return ["input"] * len(kept_inputs[i]) + negative_sources(searched, i, results[i])
+
         written = write_rows(step.output, (mined_row(corpus.rows[i], kept_inputs[i] +
-                                                     corpus.pool.take(results[i].negative_ids)) for i in kept),
+                                                     corpus.pool.take(results[i].negative_ids), sources(i))
+                                           for i in kept),
                              step.settings.output_format, step.settings.overwrite, mining.rules.negative_number)
         if mining.rules.max_positive_rank is not None:
             write_rows(rejected_path(step), (replaced(corpus.rows[i], rejected=reason)
@@ -416,9 +484,11 @@ def write(mining: Mining, corpus: Corpus, results: list[RowResult], kept_inputs:
     return stale, written
 
 
-def mined_row(row: dict[str, Any], negatives: list[str]) -> dict[str, Any]:
-    """``row`` with ``neg`` replaced and its stale ``neg_scores`` dropped; every other key as it came."""
-    return replaced(row, removed=("neg_scores",), neg=negatives)
+def mined_row(row: dict[str, Any], negatives: list[str], sources: list[str] | None = None) -> dict[str, Any]:
+    """``row`` with ``neg`` replaced (and ``neg_sources`` with ``miner.write_sources``) and its stale ``neg_scores``
+    dropped; every other key as it came."""
+    extra = {} if sources is None else {"neg_sources": sources}
+    return replaced(row, removed=("neg_scores",), neg=negatives, **extra)
 
 
 def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
@@ -451,6 +521,8 @@ def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
         "other_positives": {"negatives_that_are_other_rows_positives": other_positive_negatives(
             corpus, mined.claims, mined.results, mined.kept_inputs, kept)},
         "input_negatives_kept": sum(own_counts),
+        "retriever": str(mining.step.settings.miner.retriever),
+        "negatives_by_retriever": negatives_by_retriever(mined.searched, mined.results, kept),
         **corpus.sources,
     }
     log_summary(summary)
@@ -458,6 +530,19 @@ def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
                        f"{len(corpus.rows)} rows, ranks {rules.rank_window[0]}-{rules.rank_window[1]}, "
                        f"similarity {rules.similarity_window or 'any'}")
     return mining.step.finish(summary, PHASES)
+
+
+def negatives_by_retriever(searched: Searched, results: list[RowResult], kept: list[int]) -> dict[str, int]:
+    """How many written negatives each retriever found (``dense``, ``bm25``; one both found counts for both and
+    under ``both``), and how many are random fills."""
+    counts = Counter({"dense": 0, "bm25": 0, "both": 0, "random": 0})
+    for index in kept:
+        for source in negative_sources(searched, index, results[index]):
+            if source == "dense+bm25":
+                counts.update(("dense", "bm25", "both"))
+            else:
+                counts[source] += 1
+    return dict(counts)
 
 
 def positive_rank_summary(ranked: Ranked, top_k: int) -> dict[str, Any]:
