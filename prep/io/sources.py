@@ -367,46 +367,53 @@ def _check(check: RowCheck | None, row: dict[str, Any], mapping: Columns, label:
 
 
 def iter_pool_texts(source: Source, columns: ColumnsConfig, datasets_cache: str | None) -> Iterator[str]:
-    """Each pool passage's text, checked (a JSON-lines pool through the strict reader)."""
+    """Each pool passage's text, checked; a DataError names the part, its line (JSON lines) or row, and the column."""
     from prep.io.jsonl import FieldError, check_pool_row, check_text, iter_jsonl
 
     count = 0
     for part in source.parts:
-        if part.kind == "jsonl" and not columns.text:
+        if part.kind == "jsonl" and not columns.text:  # FlagEmbedding's pool: {"text": ...} per line
             for row in iter_jsonl(part.location, check_pool_row):
                 count += 1
                 yield row["text"]
             continue
         if part.kind == "jsonl":
-            rows: Any = iter_jsonl(part.location)
-            name = columns.text
+            name, unit, values = columns.text, "line", _line_values(part.location, columns.text)
         else:
             table = load_table(part, source.split, datasets_cache)
-            name = pool_column(table.column_names, columns, part.label)
-            rows = (dict(zip([name], values)) for values in _column_values(table, name))
-        for number, row in enumerate(rows, start=1):
-            if name not in row:
-                raise DataError(part.label, number, "is missing", field=name, unit="line" if part.kind == "jsonl"
-                                else "row")
+            name, unit = pool_column(table.column_names, columns, part.label), "row"
+            values = enumerate(_column_values(table, name), start=1)
+        for number, value in values:
+            if value is _ABSENT:
+                raise DataError(part.label, number, "is missing", field=name, unit=unit)
             try:
-                check_text(row[name], name)
+                check_text(value, name)
             except FieldError as exc:
-                raise DataError(part.label, number, str(exc), field=name,
-                                unit="line" if part.kind == "jsonl" else "row") from None
+                raise DataError(part.label, number, str(exc), field=name, unit=unit) from None
             count += 1
-            yield row[name]
+            yield value
         if part.kind != "jsonl":
             release_arrow_memory()
     if count == 0:
         raise DataError(source.label, None, "holds no rows")
 
 
-def _column_values(table: Any, name: str) -> Iterator[tuple[Any]]:
+_ABSENT = object()
+
+
+def _line_values(path: str, name: str) -> Iterator[tuple[int, Any]]:
+    """(line number, the value of ``name``) of each JSON line (``_ABSENT`` where the key is not there)."""
+    from prep.io.jsonl import iter_lines, parse_line
+
+    for number, line in iter_lines(path):
+        if line.strip():
+            yield number, parse_line(path, number, line).get(name, _ABSENT)
+
+
+def _column_values(table: Any, name: str) -> Iterator[Any]:
     """One column's values, a batch at a time (only that column is read from the Arrow file)."""
-    column_table = table.select_columns([name])
-    for batch in column_table.iter(batch_size=BATCH_ROWS * 8):
-        for value in batch[name]:
-            yield (value,)
+    for batch in table.select_columns([name]).iter(batch_size=BATCH_ROWS * 8):
+        yield from batch[name]
 
 
 @dataclass(frozen=True)

@@ -172,3 +172,13 @@ def test_pool_texts_from_parquet_by_name_or_given_column(tmp_path):
     other = write_parquet(tmp_path / "corpus.parquet", [{"body": "a"}, {"body": None}])
     with pytest.raises(DataError, match=r"corpus.parquet: row 2: field 'body': must be a string, got NoneType"):
         list(reader(tmp_path, text="body").pool_texts(resolve(other)))
+
+
+def test_a_json_lines_pool_with_a_named_text_column_keeps_line_numbers(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    path.write_text('{"body": "a"}\n\n{"body": ""}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"pool.jsonl:3: field 'body': is an empty string"):
+        list(reader(tmp_path, text="body").pool_texts(resolve(path)))
+    path.write_text('{"body": "a"}\n{"text": "b"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"pool.jsonl:2: field 'body': is missing"):
+        list(reader(tmp_path, text="body").pool_texts(resolve(path)))
