@@ -195,12 +195,13 @@ def first_line(exc: BaseException) -> str:
 
 
 def table_rows(table: Any) -> Iterator[dict[str, Any]]:
-    """A dataset's rows as dicts, read a batch at a time."""
+    """A dataset's rows as dicts, read a batch at a time. A null is a key the row does not have: a table holds
+    every column in every row, null where the row (a JSON object, say) had no such key."""
     names = table.column_names
     for batch in table.iter(batch_size=BATCH_ROWS):
         columns = [batch[name] for name in names]
         for values in zip(*columns):
-            yield dict(zip(names, values))
+            yield {name: value for name, value in zip(names, values) if value is not None}
 
 
 @dataclass
@@ -237,11 +238,11 @@ class Columns:
         if self.is_identity:
             return row
         mapped = {self.query, self.pos, *self.negatives}
-        result: dict[str, Any] = {"query": row.get(self.query), "pos": _passages(row, self.pos)}
-        if self.pos not in row:
-            del result["pos"]
-        if self.query not in row:
-            del result["query"]
+        result: dict[str, Any] = {}
+        if self.query in row:
+            result["query"] = row[self.query]
+        if self.pos in row:
+            result["pos"] = _passages(row, self.pos)
         if self.negatives:
             if len(self.negatives) == 1:
                 if self.negatives[0] in row:

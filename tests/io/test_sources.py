@@ -182,3 +182,13 @@ def test_a_json_lines_pool_with_a_named_text_column_keeps_line_numbers(tmp_path)
     path.write_text('{"body": "a"}\n{"text": "b"}\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"pool.jsonl:2: field 'body': is missing"):
         list(reader(tmp_path, text="body").pool_texts(resolve(path)))
+
+
+def test_a_null_in_a_table_is_a_key_the_row_does_not_have(tmp_path):
+    path = write_parquet(tmp_path / "rows.parquet", [{"query": "q1", "pos": ["p"], "neg": ["n"], "prompt": "P: "},
+                                                     {"query": "q2", "pos": ["p"], "neg": None, "prompt": None}])
+    assert read(tmp_path, path) == [{"query": "q1", "pos": ["p"], "neg": ["n"], "prompt": "P: "},
+                                    {"query": "q2", "pos": ["p"]}]
+    missing = write_parquet(tmp_path / "missing.parquet", [{"query": "q", "pos": ["p"]}, {"query": "q", "pos": None}])
+    with pytest.raises(DataError, match=r"missing.parquet: row 2: field 'pos': is missing"):
+        read(tmp_path, missing)
