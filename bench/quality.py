@@ -11,9 +11,9 @@ training queries against the whole corpus (one shared cache: the corpus is encod
 report the share of mined negatives from the positive's own source package (a proxy for false
 negatives and near-duplicates), their mean similarity and rank. Then the bundled MiniLM is
 fine-tuned for one epoch on the first ``--train-queries`` rows with sentence-transformers'
-MultipleNegativesRankingLoss (in-batch plus the mined negatives; bf16 autocast, dropout off) and
-evaluated on the test queries over a passage subset holding every test positive: nDCG@10, recall@10
-and MRR@10, strict (only the positive is relevant) and sibling-tolerant (the other passages of the
+MultipleNegativesRankingLoss (in-batch plus the mined negatives; bf16 autocast where the CPU computes in bf16,
+fp32 elsewhere; dropout off) and evaluated on the test queries over a passage subset holding every test positive:
+nDCG@10, recall@10 and MRR@10, strict (only the positive is relevant) and sibling-tolerant (the other passages of the
 positive's source package are removed from that query's ranking). Results go to DIR/results.json
 and DIR/results.md.
 
@@ -66,6 +66,15 @@ RECIPES = {
           ["sampling=top_k", "miner.retriever=hybrid", "miner.exclude_other_positives=true",
            "miner.other_positive_threshold=0.95"]),
 }
+
+
+def fast_bf16() -> bool:
+    """bf16 autocast only on CPUs that compute in bf16 (AMX, AVX512-BF16), as ``hardware.use_bf16=auto`` decides:
+    elsewhere (an AVX2-only EPYC) it is emulated, and the base model's evaluation of 7,941 code passages had not
+    finished after 12 minutes; fp32 there."""
+    from prep.models.runtime import BF16_CPU_FLAGS, cpu_flags
+
+    return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
 
 
 def log(message: str) -> None:
@@ -133,7 +142,7 @@ def train(model_path: str, rows: list[dict], negatives: int, seed: int, batch_si
         columns = [[rows[i]["query"] for i in batch], [rows[i]["pos"][0] for i in batch]]
         columns += [[rows[i]["neg"][k] for i in batch] for k in range(negatives)]
         features = [model.tokenize(texts) for texts in columns]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast_bf16()):
             loss = loss_function(features, None)
         loss.backward()
         optimizer.step()
@@ -150,7 +159,7 @@ def evaluate(model, test: list[dict], passages: list[str], source_of: dict[str, 
     import torch
 
     model.max_seq_length = max_length
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast_bf16()):
         passage_vectors = model.encode(passages, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
         query_vectors = model.encode([r["query"] for r in test], batch_size=64, normalize_embeddings=True,
                                      convert_to_numpy=True)
