@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 GROUP_NAMES = ("miner", "reranker", "splitter", "hardware", "sampling")
+_MISSING = object()  # OmegaConf.select's answer for a key the config does not have
 
 
 class Result(NamedTuple):
@@ -66,8 +67,6 @@ def compose(step: str, overrides: dict[str, Any]) -> Any:
         cfg.pop("hydra", None)
     return cfg
 
-
-_MISSING = object()
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

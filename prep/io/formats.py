@@ -22,6 +22,7 @@ written in these formats; ``flagembedding`` keeps them all, byte for byte in JSO
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -34,6 +35,8 @@ from typing import Any
 from prep.errors import OutputExistsError, UsageError
 from prep.io.atomic import atomic_file, ensure_writable
 from prep.io.rawjson import dump_row
+
+log = logging.getLogger(__name__)
 
 SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", "": "folder"}
 BATCH_ROWS = 2000
@@ -220,9 +223,6 @@ def output_counts(output_format: str, written: Written) -> dict[str, Any]:
 
 
 def log_written(written: Written, output_format: str) -> None:
-    import logging
-
-    log = logging.getLogger(__name__)
     if str(output_format) != "flagembedding":
         log.info("%d rows written as %s rows: %d", written.rows_in, output_format, written.rows_out)
     if written.rows_short:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prep.errors import DataError
+from prep.io.jsonl import FieldError, check_pool_row, check_text, iter_jsonl, iter_lines, parse_line
 
 if TYPE_CHECKING:
     from prep.config.schema import ColumnsConfig
@@ -299,8 +300,6 @@ def iter_training_rows(source: Source, columns: ColumnsConfig, check: RowCheck |
                        datasets_cache: str | None) -> Iterator[dict[str, Any]]:
     """Each row of ``source`` as a FlagEmbedding row, checked; a DataError names the part, its line (JSON lines)
     or row (tables) and the source's own column name."""
-    from prep.io.jsonl import FieldError, iter_lines
-
     count = 0
     for part in source.parts:
         if part.kind == "jsonl":
@@ -314,7 +313,7 @@ def iter_training_rows(source: Source, columns: ColumnsConfig, check: RowCheck |
         mapping = training_columns(table.column_names, columns, part.label)
         for number, raw in enumerate(table_rows(table), start=1):
             row = mapping.convert(raw)
-            _check(check, row, mapping, part.label, number, FieldError, unit="row")
+            _check(check, row, mapping, part.label, number, unit="row")
             count += 1
             yield row
     if count == 0:
@@ -330,15 +329,13 @@ class LineRows:
         self.mapping = IDENTITY
 
     def row(self, line_number: int, line: str) -> dict[str, Any]:
-        from prep.io.jsonl import FieldError, parse_line
-
         raw = parse_line(self.path, line_number, line)
         if not _needs_mapping(raw, self.columns):
             self.mapping = IDENTITY
         elif self.mapping is IDENTITY or not _same_keys(self.mapping, raw):
             self.mapping = training_columns(set(raw), self.columns, f"{self.path}:{line_number}")
         row = self.mapping.convert(raw)
-        _check(self.check, row, self.mapping, self.path, line_number, FieldError)
+        _check(self.check, row, self.mapping, self.path, line_number)
         return row
 
 
@@ -357,20 +354,18 @@ def _same_keys(mapping: Columns, raw: dict[str, Any]) -> bool:
     return mapping.query in raw and mapping.pos in raw and all(name in raw for name in mapping.negatives)
 
 
-def _check(check: RowCheck | None, row: dict[str, Any], mapping: Columns, label: str, number: int, field_error: type,
+def _check(check: RowCheck | None, row: dict[str, Any], mapping: Columns, label: str, number: int,
            unit: str = "line") -> None:
     if check is None:
         return
     try:
         check(row)
-    except field_error as exc:
+    except FieldError as exc:
         raise DataError(label, number, str(exc), field=mapping.field_name(exc.field), unit=unit) from None
 
 
 def iter_pool_texts(source: Source, columns: ColumnsConfig, datasets_cache: str | None) -> Iterator[str]:
     """Each pool passage's text, checked; a DataError names the part, its line (JSON lines) or row, and the column."""
-    from prep.io.jsonl import FieldError, check_pool_row, check_text, iter_jsonl
-
     count = 0
     for part in source.parts:
         if part.kind == "jsonl" and not columns.text:  # FlagEmbedding's pool: {"text": ...} per line
@@ -404,8 +399,6 @@ _ABSENT = object()
 
 def _line_values(path: str, name: str) -> Iterator[tuple[int, Any]]:
     """(line number, the value of ``name``) of each JSON line (``_ABSENT`` where the key is not there)."""
-    from prep.io.jsonl import iter_lines, parse_line
-
     for number, line in iter_lines(path):
         if line.strip():
             yield number, parse_line(path, number, line).get(name, _ABSENT)

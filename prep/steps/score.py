@@ -78,10 +78,9 @@ def run(cfg: Any) -> dict[str, Any]:
     return report(step, scored_rows, scores, cache, input_path, output_counts(settings.output_format, written))
 
 
-def distinct_pairs(rows: list[dict[str, Any]], queries: list[str] | None = None) -> list[tuple[str, str]]:
+def distinct_pairs(rows: list[dict[str, Any]], queries: list[str]) -> list[tuple[str, str]]:
     """Every (query, passage) pair of the rows, each once, in first-seen order; ``queries``: each row's query as
-    the teacher reads it (default: the row's own)."""
-    queries = queries or [row["query"] for row in rows]
+    the teacher reads it (``teacher.query_text``)."""
     return list(dict.fromkeys((query, passage) for row, query in zip(rows, queries)
                               for passage in (*row["pos"], *row["neg"])))
 

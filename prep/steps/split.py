@@ -200,6 +200,28 @@ class FileResult:
     ended: float = 0.0
 
 
+def assign_buckets(result: FileResult, texts: list[list[str]], lengths: TextLengths, bounds: list[int]
+                   ) -> list[int | None]:
+    """The bucket of each row of a chunk (None: below the first boundary), by the longest of its ``texts``;
+    ``result``'s counts are updated."""
+    text_lengths = lengths.of([t for row in texts for t in row])
+    indexes: list[int | None] = []
+    position = 0
+    for row in texts:
+        length = max(text_lengths[position:position + len(row)])
+        position += len(row)
+        result.rows += 1
+        result.texts += len(row)
+        result.length_sum += length
+        index = bucket_of(length, bounds)
+        if index is None:
+            result.below_first += 1
+        else:
+            result.bucket_rows[index] += 1
+        indexes.append(index)
+    return indexes
+
+
 def split_file(path: Path, out_dir: Path, bounds: list[int], lengths: TextLengths, columns: ColumnsConfig
                ) -> FileResult:
     """Stream one file into temporary bucket files beside their targets (renamed later)."""
@@ -207,25 +229,15 @@ def split_file(path: Path, out_dir: Path, bounds: list[int], lengths: TextLength
     handles: list[TextIO | None] = [None] * len(bounds)
     try:
         for numbers, lines in _chunks(path):
-            texts = _parse(path, numbers, lines, columns)
-            text_lengths = lengths.of([t for row in texts for t in row])
-            position = 0
-            for line, row in zip(lines, texts):
-                length = max(text_lengths[position:position + len(row)])
-                position += len(row)
-                result.rows += 1
-                result.texts += len(row)
-                result.length_sum += length
-                index = bucket_of(length, bounds)
+            indexes = assign_buckets(result, _parse(path, numbers, lines, columns), lengths, bounds)
+            for line, index in zip(lines, indexes):
                 if index is None:
-                    result.below_first += 1
                     continue
                 if handles[index] is None:
                     handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=out_dir,
                                                          prefix=".split.", suffix=".tmp", delete=False)
                     handles[index], result.temp_paths[index] = handle, Path(handle.name)
                 handles[index].write(line)
-                result.bucket_rows[index] += 1
         if result.rows == 0:
             raise DataError(path, None, "holds no rows")
     except BaseException:
@@ -281,10 +293,7 @@ def run(cfg: Any) -> dict[str, Any]:
     with step.phase("write"):
         report = [place_buckets(result, out_dir, bounds, bool(splitter.overwrite or settings.overwrite))
                   for result in results]
-        with open(out_dir / splitter.log_name, "a", encoding="utf-8") as log_file:
-            log_file.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in report)
-    for entry in report:
-        log.info("%s: %s", entry["file"], ", ".join(f"{k}: {v}" for k, v in entry["buckets"].items()) or "no rows")
+        record(out_dir / splitter.log_name, report)
     texts = sum(r.texts for r in results)
     seconds = step.timer.seconds()
     return step.finish({
@@ -329,10 +338,16 @@ def place_buckets(result: FileResult, out_dir: Path, bounds: list[int], overwrit
             continue
         os.replace(temp, target)
         written[name] = rows
-    return {
-        "file": result.path.name,
-        "path": str(result.path),
-        "size_bytes": result.path.stat().st_size,
+    return file_entry(result, names, written, skipped, size_bytes=result.path.stat().st_size)
+
+
+def file_entry(result: FileResult, names: list[str], written: dict[str, int], skipped: list[str],
+               size_bytes: int | None = None) -> dict[str, Any]:
+    """One input's line for ``.split_log`` and the summary's ``files``."""
+    entry: dict[str, Any] = {"file": result.path.name, "path": str(result.path)}
+    if size_bytes is not None:
+        entry["size_bytes"] = size_bytes
+    entry.update({
         "rows": result.rows,
         "average_length": round(result.length_sum / result.rows, 2),
         "start": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result.started)),
@@ -341,7 +356,16 @@ def place_buckets(result: FileResult, out_dir: Path, bounds: list[int], overwrit
         "written": written,
         "skipped_existing": skipped,
         "below_first_boundary": result.below_first,
-    }
+    })
+    return entry
+
+
+def record(log_path: Path, report: list[dict[str, Any]]) -> None:
+    """Append each input's line to the split log, and log its buckets."""
+    with open(log_path, "a", encoding="utf-8") as log_file:
+        log_file.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in report)
+    for entry in report:
+        log.info("%s: %s", entry["file"], ", ".join(f"{k}: {v}" for k, v in entry["buckets"].items()) or "no rows")
 
 
 # The buckets' container follows the input's: JSON lines stay JSON lines, table files become parquet, a saved or
@@ -359,59 +383,39 @@ def split_tables(step: StepRun, reader: Reader, source: Source, out_dir: Path, b
     parts = []
     with step.phase("split"):
         for part in source.parts:
-            started = time.time()
+            result = FileResult(Path(part.location), bucket_rows=[0] * len(bounds), started=time.time())
             rows = reader.training_rows(Source(part.label, (part,), source.split), check_training_row)
             buckets: list[list[dict[str, Any]]] = [[] for _ in bounds]
-            below, length_sum, texts = 0, 0, 0
             for start in range(0, len(rows), CHUNK_ROWS):
                 chunk = rows[start:start + CHUNK_ROWS]
-                row_text_lists = [row_texts(row) for row in chunk]
-                flat = lengths.of([t for texts_of_row in row_text_lists for t in texts_of_row])
-                position = 0
-                for row, texts_of_row in zip(chunk, row_text_lists):
-                    length = max(flat[position:position + len(texts_of_row)])
-                    position += len(texts_of_row)
-                    texts += len(texts_of_row)
-                    length_sum += length
-                    index = bucket_of(length, bounds)
-                    if index is None:
-                        below += 1
-                    else:
+                for row, index in zip(chunk, assign_buckets(result, [row_texts(r) for r in chunk], lengths, bounds)):
+                    if index is not None:
                         buckets[index].append(row)
-            parts.append((part, rows, buckets, below, length_sum, texts, started, time.time()))
+            result.ended = time.time()
+            parts.append((part, result, buckets))
     out_dir.mkdir(parents=True, exist_ok=True)
     overwrite = bool(settings.splitter.overwrite or settings.overwrite)
     report = []
     with step.phase("write"):
-        for part, rows, buckets, below, length_sum, texts, started, ended in parts:
+        for part, result, buckets in parts:
             stem = Path(part.location).stem if part.kind != "hub" else part.location.replace("/", "__")
             names = bucket_names(stem, bounds, BUCKET_SUFFIX[part.kind])
-            written, skipped, counts = {}, [], {}
+            written, skipped = {}, []
             for name, bucket in zip(names, buckets):
                 if not bucket:
                     continue
-                counts[name] = len(bucket)
                 target = out_dir / name
                 if os.path.lexists(target) and not overwrite:
                     log.warning("%s exists: skipped (splitter.overwrite=true replaces it)", target)
                     skipped.append(name)
                     continue
-                result = write_rows(target, bucket, settings.output_format, overwrite,
-                                    negatives=min(len(row.get("neg", [])) for row in bucket))
-                written[name] = result.rows_out
-            report.append({"file": Path(part.location).name, "path": part.location, "rows": len(rows),
-                           "average_length": round(length_sum / len(rows), 2),
-                           "start": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-                           "end": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ended)),
-                           "buckets": counts, "written": written, "skipped_existing": skipped,
-                           "below_first_boundary": below, "texts": texts})
-        with open(out_dir / settings.splitter.log_name, "a", encoding="utf-8") as log_file:
-            log_file.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in report)
-    for entry in report:
-        log.info("%s: %s", entry["file"], ", ".join(f"{k}: {v}" for k, v in entry["buckets"].items()) or "no rows")
+                written[name] = write_rows(target, bucket, settings.output_format, overwrite,
+                                           negatives=min(len(row.get("neg", [])) for row in bucket)).rows_out
+            report.append(file_entry(result, names, written, skipped))
+        record(out_dir / settings.splitter.log_name, report)
     return step.finish({
-        "rows": sum(entry["rows"] for entry in report),
-        "texts": sum(entry.pop("texts") for entry in report),
+        "rows": sum(result.rows for _, result, _ in parts),
+        "texts": sum(result.texts for _, result, _ in parts),
         "texts_tokenized": lengths.tokenized,
         "length_list": bounds,
         "output_format": str(settings.output_format),
