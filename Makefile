@@ -1,4 +1,4 @@
-# make install | demo | test | lint | bench | bench-quality | bench-probe | bench-memory | sweep [SWEEP=similarity|rank_window|grid|probe_grid|probe_optuna] | clean | clean-cache
+# make install | demo | test | lint | bench | bench-quality | bench-probe | bench-memory | sweep [SWEEP=similarity|rank_window|grid|probe_grid|probe_optuna] | report RUN=FOLDER | clean | clean-cache
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ BENCH_DIR ?= .bench
 
 SWEEP ?= similarity
 
-.PHONY: install demo test lint bench bench-quality bench-probe bench-memory sweep clean clean-cache
+.PHONY: install demo test lint bench bench-quality bench-probe bench-memory sweep report clean clean-cache
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,joblib,slurm,optuna]'
+	$(BIN)/python -m pip install -q -e '.[dev,joblib,slurm,optuna,tracking]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -51,6 +51,11 @@ bench-memory: $(STAMP)
 # A ready sweep (conf/sweep/) on the bundled sample; the table and plot land in outputs/multirun/mine/...
 sweep: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python run.py +sweep=$(SWEEP)
+
+# Rebuild report.html of a run folder, or the sweep summary and sweep_report.html of a multirun folder.
+report: $(STAMP)
+	@test -n "$(RUN)" || { echo "usage: make report RUN=outputs/mine/<time> (a run or a multirun folder)"; exit 2; }
+	$(BIN)/python -m prep.report $(RUN)
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache $(BENCH_DIR)

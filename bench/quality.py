@@ -325,9 +325,9 @@ def write_table(out: Path, results: dict, args: argparse.Namespace) -> None:
         lines.append(f"| base model | | | | {base['strict']['ndcg@10']} | {base['sibling_tolerant']['ndcg@10']} | "
                      f"{base['strict']['recall@10']} | {base['strict']['mrr@10']} | "
                      f"{base['sibling_tolerant']['mrr@10']} |")
-    for key in "abcdefgh":
-        entry = results.get(key)
-        if not entry or not entry["runs"]:
+    for key in sorted(k for k in results if len(k) == 1):
+        entry = results[key]
+        if not entry["runs"]:
             continue
 
         runs = list(entry["runs"].values())

@@ -84,6 +84,11 @@ OutputFormat = StrEnum("OutputFormat", [(name, name) for name in (
     "flagembedding", "triplet", "n-tuple", "labeled-pair", "labeled-list")])
 
 
+class TrackingBackend(StrEnum):
+    none = "none"
+    mlflow = "mlflow"
+
+
 class CacheDtype(StrEnum):
     float32 = "float32"
     float16 = "float16"
@@ -237,6 +242,18 @@ class ShardConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """``tracking=mlflow``: each run's settings, figures and plots go to an experiment tracker too (README,
+    "Tracking and reports"). A tracker that cannot be reached is a warning: the run's own files are written first."""
+
+    backend: TrackingBackend = TrackingBackend.none
+    # null: a local store, the folder mlruns/ where the command runs (mlflow.db and artifacts/ inside); a folder
+    # path is such a store in that folder; a URI (http://host:5000, sqlite:///f.db, databricks) is MLflow's own.
+    uri: str | None = None
+    experiment: str = "prep"
+
+
+@dataclass
 class ColumnsConfig:
     """Which input columns hold the query, the positives, the negatives and (in a pool) the text. null: found by
     name, FlagEmbedding's first (query, pos, neg, text), then sentence-transformers' (anchor, positive,
@@ -295,9 +312,11 @@ class Config:
     reranker: RerankerConfig = MISSING
     splitter: SplitterConfig = MISSING
     hardware: HardwareConfig = MISSING
+    tracking: TrackingConfig = MISSING
 
 
-GROUPS = {"miner": MinerConfig, "reranker": RerankerConfig, "splitter": SplitterConfig, "hardware": HardwareConfig}
+GROUPS = {"miner": MinerConfig, "reranker": RerankerConfig, "splitter": SplitterConfig, "hardware": HardwareConfig,
+          "tracking": TrackingConfig}
 
 
 def package_model_path(package: str) -> str:

@@ -75,6 +75,21 @@ def check(settings: Config) -> None:
     if settings.splitter.num_proc < 1:
         raise UsageError(f"splitter.num_proc must be >= 1, got {settings.splitter.num_proc}")
     check_probe(settings.probe)
+    check_tracking(settings.tracking)
+
+
+def check_tracking(tracking: Any) -> None:
+    """What can be known before any work: MLflow is installed, the experiment has a name. Whether the tracker
+    answers is found out after the run (a warning then, never a lost run)."""
+    if str(tracking.backend) != "mlflow":
+        return
+    if not str(tracking.experiment).strip():
+        raise UsageError("tracking.experiment: need a name for the MLflow experiment, got an empty one")
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        raise UsageError("tracking=mlflow: MLflow is not installed; `make install` installs it (the tracking extra), "
+                         "or pip install mlflow")
 
 
 def check_probe(probe: ProbeConfig) -> None:

@@ -60,3 +60,22 @@ def sweep_boxplot(path: Path, jobs: Sequence[tuple[str, np.ndarray, np.ndarray]]
     axes.set_title("mined negatives against positives, per job")
     _save(figure, path)
     plt.close(figure)
+
+
+def bar_chart(path: Path, labels: Sequence[str], values: Sequence[float], title: str, xlabel: str,
+              highlight: int | None = None) -> None:
+    """Horizontal bars, one per label, each with its value written beside it; ``highlight`` in another colour."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.4))
+    colours = ["tab:orange" if index == highlight else "tab:gray" for index in range(len(labels))]
+    positions = np.arange(len(labels))
+    axes.barh(positions, values, color=colours)
+    axes.set_yticks(positions, labels, fontsize=9)
+    axes.invert_yaxis()  # the first label on top, as in the tables
+    for position, value in zip(positions, values):
+        axes.text(value, position, f" {value:g}", va="center", fontsize=8)
+    axes.set_xlabel(xlabel)
+    axes.set_title(title)
+    axes.margins(x=0.15)
+    _save(figure, path)
+    plt.close(figure)

@@ -2,8 +2,9 @@
 
 Hydra hands ``on_multirun_end`` no job results, so the table is built from each job's
 ``summary.json`` under ``hydra.sweep.dir`` (this also works when jobs ran on other machines).
-Writes ``sweep_summary.csv``, ``sweep_summary.md`` and ``sweep_similarity.png`` into the sweep folder.
-Imports stay light: Hydra builds the callback before any job starts.
+Writes ``sweep_summary.csv``, ``sweep_summary.md``, ``sweep_similarity.png`` and ``sweep_report.html`` into the
+sweep folder; with ``tracking=mlflow`` it also opens the sweep's parent run when the multirun starts and closes it
+with those files when it ends. Imports stay light: Hydra builds the callback before any job starts.
 """
 
 from __future__ import annotations
@@ -94,10 +95,11 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Write the CSV, Markdown and PNG summaries of the jobs found in ``sweep_dir``; return the rows."""
+    """Write the CSV, Markdown, PNG and HTML summaries of the jobs found in ``sweep_dir``; return the rows."""
     import numpy as np
 
     from prep.io.atomic import atomic_file
+    from prep.report.html import write_sweep_report
     from prep.report.plots import sweep_boxplot
 
     folders = _job_folders(sweep_dir)
@@ -131,6 +133,7 @@ def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
         handle.write(markdown_table(rows))
     if distributions:
         sweep_boxplot(sweep_dir / "sweep_similarity.png", distributions)
+    write_sweep_report(sweep_dir, rows, common, best)
     return rows
 
 
@@ -167,9 +170,20 @@ def write_best_sampling(sweep_dir: Path, folder: Path, summary: dict[str, Any]) 
 class SweepSummary(Callback):
     """``hydra.callbacks.sweep_summary`` in conf/config.yaml."""
 
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        if config.get("tracking") is not None and str(config.tracking.get("backend")) == "mlflow":
+            from prep.report.tracking import start_parent
+
+            start_parent(config.tracking, Path(config.hydra.sweep.dir), list(config.hydra.overrides.task))
+
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
         rows = write_sweep_summary(sweep_dir)
-        log.info("sweep summary of %d jobs: %s", len(rows), sweep_dir / "sweep_summary.md")
+        log.info("sweep summary of %d jobs: %s (and sweep_report.html)", len(rows), sweep_dir / "sweep_summary.md")
+        if config.get("tracking") is not None and str(config.tracking.get("backend")) == "mlflow":
+            from prep.report.tracking import finish_parent
+
+            objectives = [row["objective"] for row in rows if isinstance(row.get("objective"), (int, float))]
+            finish_parent(config.tracking, sweep_dir, max(objectives) if objectives else None)

@@ -23,13 +23,39 @@ STEPS: dict[Step, Callable[[Any], dict[str, Any]]] = {
 
 
 def run_step(cfg: Any) -> dict[str, Any]:
-    """Check the settings once, give this multirun job its device, and run ``step``; returns the summary."""
+    """Check the settings once, give this multirun job its device, run ``step``, then write its report and track
+    it (both after the run's own files are written); returns the summary."""
     from prep.config.settings import settings_of
     from prep.models.runtime import with_job_device
 
     check_multirun_output(cfg)
     settings = with_job_device(settings_of(cfg))
-    return STEPS[settings.step](settings)
+    summary = STEPS[settings.step](settings)
+    publish(settings, summary)
+    return summary
+
+
+def publish(settings: Any, summary: dict[str, Any]) -> None:
+    """``report.html`` in the run folder, and the run into the tracker (``tracking=mlflow``). Neither can cost the
+    run its outputs: a report that fails is a warning, and so is a tracker that does not answer."""
+    import logging
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from prep.report.html import write_run_report
+    from prep.report.tracking import track_run
+
+    run_dir = Path(summary["summary"]).parent
+    try:
+        write_run_report(run_dir, summary)
+    except Exception:  # noqa: BLE001 - the run's outputs and summary are already written
+        logging.getLogger(__name__).warning("report.html could not be written in %s", run_dir, exc_info=True)
+    job = None
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        job = str(HydraConfig.get().job.num)
+    track_run(settings.tracking, summary, run_dir, job)
 
 
 def check_multirun_output(cfg: Any) -> None:

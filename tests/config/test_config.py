@@ -81,13 +81,27 @@ def test_closed_sets_are_checked_while_composing_naming_the_key(override, key):
     ("probe.batch_size=1", "probe.batch_size"), ("probe.steps=0", "probe.steps"),
     ("probe.dev_fraction=1.5", "probe.dev_fraction"), ("probe.learning_rate=0", "probe.learning_rate"),
     ("probe.dev_corpus=corpus.jsonl", "probe.dev_corpus"),
+    ("tracking=mlflow tracking.experiment=''", "tracking.experiment"),
 ])
 def test_settings_are_checked_once_before_any_step_naming_the_key(override, key):
     from prep.config.settings import settings_of
     from prep.errors import UsageError
 
     with pytest.raises(UsageError, match=key.replace("[", r"\[").replace("+", r"\+")):
-        settings_of(compose_config([override]))
+        settings_of(compose_config(override.split(" ")))
+
+
+def test_tracking_without_mlflow_installed_fails_at_start(monkeypatch):
+    import importlib.util
+
+    from prep.config.settings import settings_of
+    from prep.errors import UsageError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(UsageError, match=r"^tracking=mlflow: MLflow is not installed; `make install` installs it"):
+        settings_of(compose_config(["tracking=mlflow"]))
+    assert settings_of(compose_config([])).tracking.backend == "none"  # off by default: MLflow not needed
 
 
 def test_settings_are_the_schema_objects_with_plain_values():
