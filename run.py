@@ -1,4 +1,4 @@
-"""Entry point: ``python run.py step=mine|score|split|pipeline|encode|probe [overrides]``; see README.md."""
+"""Entry point: ``python run.py step=mine|score|split|pipeline|encode|probe|merge [overrides]``; see README.md."""
 
 from __future__ import annotations
 

@@ -39,17 +39,13 @@ def compose(step: str, overrides: dict[str, Any]) -> Any:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf, open_dict
 
+    from prep.config.dotted import dotted
     from prep.config.schema import register
     from prep.errors import UsageError
 
     register()
     choices = [f"{name}={overrides.pop(name)}" for name in GROUP_NAMES if isinstance(overrides.get(name), str)]
-    values: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            values.update({f"{key}.{inner}": v for inner, v in _flatten(value).items()})
-        else:
-            values[key] = value
+    values = dotted(overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
@@ -67,16 +63,6 @@ def compose(step: str, overrides: dict[str, Any]) -> Any:
         cfg.pop("hydra", None)
     return cfg
 
-
-
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _run(step: str, data: Any, overrides: dict[str, Any]) -> Result:

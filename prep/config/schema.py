@@ -29,6 +29,7 @@ class Step(StrEnum):
     split = "split"
     pipeline = "pipeline"
     probe = "probe"
+    merge = "merge"
 
 
 # FlagEmbedding's class names hold hyphens, so these enums are built from (name, value) pairs.
@@ -235,7 +236,8 @@ class HardwareConfig:
 
 @dataclass
 class ShardConfig:
-    """``step=encode``: this job encodes chunks ``index, index + count, ...`` of the passage pool."""
+    """``step=encode``: this job encodes chunks ``index, index + count, ...`` of the passage pool. ``step=mine``: it
+    mines the ``index``-th of ``count`` contiguous blocks of the input rows (``step=merge`` joins the parts)."""
 
     index: int = 0
     count: int = 1

@@ -54,6 +54,9 @@ def check(settings: Config) -> None:
     if shard.count < 1 or not 0 <= shard.index < shard.count:
         raise UsageError(f"shard.index={shard.index} shard.count={shard.count}: need shard.count >= 1 and "
                          "0 <= shard.index < shard.count")
+    if shard.count > 1 and settings.step not in ("encode", "mine"):
+        raise UsageError(f"shard.count={shard.count} with step={settings.step}: shards split step=encode (the pool's "
+                         "chunks) and step=mine (blocks of rows, joined by step=merge); leave shard unset")
     _positive(settings.encode_chunk, "encode_chunk")
     MiningRules.from_settings(settings)
     miner = settings.miner

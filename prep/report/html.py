@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from prep.config.dotted import dotted
+
 log = logging.getLogger(__name__)
 
 STYLE = """
@@ -70,14 +72,9 @@ def is_distribution(value: Any) -> bool:
     return isinstance(value, dict) and "count" in value and "mean" in value
 
 
-def flat(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    items = []
-    for key, value in data.items():
-        if isinstance(value, dict) and value and not is_distribution(value):
-            items += flat(value, f"{prefix}{key}.")
-        else:
-            items.append((f"{prefix}{key}", value))
-    return items
+def flat(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Dotted keys and values; a distribution's statistics stay together."""
+    return list(dotted(data, leaf=is_distribution).items())
 
 
 def figures_section(name: str, value: Any) -> str:

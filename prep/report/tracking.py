@@ -18,9 +18,10 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from prep.config.dotted import dotted
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,6 @@ def client_for(tracking: Any):
         return client, client.get_experiment_by_name(tracking.experiment).experiment_id
 
 
-def flat(data: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Dotted keys and leaf values of nested dicts (lists are leaves)."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield from flat(value, f"{prefix}{key}.")
-    else:
-        yield prefix[:-1], data
-
-
 def metric_name(key: str) -> str:
     """MLflow's names take letters, digits, ``_ - . /`` and spaces: ``probe.after.ndcg@10`` is
     ``probe.after.ndcg_at_10``."""
@@ -92,7 +84,7 @@ def metrics_of(summary: dict[str, Any]) -> dict[str, float]:
     """Every finite number of the summary (negatives per row, similarity percentiles, filter counts, seconds per
     phase, peak memory, cache hits, the probe's metrics), under its dotted key."""
     figures = {}
-    for key, value in flat({k: v for k, v in summary.items() if k not in NOT_FIGURES}):
+    for key, value in dotted({k: v for k, v in summary.items() if k not in NOT_FIGURES}).items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             continue
         figures[metric_name(key)] = float(value)
@@ -102,7 +94,7 @@ def metrics_of(summary: dict[str, Any]) -> dict[str, float]:
 def params_of(summary: dict[str, Any]) -> dict[str, str]:
     """The command's overrides, and every resolved setting under its dotted key (``miner.range_for_sampling``)."""
     params = {"overrides": " ".join(summary.get("overrides", [])) or "(defaults)", "step": str(summary.get("step"))}
-    for key, value in flat(summary.get("config", {})):
+    for key, value in dotted(summary.get("config", {})).items():
         params[key] = value if isinstance(value, str) else json.dumps(value)
     return {key: value[:PARAM_CHARS] for key, value in params.items()}
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prep.config.schema import Step
-from prep.steps import encode, mine, pipeline, probe, score, split
+from prep.steps import encode, merge, mine, pipeline, probe, score, split
 
 STEPS: dict[Step, Callable[[Any], dict[str, Any]]] = {
     Step.encode: encode.run,
@@ -19,6 +19,7 @@ STEPS: dict[Step, Callable[[Any], dict[str, Any]]] = {
     Step.split: split.run,
     Step.pipeline: pipeline.run,
     Step.probe: probe.run,
+    Step.merge: merge.run,
 }
 
 

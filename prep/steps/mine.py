@@ -67,10 +67,23 @@ class Corpus:
     positive_ids: list[list[int | None]]
     query_ids: list[int | None]
     sources: dict[str, str | None]
+    # With shard.count > 1 ``rows`` is one block of the input: ``first`` is the input row number of rows[0], and
+    # ``everyone`` every input row (the pool and the positives other rows claim are the whole input's).
+    first: int = 0
+    everyone: list[dict[str, Any]] | None = None
 
     def excluded(self, index: int) -> set[int]:
         """Pool ids a row may never take as negatives: its positives and its query."""
         return {i for i in [*self.positive_ids[index], self.query_ids[index]] if i is not None}
+
+    def row_number(self, index: int) -> int:
+        """The input row number of ``rows[index]``: what seeds its sampling and names it in the claims."""
+        return self.first + index
+
+    @property
+    def claimants(self) -> list[dict[str, Any]]:
+        """Every input row: the rows whose positives are claimed (``miner.exclude_other_positives``)."""
+        return self.rows if self.everyone is None else self.everyone
 
 
 @dataclass
@@ -146,6 +159,8 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Mine the input file's rows, or ``rows`` when given (``step=probe`` mines its training rows, already read
     and checked)."""
     settings = settings_of(cfg)
+    if settings.shard.count > 1 and (done := finished_shard(settings)) is not None:
+        return done
     check_model_source(settings.miner.model_name_or_path, "miner.model_name_or_path", settings.miner.cache_dir)
     check_devices(settings.hardware)
     mining = Mining(StepRun(settings, "mine", default_output="mined.jsonl"), MiningRules.from_settings(settings),
@@ -174,19 +189,65 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
                                         written))
 
 
+def finished_shard(settings: Any) -> dict[str, Any] | None:
+    """A shard's earlier run in this run folder, when it finished with the same settings (its summary and output
+    are there): its summary, and nothing is mined again. How a rerun of a sharded multirun (same
+    ``hydra.sweep.dir``) resumes: only the shards that had not finished run. A run folder with no summary held a
+    job that was killed: the files it left there (the default output names) are removed first; an ``output=``
+    outside it is never removed."""
+    import dataclasses
+    import json
+
+    from prep.io.paths import run_dir
+
+    folder = run_dir(settings)
+    path = folder / "summary.json"
+    if not path.is_file():
+        if settings.output is None:  # a job killed before its summary: what it left in its own folder is stale
+            for leftover in (folder / "mined.jsonl", folder / "rejected.jsonl"):
+                if leftover.is_file():
+                    log.info("shard %d of %d did not finish here before: %s is replaced", settings.shard.index,
+                             settings.shard.count, leftover)
+                    leftover.unlink()
+        return None
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    same = summary.get("config") == json.loads(json.dumps(dataclasses.asdict(settings), default=str))
+    if not same or summary.get("step") != "mine" or not Path(summary.get("output", "")).exists():
+        return None
+    log.info("shard %d of %d already mined with these settings (%s): skipped", settings.shard.index,
+             settings.shard.count, summary["output"])
+    return summary
+
+
 def load(mining: Mining, work_dir: Path, rows: list[dict[str, Any]] | None) -> Corpus:
     """The training rows (read and checked unless given), the deduplicated pool (an Arrow file in ``work_dir``),
     and each row's positives and query in it."""
     source, pool_source = input_sources(mining.step.settings)
     reader = Reader.of(mining.step.settings)
+    shard = mining.step.settings.shard
     with mining.step.phase("load"):
         rows = reader.training_rows(source, check_training_row) if rows is None else rows
         pool = open_pool(rows, pool_source, work_dir, reader)
     log.info("%d rows from %s; corpus of %d distinct passages%s", len(rows), source.label, len(pool),
              f" from {pool_source.label}" if pool_source else " (pos and neg of the input)")
+    block, everyone = range(len(rows)), None
+    if shard.count > 1:
+        block, everyone = row_block(len(rows), shard.index, shard.count), rows
+        log.info("shard %d of %d: rows %d to %d of %d", shard.index, shard.count, block.start, block.stop - 1,
+                 len(rows))
+        rows = rows[block.start:block.stop]
     return Corpus(rows, pool, [[pool.id_of(text) for text in row["pos"]] for row in rows],
                   [pool.id_of(row["query"]) for row in rows],
-                  {"input": source.label, "candidate_pool": pool_source.label if pool_source else None})
+                  {"input": source.label, "candidate_pool": pool_source.label if pool_source else None},
+                  block.start, everyone)
+
+
+def row_block(rows: int, index: int, count: int) -> range:
+    """Shard ``index`` of ``count``: a contiguous block of the rows, the first ``rows % count`` blocks one row
+    longer, so that the blocks in shard order are the input in its order."""
+    size, longer = divmod(rows, count)
+    start = index * size + min(index, longer)
+    return range(start, start + size + (index < longer))
 
 
 def encode(mining: Mining, corpus: Corpus, work_dir: Path) -> Embedded:
@@ -198,8 +259,9 @@ def encode(mining: Mining, corpus: Corpus, work_dir: Path) -> Embedded:
     encoder = CachedEncoder(settings.miner, settings.hardware, mining.cache, mining.step.timer, settings.cache_dtype,
                             settings.encode_chunk)
     pool_embeddings = encoder.pool_embeddings(corpus.pool, work_dir)
-    outside = list(dict.fromkeys(text for row, ids in zip(corpus.rows, corpus.positive_ids)
-                                 for text, pid in zip(row["pos"], ids) if pid is None))
+    # Every input row's (not only a shard's): other rows' positives are claimed, near duplicates included.
+    outside = list(dict.fromkeys(text for row in corpus.claimants for text in row["pos"]
+                                 if corpus.pool.id_of(text) is None))
     outside_embeddings = encoder.passages(outside) if outside else np.empty((0, 0), np.float32)
     queries, query_key = encode_queries(encoder, corpus.rows, settings.miner.query_instruction_from_row)
     with mining.step.phase("sample"):
@@ -341,21 +403,25 @@ NEAR_DEPTH = 32  # neighbours of each positive looked at for near duplicates
 def claim_positives(mining: Mining, corpus: Corpus, embedded: Embedded) -> Claims:
     """Which pool passages are some row's positive and, with ``miner.other_positive_threshold``, which are near
     duplicates of one (among each positive's ``NEAR_DEPTH`` nearest passages)."""
+    # Claims name input row numbers (a shard's rows are claimed by the whole input's).
+    claimants = corpus.claimants
+    positive_ids = corpus.positive_ids if corpus.everyone is None else [
+        [corpus.pool.id_of(text) for text in row["pos"]] for row in claimants]
     exact: dict[int, set[int]] = {}
-    for index, ids in enumerate(corpus.positive_ids):
+    for number, ids in enumerate(positive_ids):
         for pid in ids:
             if pid is not None:
-                exact.setdefault(pid, set()).add(index)
+                exact.setdefault(pid, set()).add(number)
     threshold = mining.rules.other_positive_threshold
     if threshold is None:
         return Claims(exact)
     from prep.retrieval.search import search as exact_search
 
-    owners = [index for index, row in enumerate(corpus.rows) for _ in row["pos"]]
-    inside = [pid for ids in corpus.positive_ids for pid in ids if pid is not None]
+    owners = [number for number, row in enumerate(claimants) for _ in row["pos"]]
+    inside = [pid for ids in positive_ids for pid in ids if pid is not None]
     gathered = iter(embedded.pool.rows(inside) if inside else ())
     vectors = np.stack([next(gathered) if pid is not None else embedded.outside[text]
-                        for row, ids in zip(corpus.rows, corpus.positive_ids) for text, pid in zip(row["pos"], ids)])
+                        for row, ids in zip(claimants, positive_ids) for text, pid in zip(row["pos"], ids)])
     near: dict[int, set[int]] = {}
     with mining.step.phase("search"):
         similarities, neighbours = exact_search(embedded.pool, vectors.astype(np.float32),
@@ -379,9 +445,10 @@ def qualify(mining: Mining, corpus: Corpus, embedded: Embedded, searched: Search
             others: set[int] = set()
             if rules.exclude_other_positives:
                 window = searched.ids[index][rules.rank_window[0]:rules.rank_window[1]].tolist()
-                others = sampling.claimed_by_other_rows(claims.exact, index, window)
+                number = corpus.row_number(index)
+                others = sampling.claimed_by_other_rows(claims.exact, number, window)
                 if claims.near is not None:
-                    others |= sampling.claimed_by_other_rows(claims.near, index, window)
+                    others |= sampling.claimed_by_other_rows(claims.near, number, window)
             kept, removed_here = sampling.qualifying_candidates(
                 searched.ids[index], searched.similarities[index], rules.rank_window, rules.similarity_window,
                 corpus.excluded(index), positive_similarity=min(embedded.positive_similarities[index]),
@@ -428,8 +495,8 @@ def select(mining: Mining, corpus: Corpus, embedded: Embedded, qualified: Qualif
                 candidates = [c for c in qualified.candidates[index] if c.passage_id not in excluded]
             else:
                 candidates = qualified.candidates[index]
-            results.append(sampling.mine_row(index, excluded, candidates, len(corpus.pool), rules,
-                                             wanted=max(0, rules.negative_number - len(own)), barred=barred))
+            results.append(sampling.mine_row(corpus.row_number(index), excluded, candidates, len(corpus.pool),
+                                             rules, wanted=max(0, rules.negative_number - len(own)), barred=barred))
         fills = [(index, pid) for index, r in enumerate(results) for pid in r.negative_ids[r.window_count:]]
         if fills:
             fill_embeddings = embedded.pool.rows([pid for _, pid in fills])
@@ -525,6 +592,10 @@ def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
         "negatives_by_retriever": negatives_by_retriever(mined.searched, mined.results, kept),
         **corpus.sources,
     }
+    shard = mining.step.settings.shard
+    if shard.count > 1:  # step=merge joins the parts in this order
+        summary["shard"] = {"index": shard.index, "count": shard.count, "first_row": corpus.first,
+                            "input_rows": len(corpus.claimants)}
     log_summary(summary)
     write_similarities(mining.step, np.asarray(positives, dtype=np.float32), np.asarray(negatives, dtype=np.float32),
                        f"{len(corpus.rows)} rows, ranks {rules.rank_window[0]}-{rules.rank_window[1]}, "
@@ -560,7 +631,7 @@ def other_positive_negatives(corpus: Corpus, claims: Claims, results: list[RowRe
     for index in kept:
         ids = list(results[index].negative_ids) + [pid for pid in map(corpus.pool.id_of, kept_inputs[index])
                                                    if pid is not None]
-        count += len(sampling.claimed_by_other_rows(claims.exact, index, ids))
+        count += len(sampling.claimed_by_other_rows(claims.exact, corpus.row_number(index), ids))
     return count
 
 

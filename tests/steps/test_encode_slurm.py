@@ -1,5 +1,5 @@
 """Sharded encoding on a real one-node Slurm cluster (Debian's slurmctld, slurmd and munge), then a mine
-that finds every shard in the cache.
+that finds every shard in the cache, and the same mine sharded by rows on the cluster and merged.
 
 Opt-in (marker ``cluster``): it starts daemons, so it runs only where ``PREP_TEST_CLUSTER=1`` says so
 (``.ci/run`` does, and installs the packages first). The cluster lives entirely in a temporary folder:
@@ -153,3 +153,13 @@ def test_sharded_encode_on_slurm_then_mine_encodes_nothing(slurm_cluster, tmp_pa
     assert mined.returncode == 0, mined.stderr[-3000:]
     summary = json.loads((tmp_path / "mine" / "summary.json").read_text())
     assert summary["encoded"]["passages"] == 0
+    # Then the rows, mined in two shards under Slurm from that cache, joined: the single run's file, byte for byte.
+    parts = run_cli("-m", "step=mine", "shard.index=0,1", "shard.count=2", "encode_chunk=50", f"cache_dir={cache}",
+                    "hydra/launcher=prep_slurm", f"hydra.launcher.partition={partition}",
+                    "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=20",
+                    f"hydra.sweep.dir={tmp_path / 'parts'}", cwd=tmp_path, env_extra=env, timeout=600)
+    assert parts.returncode == 0, parts.stderr[-3000:]
+    merged = run_cli("step=merge", f"input={tmp_path / 'parts'}", f"output={tmp_path / 'merged.jsonl'}",
+                     f"run_dir={tmp_path / 'merge'}", cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    assert (tmp_path / "merged.jsonl").read_bytes() == (tmp_path / "mine" / "mined.jsonl").read_bytes()

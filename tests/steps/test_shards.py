@@ -1,0 +1,157 @@
+"""step=mine by shards of rows, and step=merge: the joined parts are the single run's output, byte for byte."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from prep.errors import OutputExistsError, UsageError
+from prep.io.jsonl import read_jsonl
+from prep.io.paths import SAMPLE_POOL, SAMPLE_TRAIN
+from prep.steps import merge, mine
+from prep.steps.mine import row_block
+from tests.conftest import compose_config, write_jsonl
+
+# Every rule that reads other rows or draws random numbers: cross-row exclusion with near duplicates (claims by
+# rows of other shards), kept input negatives, a narrow window (random fills, seeded per row), rejected rows.
+TRICKY = ["miner.exclude_other_positives=true", "miner.other_positive_threshold=0.9", "miner.keep_input_negatives=true",
+          "miner.range_for_sampling=2-30", "miner.similarity_range=[0.3,0.6]", "miner.negative_number=6",
+          "miner.max_positive_rank=2", "seed=5", "hardware.use_bf16=false"]
+
+
+def test_blocks_are_contiguous_and_as_even_as_can_be():
+    assert [row_block(10, i, 3) for i in range(3)] == [range(0, 4), range(4, 7), range(7, 10)]
+    assert [row_block(2, i, 3) for i in range(3)] == [range(0, 1), range(1, 2), range(2, 2)]
+
+
+@given(rows=st.integers(0, 300), count=st.integers(1, 40))
+def test_blocks_in_shard_order_are_the_rows_in_order(rows, count):
+    blocks = [row_block(rows, index, count) for index in range(count)]
+    assert [i for block in blocks for i in block] == list(range(rows))
+    assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+def training_file(folder: Path) -> Path:
+    """The sample, every third row with a negative of its own (kept by miner.keep_input_negatives)."""
+    pool = [row["text"] for row in read_jsonl(SAMPLE_POOL)]
+    rows = [{**row, "neg": [pool[(7 * index) % len(pool)]]} if index % 3 == 0 else row
+            for index, row in enumerate(read_jsonl(SAMPLE_TRAIN))]
+    return write_jsonl(folder / "train.jsonl", rows)
+
+
+@pytest.fixture(scope="module")
+def single_and_parts(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("shards")
+    data = f"input={training_file(tmp)}"
+    single = mine.run(compose_config([f"run_dir={tmp / 'single'}", f"cache_dir={tmp / 'cache'}", data, *TRICKY]))
+    parts = [mine.run(compose_config([f"run_dir={tmp / 'sweep' / str(index)}", f"cache_dir={tmp / 'cache'}", data,
+                                      f"shard.index={index}", "shard.count=3", *TRICKY]))
+             for index in range(3)]
+    return tmp, single, parts
+
+
+def test_merged_parts_are_the_single_run_byte_for_byte(single_and_parts, tmp_path):
+    tmp, single, parts = single_and_parts
+    assert [part["shard"]["first_row"] for part in parts] == [0, 57, 114]  # 170 rows: 57, 57, 56
+    assert sum(part["rows"] for part in parts) == single["rows"] == 170
+    # The rules that reach across rows did act, in the single run and in the parts alike.
+    assert single["candidates"]["removed"]["other_positive"] > 0 and single["negatives"]["filled_random"] > 0
+    assert single["rows_rejected"] > 0 and single["input_negatives_kept"] > 0
+    assert sum(p["candidates"]["removed"]["other_positive"] for p in parts) == \
+        single["candidates"]["removed"]["other_positive"]
+    summary = merge.run(compose_config(["step=merge", f"input={tmp / 'sweep'}", f"output={tmp_path / 'all.jsonl'}",
+                                        f"run_dir={tmp_path / 'merge'}"]))
+    assert (tmp_path / "all.jsonl").read_bytes() == open(single["output"], "rb").read()
+    assert (tmp_path / "rejected.jsonl").read_bytes() == open(single["rejected"], "rb").read()
+    assert summary["rows"] == 170 and summary["rows_out"] == 170 - single["rows_rejected"]
+    assert [p["shard"] for p in summary["parts"]] == [0, 1, 2]
+
+
+def test_a_finished_shard_is_skipped_on_a_rerun_and_other_settings_are_not(single_and_parts, caplog):
+    tmp, _, parts = single_and_parts
+    caplog.set_level(logging.INFO, logger="prep.steps.mine")
+    output = tmp / "sweep" / "1" / "mined.jsonl"
+    before = output.stat().st_mtime_ns
+    data = f"input={tmp / 'train.jsonl'}"
+    again = mine.run(compose_config([f"run_dir={tmp / 'sweep' / '1'}", f"cache_dir={tmp / 'cache'}", data,
+                                     "shard.index=1", "shard.count=3", *TRICKY]))
+    assert again == parts[1] and output.stat().st_mtime_ns == before
+    assert "shard 1 of 3 already mined with these settings" in caplog.text
+    with pytest.raises(OutputExistsError, match="mined.jsonl: output exists"):
+        mine.run(compose_config([f"run_dir={tmp / 'sweep' / '1'}", f"cache_dir={tmp / 'cache'}", data,
+                                 "shard.index=1", "shard.count=3", *TRICKY, "miner.negative_number=5"]))
+
+
+def test_merge_names_a_missing_shard_and_a_part_mined_otherwise(single_and_parts, tmp_path):
+    tmp, _, _ = single_and_parts
+    sweep = tmp_path / "sweep"
+    for index in (0, 2):
+        job = sweep / str(index)
+        job.mkdir(parents=True)
+        (job / "summary.json").write_bytes((tmp / "sweep" / str(index) / "summary.json").read_bytes())
+    with pytest.raises(UsageError, match=r"shard 1 of 3 is missing \(1 missing in all\): rerun the multirun"):
+        merge.run(compose_config(["step=merge", f"input={sweep}", f"run_dir={tmp_path / 'm1'}"]))
+    odd = json.loads((tmp / "sweep" / "1" / "summary.json").read_text())
+    odd["config"]["miner"]["negative_number"] = 9
+    (sweep / "1").mkdir()
+    (sweep / "1" / "summary.json").write_text(json.dumps(odd))
+    with pytest.raises(UsageError, match=r"1: mined with other settings than .*0: miner.negative_number=9 against 6"):
+        merge.run(compose_config(["step=merge", f"input={sweep}", f"run_dir={tmp_path / 'm2'}"]))
+    with pytest.raises(UsageError, match=r"no finished part of a sharded step=mine there"):
+        merge.run(compose_config(["step=merge", f"input={tmp_path}", f"run_dir={tmp_path / 'm3'}"]))
+    assert not list(tmp_path.glob("m*/merged.jsonl"))
+
+
+def test_shards_are_refused_by_the_steps_that_do_not_take_them():
+    from prep.config.settings import settings_of
+
+    with pytest.raises(UsageError, match=r"^shard.count=2 with step=probe: shards split step=encode"):
+        settings_of(compose_config(["step=probe", "shard.count=2"]))
+
+
+def test_parquet_parts_join_into_the_single_runs_table(tmp_path):
+    import pyarrow.parquet as pq
+
+    extra = ["output_format=n-tuple"]
+    single = mine.run(compose_config([f"run_dir={tmp_path / 'single'}", f"cache_dir={tmp_path / 'cache'}", *TRICKY,
+                                      *extra, f"output={tmp_path / 'single.parquet'}"]))
+    for index in range(2):
+        mine.run(compose_config([f"run_dir={tmp_path / 'sweep' / str(index)}", f"cache_dir={tmp_path / 'cache'}",
+                                 f"shard.index={index}", "shard.count=2", *TRICKY, *extra,
+                                 f"output={tmp_path / 'sweep' / str(index) / 'part.parquet'}"]))
+    merge.run(compose_config(["step=merge", f"input={tmp_path / 'sweep'}", f"run_dir={tmp_path / 'merge'}"]))
+    merged = pq.read_table(tmp_path / "merge" / "merged.parquet")
+    assert merged.equals(pq.read_table(single["output"])) and merged.num_rows > 100
+
+
+@pytest.mark.slow
+def test_a_sharded_multirun_on_joblib_resumes_and_merges_into_the_single_run(tmp_path):
+    """Three shards on the joblib launcher; one part lost (as if its job was killed); the rerun with the same sweep
+    folder mines only that shard; the merge equals a single run."""
+    from tests.conftest import run_cli
+
+    data = training_file(tmp_path)
+    common = [f"input={data}", f"cache_dir={tmp_path / 'cache'}", *TRICKY]
+    single = run_cli("step=mine", *common, f"run_dir={tmp_path / 'single'}", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    sharded = ["-m", "step=mine", "shard.index=0,1,2", "shard.count=3", *common, "hydra/launcher=joblib",
+               "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 'parts'}"]
+    first = run_cli(*sharded, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    outputs = [tmp_path / "parts" / str(index) / "mined.jsonl" for index in range(3)]
+    written = [output.stat().st_mtime_ns for output in outputs]
+    outputs[1].unlink()  # rejected.jsonl stays, as a job killed between its two files would leave it
+    (tmp_path / "parts" / "1" / "summary.json").unlink()
+    again = run_cli(*sharded, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [outputs[0].stat().st_mtime_ns, outputs[2].stat().st_mtime_ns] == [written[0], written[2]]  # skipped
+    assert outputs[1].is_file()
+    merged = run_cli("step=merge", f"input={tmp_path / 'parts'}", f"output={tmp_path / 'merged.jsonl'}",
+                     f"run_dir={tmp_path / 'merge'}", cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    assert (tmp_path / "merged.jsonl").read_bytes() == (tmp_path / "single" / "mined.jsonl").read_bytes()
