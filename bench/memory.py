@@ -1,7 +1,7 @@
 """Peak memory of ``step=mine`` against pool size (issue: bounded memory), on synthetic passages.
 
     python bench/memory.py [--dir .bench/memory] [--sizes 2000,10000,100000,1000000] [--queries 2000] [--encode]
-                           [--pool-format jsonl|parquet]
+                           [--pool-format jsonl|parquet] [--rows 10000,100000,500000 [--prefill-queries]]
 
 For each size N: writes a pool of N synthetic passages (20 to 60 made-up words, seeded) and a
 training file of ``--queries`` rows whose positive is a pool passage and whose query is six of its
@@ -18,6 +18,10 @@ the measured run encodes the pool itself (use it for the smaller sizes).
 The smallest size is the baseline (model, runtime, queries, and with ``--encode`` the forward passes);
 the target is that the peak at N stays within the baseline plus twice the size of N float16
 embeddings. Results: DIR/memory.jsonl and a table.
+
+``--rows``: training rows instead of pool sizes (issue: memory flat in the rows): for each pool size, one run
+per row count; ``--prefill-queries`` also fills the cache with random query embeddings under the keys of each
+``miner.query_block`` block, so that the measured run encodes nothing and the figures are the rows' handling.
 
 ``--pool-format parquet`` gives the measured run the same pool as a parquet file (read through ``datasets``:
 converted to Arrow in the run's cache folder by the measured run itself, then memory-mapped), to compare
@@ -100,7 +104,7 @@ def overrides(folder: Path, pool_path: Path, train_path: Path, mode: str) -> lis
             f"run_dir={folder / f'run-{mode}'}", "cache_dtype=float16", "overwrite=true", "hardware=cpu"]
 
 
-def prefill(keys: list[str]) -> int:
+def prefill(keys: list[str], queries: bool = False) -> int:
     """Put random unit vectors in the cache under the encoder's own keys for each chunk of the pool.
 
     Everything else in the cache (query embeddings, search results of an earlier measurement) is
@@ -139,6 +143,18 @@ def prefill(keys: list[str]) -> int:
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             cache.put("embeddings", key, {"embeddings": vectors.astype(encoder.storage_dtype)})
             written += count
+    if queries:
+        from prep.io.jsonl import read_jsonl
+        from prep.steps.mine import query_blocks
+
+        texts = [row["query"] for row in read_jsonl(input_sources(cfg)[0].parts[0].location)]
+        for span in query_blocks(len(texts), cfg.miner.query_block):
+            key = encoder.key("queries", texts[span.start:span.stop])
+            chunk_keys.add(key)
+            if not cache.has("embeddings", key):
+                vectors = rng.standard_normal((len(span), 384)).astype(np.float32)
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                cache.put("embeddings", key, {"embeddings": vectors.astype(encoder.storage_dtype)})
     for entry in (cache.root / "embeddings").rglob("*.npz"):
         if entry.stem not in chunk_keys:
             entry.unlink()
@@ -186,11 +202,16 @@ def main() -> None:
                         help="the checkout whose run.py is measured (another commit, to compare)")
     parser.add_argument("--extra", default="", help="more run.py overrides, comma-separated")
     parser.add_argument("--pool-format", choices=["jsonl", "parquet"], default="jsonl")
+    parser.add_argument("--rows", default="", help="training row counts to measure (instead of --queries)")
+    parser.add_argument("--prefill-queries", action="store_true",
+                        help="with --rows: the query embeddings come from the cache too")
     args = parser.parse_args()
     out = (ROOT / args.dir).absolute()
     results = []
-    for size in map(int, args.sizes.split(",")):
-        folder = out / f"pool-{size}"
+    rows_list = [int(n) for n in args.rows.split(",") if n] or [args.queries]
+    for size, queries in ((size, queries) for size in map(int, args.sizes.split(",")) for queries in rows_list):
+        args.queries = queries
+        folder = out / (f"pool-{size}" if not args.rows else f"pool-{size}-rows-{queries}")
         pool_path, train_path = write_data(folder, size, args.queries)
         if args.pool_format == "parquet":
             pool_path = as_parquet(pool_path)
@@ -200,7 +221,7 @@ def main() -> None:
             import shutil
 
             shutil.rmtree(folder / "cache-encode", ignore_errors=True)  # every run encodes its pool
-        prefilled = 0 if args.encode else prefill(keys)
+        prefilled = 0 if args.encode else prefill(keys, queries=args.prefill_queries)
         record = {"mode": mode, "pool_format": args.pool_format, "passages": size, "queries": args.queries,
                   "float16_embeddings_gb": round(size * 384 * 2 / 1e9, 3),
                   "prefilled": prefilled, "checkout": args.checkout,
@@ -220,6 +241,10 @@ def main() -> None:
     for record in results:
         above = record["peak_rss_gb"] - base["peak_rss_gb"]
         budget = 2 * record["float16_embeddings_gb"]
+        if args.rows:
+            print(f"| {record['queries']:,} rows | {record['passages']:,} passages | {record['peak_rss_gb']} | "
+                  f"{record['peak_anon_gb']} | {above:.3f} | {record['wall_s']} | {record['seconds']} |")
+            continue
         print(f"| {record['passages']:,} | {record['float16_embeddings_gb']} | {record['peak_rss_gb']} | "
               f"{record['peak_anon_gb']} | {above:.3f} | {budget:.3f} | {'yes' if above <= budget else 'NO'} | "
               f"{record['wall_s']} |")

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 # downloads, and what mining does with the embeddings afterwards (the sampling recipe, the search). Every other
 # miner setting counts.
 NOT_IN_EMBEDDINGS = frozenset({
-    *SAMPLING_KEYS, "batch_size", "cache_dir", "candidate_pool", "search_batch_size", "search_backend", "index",
+    *SAMPLING_KEYS, "batch_size", "cache_dir", "candidate_pool", "search_batch_size", "query_block", "search_backend",
+    "index",
     "index_nlist", "index_nprobe", "hnsw_m", "hnsw_ef_search", "index_recall_queries",
     "query_instruction_from_row",  # a row's own instruction is part of its queries' key (CachedEncoder.key)
 })

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # searched at once, where Hugging Face keeps downloads, how recall is sampled. Every other one counts (the
 # model's settings again, harmlessly: they are in the embeddings' keys too). search_backend counts as resolved.
 NOT_IN_SEARCH = frozenset({*SAMPLING_KEYS, "batch_size", "cache_dir", "candidate_pool", "search_batch_size",
-                           "search_backend", "index_recall_queries", "query_instruction_from_row"})
+                           "query_block", "search_backend", "index_recall_queries", "query_instruction_from_row"})
 APPROXIMATE_ONLY = frozenset({"index_nlist", "index_nprobe", "hnsw_m", "hnsw_ef_search"})
 
 

@@ -152,6 +152,9 @@ class MinerConfig:
     bm25_b: float = 0.75
     write_sources: bool = False  # each row gets neg_sources: the retrievers that found each negative
     search_batch_size: int = 1024
+    # Rows mined at a time, end to end (encode their queries, search, select, write): memory grows with this, not
+    # with the rows; the output is the same for any value.
+    query_block: int = 4096
     # auto: torch (matrix product + top-k; faster than faiss's per-query heap at deep windows), or faiss
     # on GPUs where faiss-gpu is installed. All are exact.
     search_backend: SearchBackend = SearchBackend.auto

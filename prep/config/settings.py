@@ -60,8 +60,8 @@ def check(settings: Config) -> None:
     _positive(settings.encode_chunk, "encode_chunk")
     MiningRules.from_settings(settings)
     miner = settings.miner
-    for key in ("batch_size", "query_max_length", "passage_max_length", "search_batch_size", "index_nprobe",
-                "hnsw_m", "hnsw_ef_search"):
+    for key in ("batch_size", "query_max_length", "passage_max_length", "search_batch_size", "query_block",
+                "index_nprobe", "hnsw_m", "hnsw_ef_search"):
         _positive(getattr(miner, key), f"miner.{key}")
     if miner.index_nlist is not None:
         _positive(miner.index_nlist, "miner.index_nlist")

@@ -23,6 +23,7 @@ class Denoised:
     removed: int  # candidates the teacher removed
     not_needed: int  # candidates never scored (sampling_strategy=top: the rows were full before them)
     info: dict[str, Any]  # for summary.json's teacher_filter
+    positive_scores: list[float]  # the teacher's score of each row's (least scored) positive
 
 
 class PassageTexts:
@@ -93,4 +94,4 @@ def denoise(scores: Any, rows: list[dict[str, Any]], pool: Any, candidates: list
     info = {"teacher": scores.teacher.description, "pairs": scores.pairs, "pairs_scored": scores.pairs_scored,
             "candidates_not_needed": not_needed, "positive_score": describe(positive_scores),
             "relative_margin": rules.teacher_relative_margin, "absolute_margin": rules.teacher_absolute_margin}
-    return Denoised(kept, removed, not_needed, info)
+    return Denoised(kept, removed, not_needed, info, positive_scores)

@@ -300,10 +300,20 @@ def kept_input_negatives(negatives: Sequence[str], positives: Sequence[str], que
     return [text for text in dict.fromkeys(negatives) if text not in barred]
 
 
-def claimed_by_other_rows(claims: dict[int, set[int]], row_index: int, passage_ids: Iterable[int]) -> set[int]:
-    """Of ``passage_ids``, those that some row other than ``row_index`` claims (``claims``: passage id -> the rows
-    whose positive it is, or is a near duplicate of)."""
-    return {pid for pid in passage_ids if claims.get(pid, set()) - {row_index}}
+SEVERAL = -1  # in claims: a passage more than one row claims
+
+
+def claim(claims: dict[int, int], passage_id: int, row_index: int) -> None:
+    """Record that row ``row_index`` claims ``passage_id``: its row, or ``SEVERAL`` once a second row claims it."""
+    owner = claims.setdefault(passage_id, row_index)
+    if owner != row_index:
+        claims[passage_id] = SEVERAL
+
+
+def claimed_by_other_rows(claims: dict[int, int], row_index: int, passage_ids: Iterable[int]) -> set[int]:
+    """Of ``passage_ids``, those that some row other than ``row_index`` claims (``claims``: passage id -> the row
+    whose positive it is, or is a near duplicate of; ``SEVERAL``, two rows or more, so one other than any row)."""
+    return {pid for pid in passage_ids if claims.get(pid, row_index) != row_index}
 
 
 def positive_rank(passage_ids: Sequence[int], similarities: Sequence[float], own_ids: set[int],

@@ -38,6 +38,10 @@ class PhaseTimer:
         finally:
             self._phases[phase] = self._phases.get(phase, 0.0) + time.perf_counter() - began
 
+    def add(self, phase: str, seconds: float) -> None:
+        """Seconds measured elsewhere (``step=mine``'s writing, less the mining of the blocks it waited for)."""
+        self._phases[phase] = self._phases.get(phase, 0.0) + max(0.0, seconds)
+
     def seconds(self, phases: tuple[str, ...] = ()) -> dict[str, float]:
         """Seconds per phase; ``phases`` are reported even when they did not run (0.0)."""
         result = {name: 0.0 for name in phases}

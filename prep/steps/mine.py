@@ -18,7 +18,9 @@ the output is written row by row (README, "Large pools: memory").
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,11 @@ class Corpus:
         """Pool ids a row may never take as negatives: its positives and its query."""
         return {i for i in [*self.positive_ids[index], self.query_ids[index]] if i is not None}
 
+    def block(self, span: range) -> Corpus:
+        """The rows of ``span`` (positions in ``rows``), with the same pool and the same claimants."""
+        return Corpus(self.rows[span.start:span.stop], self.pool, self.positive_ids[span.start:span.stop],
+                      self.query_ids[span.start:span.stop], self.sources, self.first + span.start, self.claimants)
+
     def row_number(self, index: int) -> int:
         """The input row number of ``rows[index]``: what seeds its sampling and names it in the claims."""
         return self.first + index
@@ -87,12 +94,27 @@ class Corpus:
 
 
 @dataclass
+class Pooled:
+    """What every block of rows shares: the encoder, the pool's embeddings, the embeddings of every input row's
+    positives that are not in the pool, the search depth, and the teacher's cached scores."""
+
+    encoder: CachedEncoder
+    pool: PoolEmbeddings
+    outside: dict[str, np.ndarray]
+    top_k: int
+    scores: Any = None  # CachedScores of the teacher, with miner.teacher_filter
+    lexical: Any = None  # the BM25 index (miner.retriever=bm25|hybrid), loaded or built by the first block
+    lexical_cached: bool = False
+
+
+@dataclass
 class Embedded:
+    """One block's query embeddings and each of its rows' similarity to its positives."""
+
     pool: PoolEmbeddings
     queries: np.ndarray
     query_key: str  # the queries' cache key, part of the search's
     positive_similarities: list[list[float]]  # each row's similarity to each of its positives
-    encoded: dict[str, int]
     outside: dict[str, np.ndarray]  # embeddings of positives that are not in the pool
 
 
@@ -123,11 +145,12 @@ class Ranked:
 
 @dataclass
 class Claims:
-    """Pool passages that rows claim: ``exact``, passage id -> the rows whose positive it is; ``near``, the same for
-    passages at least ``miner.other_positive_threshold`` similar to a row's positive (None without one)."""
+    """Pool passages that rows claim: ``exact``, passage id -> the row whose positive it is (``sampling.SEVERAL``:
+    more than one row's); ``near``, the same for passages at least ``miner.other_positive_threshold`` similar to a
+    row's positive (None without one). One number per passage, however many rows claim it."""
 
-    exact: dict[int, set[int]]
-    near: dict[int, set[int]] | None = None
+    exact: dict[int, int]
+    near: dict[int, int] | None = None
 
 
 @dataclass
@@ -138,21 +161,65 @@ class Qualified:
     removed: Counter
     not_needed: int = 0  # with sampling_strategy=top and the teacher: candidates past those needed, never scored
     teacher: dict[str, Any] | None = None
+    positive_scores: list[float] | None = None  # the teacher's score of each row's positive
 
 
 @dataclass
-class Mined:
-    """What the phases after ``load`` made, for the report."""
+class Block:
+    """What mining one block of rows made, for writing."""
 
-    embedded: Embedded
+    corpus: Corpus
     searched: Searched
-    qualified: Qualified
     results: list[RowResult]
     kept_inputs: list[list[str]]  # miner.keep_input_negatives: each row's own negatives kept, before its mined ones
     ranked: Ranked
-    claims: Claims
-    stale_neg_scores: int  # rows whose neg_scores were dropped with their old negatives
-    written: Written
+
+
+class Tally:
+    """The summary's figures, added up block by block: counts as numbers, distributions as float32 and int32 arrays
+    (a few bytes per negative), so that nothing else of a block outlives it (README, "Large training sets")."""
+
+    def __init__(self) -> None:
+        self.rows = self.rejected = self.stale = self.own = self.other_positives = 0
+        self.qualifying = self.not_needed = 0
+        self.removed: Counter = Counter({name: 0 for name in sampling.FILTERS})
+        self.by_retriever: Counter = Counter({"dense": 0, "bm25": 0, "both": 0, "random": 0})
+        self.arrays: dict[str, list[np.ndarray]] = {name: [] for name in (
+            "counts", "filled", "positives", "negatives", "window", "ranks", "positive_ranks", "teacher_positive")}
+        self.teacher: dict[str, Any] | None = None
+        self.index: dict[str, Any] = {}
+
+    def add(self, block: Block, embedded: Embedded, qualified: Qualified, claims: Claims) -> None:
+        kept = [index for index in range(len(block.corpus.rows)) if index not in block.ranked.rejected]
+        results = [block.results[index] for index in kept]
+        own = [len(block.kept_inputs[index]) for index in kept]
+        add = {
+            "counts": ([len(r.negative_ids) + o for r, o in zip(results, own)], np.int32),
+            "filled": ([len(r.negative_ids) - r.window_count for r in results], np.int32),
+            "positives": ([s for index in kept for s in embedded.positive_similarities[index]], np.float32),
+            "negatives": ([s for r in results for s in r.similarities], np.float32),
+            "window": ([s for r in results for s in r.similarities[:r.window_count]], np.float32),
+            "ranks": ([rank for r in results for rank in r.ranks], np.int32),
+            "positive_ranks": ([-1 if rank is None else rank for rank in block.ranked.ranks], np.int32),
+            "teacher_positive": (qualified.positive_scores or [], np.float32),
+        }
+        for name, (values, dtype) in add.items():
+            self.arrays[name].append(np.asarray(values, dtype=dtype))
+        self.rows += len(block.corpus.rows)
+        self.rejected += len(block.ranked.rejected)
+        self.stale += sum(1 for row in block.corpus.rows if "neg_scores" in row)
+        self.own += sum(own)
+        self.other_positives += other_positive_negatives(block.corpus, claims, block.results, block.kept_inputs, kept)
+        self.removed.update(qualified.removed)
+        self.qualifying += sum(len(q) for q in qualified.candidates)
+        self.not_needed += qualified.not_needed
+        self.by_retriever.update(negatives_by_retriever(block.searched, block.results, kept))
+        self.teacher = qualified.teacher  # the teacher's pair counts are its cache's, cumulative over the blocks
+        self.index = block.searched.index
+
+    def values(self, name: str) -> np.ndarray:
+        parts = self.arrays[name]
+        return np.concatenate(parts) if parts else np.empty(0)
 
 
 def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -176,17 +243,39 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     with mining.step.work_dir(".mine-") as work_dir:
         corpus = load(mining, Path(work_dir), rows)
         with corpus.pool:
-            embedded = encode(mining, corpus, Path(work_dir))
-            searched = search(mining, corpus, embedded)
-            ranked = rank_positives(mining, corpus, embedded, searched)
-            claims = claim_positives(mining, corpus, embedded)
-            qualified = qualify(mining, corpus, embedded, searched, claims)
-            if teacher is not None:
-                qualified = denoise(mining, corpus, qualified, teacher)
-            results, kept_inputs = select(mining, corpus, embedded, qualified, claims)
-            stale, written = write(mining, corpus, results, kept_inputs, ranked, searched)
-    return report(mining, corpus, Mined(embedded, searched, qualified, results, kept_inputs, ranked, claims, stale,
-                                        written))
+            pooled = prepare(mining, corpus, Path(work_dir), teacher)
+            claims = claim_positives(mining, corpus, pooled)
+            tally = Tally()
+            spans = query_blocks(len(corpus.rows), settings.miner.query_block)
+            blocks = (mine_block(mining, corpus.block(span), pooled, claims, tally, (number, len(spans)))
+                      for number, span in enumerate(spans))
+            written = write(mining, blocks)
+    return report(mining, corpus, pooled, tally, written)
+
+
+def query_blocks(rows: int, size: int) -> list[range]:
+    """The rows in blocks of ``size`` (``miner.query_block``), mined one after the other (one empty block for no
+    rows)."""
+    return [range(start, min(start + size, rows)) for start in range(0, rows, size)] or [range(0, 0)]
+
+
+def mine_block(mining: Mining, corpus: Corpus, pooled: Pooled, claims: Claims, tally: Tally,
+               position: tuple[int, int]) -> Block:
+    """One block of rows end to end: its queries encoded, searched, its positives ranked, the candidates qualified
+    (and denoised), the negatives selected; its figures added to ``tally``. Only the block's rows are held."""
+    if position[1] > 1:
+        log.info("block %d of %d: rows %d to %d", position[0] + 1, position[1], corpus.first,
+                 corpus.first + len(corpus.rows) - 1)
+    embedded = encode_block(mining, corpus, pooled)
+    searched = search(mining, corpus, embedded, pooled)
+    ranked = rank_positives(mining, corpus, embedded, searched)
+    qualified = qualify(mining, corpus, embedded, searched, claims)
+    if pooled.scores is not None:
+        qualified = denoise(mining, corpus, qualified, pooled.scores)
+    results, kept_inputs = select(mining, corpus, embedded, qualified, claims)
+    block = Block(corpus, searched, results, kept_inputs, ranked)
+    tally.add(block, embedded, qualified, claims)
+    return block
 
 
 def finished_shard(settings: Any) -> dict[str, Any] | None:
@@ -250,24 +339,46 @@ def row_block(rows: int, index: int, count: int) -> range:
     return range(start, start + size + (index < longer))
 
 
-def encode(mining: Mining, corpus: Corpus, work_dir: Path) -> Embedded:
-    """The pool's embeddings (chunks on disk), the queries', and each row's similarity to its positives.
-
-    Positives outside the pool are encoded only for that similarity (the positive-aware margins and the
-    statistics)."""
+def prepare(mining: Mining, corpus: Corpus, work_dir: Path, teacher: Any) -> Pooled:
+    """What every block needs: the pool's embeddings (chunks on disk), those of positives outside the pool (every
+    input row's: other rows' positives are claimed, near duplicates included; encoded only for similarities), the
+    search depth, and the teacher's score cache."""
     settings = mining.step.settings
     encoder = CachedEncoder(settings.miner, settings.hardware, mining.cache, mining.step.timer, settings.cache_dtype,
                             settings.encode_chunk)
     pool_embeddings = encoder.pool_embeddings(corpus.pool, work_dir)
-    # Every input row's (not only a shard's): other rows' positives are claimed, near duplicates included.
     outside = list(dict.fromkeys(text for row in corpus.claimants for text in row["pos"]
                                  if corpus.pool.id_of(text) is None))
     outside_embeddings = encoder.passages(outside) if outside else np.empty((0, 0), np.float32)
-    queries, query_key = encode_queries(encoder, corpus.rows, settings.miner.query_instruction_from_row)
+    scores = None
+    if teacher is not None:
+        from prep.cache.scores import CachedScores
+
+        scores = CachedScores(teacher, mining.cache)
+    return Pooled(encoder, pool_embeddings, dict(zip(outside, outside_embeddings)), search_depth(mining, corpus),
+                  scores)
+
+
+def search_depth(mining: Mining, corpus: Corpus) -> int:
+    """How many passages each query's search returns: the rank window's end (deep enough to see a positive at rank
+    ``miner.max_positive_rank``), clamped to the pool; the same for every block and shard of the input."""
+    low, high = mining.rules.rank_window
+    if mining.rules.max_positive_rank is not None:
+        high = max(high, mining.rules.max_positive_rank + max((len(row["pos"]) for row in corpus.claimants),
+                                                              default=1))
+    if high > len(corpus.pool):
+        log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
+                    low, high, len(corpus.pool), len(corpus.pool))
+    return min(high, len(corpus.pool))
+
+
+def encode_block(mining: Mining, corpus: Corpus, pooled: Pooled) -> Embedded:
+    """A block's query embeddings, and each of its rows' similarity to its positives."""
+    column = mining.step.settings.miner.query_instruction_from_row
+    queries, query_key = encode_queries(pooled.encoder, corpus.rows, column)
     with mining.step.phase("sample"):
-        positives = positive_similarities(corpus, pool_embeddings, dict(zip(outside, outside_embeddings)), queries)
-    return Embedded(pool_embeddings, queries, query_key, positives, encoder.encoded,
-                    dict(zip(outside, outside_embeddings)))
+        positives = positive_similarities(corpus, pooled.pool, pooled.outside, queries)
+    return Embedded(pooled.pool, queries, query_key, positives, pooled.outside)
 
 
 def instruction_groups(rows: list[dict[str, Any]], column: str | None) -> dict[str | None, list[int]]:
@@ -314,17 +425,11 @@ def positive_similarities(corpus: Corpus, pool_embeddings: PoolEmbeddings, outsi
     return result
 
 
-def search(mining: Mining, corpus: Corpus, embedded: Embedded) -> Searched:
-    """The top ``B`` passages of each query (``B``: the rank window's end, clamped to the corpus)."""
+def search(mining: Mining, corpus: Corpus, embedded: Embedded, pooled: Pooled) -> Searched:
+    """The top ``pooled.top_k`` passages of each query of the block."""
     from prep.cache.searches import CachedSearch
 
-    low, high = mining.rules.rank_window
-    if mining.rules.max_positive_rank is not None:  # deep enough to see a positive at rank max_positive_rank
-        high = max(high, mining.rules.max_positive_rank + max(len(ids) for ids in corpus.positive_ids))
-    top_k = min(high, len(corpus.pool))
-    if high > len(corpus.pool):
-        log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
-                    low, high, len(corpus.pool), top_k)
+    top_k = pooled.top_k
     miner = mining.step.settings.miner
     if miner.retriever == "dense":
         similarities, ids, index = CachedSearch(mining.step.settings, mining.cache, mining.step.timer, top_k).run(
@@ -333,9 +438,10 @@ def search(mining: Mining, corpus: Corpus, embedded: Embedded) -> Searched:
     from prep.retrieval.lexical import bm25_index, rrf_fuse
 
     with mining.step.phase("search"):
-        lexical, cached = bm25_index(corpus.pool, mining.cache, miner.bm25_k1, miner.bm25_b)
-        _, lexical_ids = lexical.search([row["query"] for row in corpus.rows], top_k)
-    index = {"retriever": str(miner.retriever), "bm25_index_cached": cached}
+        if pooled.lexical is None:
+            pooled.lexical, pooled.lexical_cached = bm25_index(corpus.pool, mining.cache, miner.bm25_k1, miner.bm25_b)
+        _, lexical_ids = pooled.lexical.search([row["query"] for row in corpus.rows], top_k)
+    index = {"retriever": str(miner.retriever), "bm25_index_cached": pooled.lexical_cached}
     sources = np.where(lexical_ids >= 0, SOURCE_BM25, 0).astype(np.int8)
     ids = lexical_ids
     if miner.retriever == "hybrid":
@@ -391,27 +497,24 @@ def rank_positives(mining: Mining, corpus: Corpus, embedded: Embedded, searched:
                 where = f"rank {rank}" if rank is not None else f"below the top {searched.top_k} searched"
                 rejected[index] = (f"its best positive ranks {where} for its own query "
                                    f"(miner.max_positive_rank={limit}): likely a wrong label")
-    if rejected:
-        log.warning("%d of %d rows rejected: their positive ranks %d or lower for their own query (rejected.jsonl)",
-                    len(rejected), len(corpus.rows), limit)
     return Ranked(ranks, rejected)
 
 
 NEAR_DEPTH = 32  # neighbours of each positive looked at for near duplicates
 
 
-def claim_positives(mining: Mining, corpus: Corpus, embedded: Embedded) -> Claims:
+def claim_positives(mining: Mining, corpus: Corpus, embedded: Pooled) -> Claims:
     """Which pool passages are some row's positive and, with ``miner.other_positive_threshold``, which are near
     duplicates of one (among each positive's ``NEAR_DEPTH`` nearest passages)."""
     # Claims name input row numbers (a shard's rows are claimed by the whole input's).
     claimants = corpus.claimants
     positive_ids = corpus.positive_ids if corpus.everyone is None else [
         [corpus.pool.id_of(text) for text in row["pos"]] for row in claimants]
-    exact: dict[int, set[int]] = {}
+    exact: dict[int, int] = {}
     for number, ids in enumerate(positive_ids):
         for pid in ids:
             if pid is not None:
-                exact.setdefault(pid, set()).add(number)
+                sampling.claim(exact, pid, number)
     threshold = mining.rules.other_positive_threshold
     if threshold is None:
         return Claims(exact)
@@ -422,7 +525,7 @@ def claim_positives(mining: Mining, corpus: Corpus, embedded: Embedded) -> Claim
     gathered = iter(embedded.pool.rows(inside) if inside else ())
     vectors = np.stack([next(gathered) if pid is not None else embedded.outside[text]
                         for row, ids in zip(claimants, positive_ids) for text, pid in zip(row["pos"], ids)])
-    near: dict[int, set[int]] = {}
+    near: dict[int, int] = {}
     with mining.step.phase("search"):
         similarities, neighbours = exact_search(embedded.pool, vectors.astype(np.float32),
                                                 min(NEAR_DEPTH, len(corpus.pool)),
@@ -430,7 +533,7 @@ def claim_positives(mining: Mining, corpus: Corpus, embedded: Embedded) -> Claim
     for owner, row_similarities, row_ids in zip(owners, similarities, neighbours):
         for similarity, pid in zip(row_similarities.tolist(), row_ids.tolist()):
             if pid >= 0 and similarity >= threshold:
-                near.setdefault(pid, set()).add(owner)
+                sampling.claim(near, pid, owner)
     return Claims(exact, near)
 
 
@@ -459,9 +562,8 @@ def qualify(mining: Mining, corpus: Corpus, embedded: Embedded, searched: Search
     return Qualified(candidates, removed)
 
 
-def denoise(mining: Mining, corpus: Corpus, qualified: Qualified, teacher: Any) -> Qualified:
+def denoise(mining: Mining, corpus: Corpus, qualified: Qualified, scores: Any) -> Qualified:
     """Drop candidates the teacher scores close to or above the row's positive (``retrieval.denoise``)."""
-    from prep.cache.scores import CachedScores
     from prep.models.teacher import query_text
     from prep.retrieval.denoise import denoise as teacher_denoise
 
@@ -470,11 +572,10 @@ def denoise(mining: Mining, corpus: Corpus, qualified: Qualified, teacher: Any) 
     if settings.reranker.query_instruction_from_row:  # the teacher reads each query with its row's instruction
         rows = [{**row, "query": query_text(row, settings)} for row in rows]
     with mining.step.phase("teacher"):
-        denoised = teacher_denoise(CachedScores(teacher, mining.cache), rows, corpus.pool,
-                                   qualified.candidates, mining.rules)
+        denoised = teacher_denoise(scores, rows, corpus.pool, qualified.candidates, mining.rules)
     removed = Counter(qualified.removed)
     removed["teacher"] += denoised.removed
-    return Qualified(denoised.kept, removed, denoised.not_needed, denoised.info)
+    return Qualified(denoised.kept, removed, denoised.not_needed, denoised.info, denoised.positive_scores)
 
 
 def select(mining: Mining, corpus: Corpus, embedded: Embedded, qualified: Qualified, claims: Claims
@@ -519,36 +620,53 @@ def rejected_path(step: StepRun) -> Path:
     return step.output.parent / "rejected.jsonl"
 
 
-def write(mining: Mining, corpus: Corpus, results: list[RowResult], kept_inputs: list[list[str]],
-          ranked: Ranked, searched: Searched) -> tuple[int, Written]:
-    """The rows with their new ``neg`` (after their own kept ones), written as their texts are read from the pool:
-    never held whole; rejected rows go to ``rejected.jsonl`` with the reason, as they came.
+def write(mining: Mining, blocks: Iterator[Block]) -> Written:
+    """The rows with their new ``neg`` (after their own kept ones), written block by block as each block is mined,
+    their texts read from the pool as they are written; rejected rows go to ``rejected.jsonl`` with the reason, as
+    they came. The write phase's seconds are the writing's, not the mining of the blocks it waits for.
 
     A row's ``neg_scores`` scored its old negatives: FlagEmbedding's distillation would read them as the
     new ones' teacher scores, so they are dropped (``step=score`` fills them again); ``pos_scores`` stays,
-    as ``pos`` does. Returns how many rows lost their ``neg_scores``, and the output's row counts."""
+    as ``pos`` does."""
     step = mining.step
-    kept = [index for index in range(len(corpus.rows)) if index not in ranked.rejected]
-    with step.phase("write"):
-        def sources(i: int) -> list[str] | None:
-            if not step.settings.miner.write_sources:
-                return None
-            return ["input"] * len(kept_inputs[i]) + negative_sources(searched, i, results[i])
+    rejected: list[dict[str, Any]] = []
+    mining_seconds = [0.0]
 
-        written = write_rows(step.output, (mined_row(corpus.rows[i], kept_inputs[i] +
-                                                     corpus.pool.take(results[i].negative_ids), sources(i))
-                                           for i in kept),
-                             step.settings.output_format, step.settings.overwrite, mining.rules.negative_number)
-        if mining.rules.max_positive_rank is not None:
-            write_rows(rejected_path(step), (replaced(corpus.rows[i], rejected=reason)
-                                             for i, reason in sorted(ranked.rejected.items())),
-                       overwrite=step.settings.overwrite)
+    def output_rows() -> Iterator[dict[str, Any]]:
+        for block in timed(blocks, mining_seconds):
+            corpus = block.corpus
+            for i, row in enumerate(corpus.rows):
+                if i in block.ranked.rejected:
+                    rejected.append(replaced(row, rejected=block.ranked.rejected[i]))
+                    continue
+                sources = None
+                if step.settings.miner.write_sources:
+                    sources = ["input"] * len(block.kept_inputs[i]) + negative_sources(block.searched, i,
+                                                                                        block.results[i])
+                yield mined_row(row, block.kept_inputs[i] + corpus.pool.take(block.results[i].negative_ids), sources)
+
+    started = time.perf_counter()
+    written = write_rows(step.output, output_rows(), step.settings.output_format, step.settings.overwrite,
+                         mining.rules.negative_number)
+    if mining.rules.max_positive_rank is not None:
+        write_rows(rejected_path(step), rejected, overwrite=step.settings.overwrite)
+    step.timer.add("write", time.perf_counter() - started - mining_seconds[0])
     log_written(written, step.settings.output_format)
-    stale = sum(1 for row in corpus.rows if "neg_scores" in row)
-    if stale:
-        log.warning("%d rows had neg_scores for their old negatives: removed (step=score adds scores for the new "
-                    "ones)", stale)
-    return stale, written
+    return written
+
+
+def timed(items: Iterator[Any], seconds: list[float]) -> Iterator[Any]:
+    """``items``, adding to ``seconds[0]`` the time spent making each."""
+    iterator = iter(items)
+    while True:
+        began = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            seconds[0] += time.perf_counter() - began
+            return
+        seconds[0] += time.perf_counter() - began
+        yield item
 
 
 def mined_row(row: dict[str, Any], negatives: list[str], sources: list[str] | None = None) -> dict[str, Any]:
@@ -558,38 +676,46 @@ def mined_row(row: dict[str, Any], negatives: list[str], sources: list[str] | No
     return replaced(row, removed=("neg_scores",), neg=negatives, **extra)
 
 
-def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
-    """The summary (README, "Mining rules"), the log's tables, ``similarities.npz`` and ``similarity.png``."""
+def report(mining: Mining, corpus: Corpus, pooled: Pooled, tally: Tally, written: Written) -> dict[str, Any]:
+    """The summary (README, "Mining rules") from the blocks' tally, the log's tables, ``similarities.npz`` and
+    ``similarity.png``."""
     rules = mining.rules
-    kept = [index for index in range(len(corpus.rows)) if index not in mined.ranked.rejected]
-    results = [mined.results[index] for index in kept]
-    own_counts = [len(mined.kept_inputs[index]) for index in kept]
-    positives = [s for index in kept for s in mined.embedded.positive_similarities[index]]
-    negatives = [s for r in results for s in r.similarities]
+    positives, negatives = tally.values("positives"), tally.values("negatives")
+    if tally.rejected:
+        log.warning("%d of %d rows rejected: their positive ranks %d or lower for their own query (rejected.jsonl)",
+                    tally.rejected, tally.rows, rules.max_positive_rank)
+    if tally.stale:
+        log.warning("%d rows had neg_scores for their old negatives: removed (step=score adds scores for the new "
+                    "ones)", tally.stale)
+    teacher = tally.teacher
+    if teacher is not None:
+        teacher = {**teacher, "candidates_not_needed": tally.not_needed,
+                   "positive_score": describe(tally.values("teacher_positive"))}
     summary = {
-        "rows": len(corpus.rows),
+        "rows": tally.rows,
         "corpus_size": len(corpus.pool),
-        "negatives": negative_counts(results, rules.negative_number, own_counts),
-        "candidates": candidate_counts(mined.qualified),
+        "negatives": negative_counts(tally.values("counts"), tally.values("filled"), rules.negative_number),
+        "candidates": {"in_window": sum(tally.removed.values()) + tally.qualifying + tally.not_needed,
+                       "removed": dict(tally.removed), "qualifying": tally.qualifying,
+                       "not_needed": tally.not_needed},
         "sampling_strategy": rules.sampling_strategy,
-        "teacher_filter": mined.qualified.teacher,
+        "teacher_filter": teacher,
         "similarity": {"positive": describe(positives), "negative": describe(negatives),
-                       "negative_window": describe([s for r in results for s in r.similarities[:r.window_count]])},
-        "negative_rank": describe([rank for r in results for rank in r.ranks]),
-        "searched_top_k": mined.searched.top_k,
-        "index": mined.searched.index,
+                       "negative_window": describe(tally.values("window"))},
+        "negative_rank": describe(tally.values("ranks")),
+        "searched_top_k": pooled.top_k,
+        "index": tally.index,
         "cache": mining.cache.stats(),
-        "encoded": mined.embedded.encoded,
-        "scores_removed": {"neg_scores": mined.stale_neg_scores},
-        "output_format": output_counts(mining.step.settings.output_format, mined.written),
-        "positive_rank": positive_rank_summary(mined.ranked, mined.searched.top_k),
-        "rows_rejected": len(mined.ranked.rejected),
+        "encoded": pooled.encoder.encoded,
+        "scores_removed": {"neg_scores": tally.stale},
+        "output_format": output_counts(mining.step.settings.output_format, written),
+        "positive_rank": positive_rank_summary(tally.values("positive_ranks"), pooled.top_k),
+        "rows_rejected": tally.rejected,
         "rejected": str(rejected_path(mining.step)) if rules.max_positive_rank is not None else None,
-        "other_positives": {"negatives_that_are_other_rows_positives": other_positive_negatives(
-            corpus, mined.claims, mined.results, mined.kept_inputs, kept)},
-        "input_negatives_kept": sum(own_counts),
+        "other_positives": {"negatives_that_are_other_rows_positives": tally.other_positives},
+        "input_negatives_kept": tally.own,
         "retriever": str(mining.step.settings.miner.retriever),
-        "negatives_by_retriever": negatives_by_retriever(mined.searched, mined.results, kept),
+        "negatives_by_retriever": dict(tally.by_retriever),
         **corpus.sources,
     }
     shard = mining.step.settings.shard
@@ -597,8 +723,8 @@ def report(mining: Mining, corpus: Corpus, mined: Mined) -> dict[str, Any]:
         summary["shard"] = {"index": shard.index, "count": shard.count, "first_row": corpus.first,
                             "input_rows": len(corpus.claimants)}
     log_summary(summary)
-    write_similarities(mining.step, np.asarray(positives, dtype=np.float32), np.asarray(negatives, dtype=np.float32),
-                       f"{len(corpus.rows)} rows, ranks {rules.rank_window[0]}-{rules.rank_window[1]}, "
+    write_similarities(mining.step, positives.astype(np.float32), negatives.astype(np.float32),
+                       f"{tally.rows} rows, ranks {rules.rank_window[0]}-{rules.rank_window[1]}, "
                        f"similarity {rules.similarity_window or 'any'}")
     return mining.step.finish(summary, PHASES)
 
@@ -616,11 +742,11 @@ def negatives_by_retriever(searched: Searched, results: list[RowResult], kept: l
     return dict(counts)
 
 
-def positive_rank_summary(ranked: Ranked, top_k: int) -> dict[str, Any]:
+def positive_rank_summary(ranks: np.ndarray, top_k: int) -> dict[str, Any]:
     """Percentiles of where rows' best positives rank for their own queries (0: first), and how many rank past the
-    searched depth."""
-    found = [rank for rank in ranked.ranks if rank is not None]
-    return {**describe(found), "past_searched_depth": len(ranked.ranks) - len(found), "searched_top_k": top_k}
+    searched depth (-1 in ``ranks``)."""
+    found = ranks[ranks >= 0]
+    return {**describe(found), "past_searched_depth": int(len(ranks) - len(found)), "searched_top_k": top_k}
 
 
 def other_positive_negatives(corpus: Corpus, claims: Claims, results: list[RowResult], kept_inputs: list[list[str]],
@@ -635,22 +761,13 @@ def other_positive_negatives(corpus: Corpus, claims: Claims, results: list[RowRe
     return count
 
 
-def negative_counts(results: list[RowResult], wanted: int, own_counts: list[int] | None = None) -> dict[str, Any]:
-    """Negatives per row (``own_counts``: the row's own kept negatives, counted with its mined ones)."""
-    own_counts = own_counts or [0] * len(results)
-    counts = [len(r.negative_ids) + own for r, own in zip(results, own_counts)]
-    filled = [len(r.negative_ids) - r.window_count for r in results]
-    if not counts:  # every row rejected
+def negative_counts(counts: np.ndarray, filled: np.ndarray, wanted: int) -> dict[str, Any]:
+    """Negatives per written row (``counts``: mined and kept own ones; ``filled``: of those, random fills)."""
+    if not len(counts):  # every row rejected
         return {"mean": 0.0, "min": 0, "max": 0, "rows_short": 0, "filled_random": 0, "rows_filled": 0}
-    return {"mean": round(float(np.mean(counts)), 4), "min": int(min(counts)), "max": int(max(counts)),
-            "rows_short": sum(1 for c in counts if c < wanted), "filled_random": int(sum(filled)),
-            "rows_filled": sum(1 for f in filled if f)}
-
-
-def candidate_counts(qualified: Qualified) -> dict[str, Any]:
-    qualifying = sum(len(q) for q in qualified.candidates)
-    return {"in_window": sum(qualified.removed.values()) + qualifying + qualified.not_needed,
-            "removed": dict(qualified.removed), "qualifying": qualifying, "not_needed": qualified.not_needed}
+    return {"mean": round(float(np.mean(counts)), 4), "min": int(counts.min()), "max": int(counts.max()),
+            "rows_short": int((counts < wanted).sum()), "filled_random": int(filled.sum()),
+            "rows_filled": int((filled > 0).sum())}
 
 
 def log_summary(summary: dict[str, Any]) -> None:

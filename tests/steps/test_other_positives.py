@@ -23,8 +23,12 @@ def test_positive_rank_counts_the_other_passages_that_beat_the_positive():
 
 
 def test_claims_of_other_rows_and_kept_input_negatives():
-    claims = {5: {0}, 6: {1}, 7: {0, 2}}
-    assert sampling.claimed_by_other_rows(claims, 0, [5, 6, 7, 8]) == {6, 7}
+    claims: dict[int, int] = {}
+    for pid, row in [(5, 0), (6, 1), (7, 0), (7, 2), (9, 3), (9, 3)]:
+        sampling.claim(claims, pid, row)
+    assert claims == {5: 0, 6: 1, 7: sampling.SEVERAL, 9: 3}
+    assert sampling.claimed_by_other_rows(claims, 0, [5, 6, 7, 8, 9]) == {6, 7, 9}
+    assert sampling.claimed_by_other_rows(claims, 3, [5, 9]) == {5}
     assert sampling.kept_input_negatives(["a", "q", "b", "a", "p"], ["p"], "q") == ["a", "b"]
 
 

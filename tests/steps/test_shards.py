@@ -36,11 +36,11 @@ def test_blocks_in_shard_order_are_the_rows_in_order(rows, count):
     assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
 
 
-def training_file(folder: Path) -> Path:
-    """The sample, every third row with a negative of its own (kept by miner.keep_input_negatives)."""
+def training_file(folder: Path, rows: int | None = None) -> Path:
+    """The sample (its first ``rows``), every third row with a negative of its own (for keep_input_negatives)."""
     pool = [row["text"] for row in read_jsonl(SAMPLE_POOL)]
     rows = [{**row, "neg": [pool[(7 * index) % len(pool)]]} if index % 3 == 0 else row
-            for index, row in enumerate(read_jsonl(SAMPLE_TRAIN))]
+            for index, row in enumerate(read_jsonl(SAMPLE_TRAIN)[:rows])]
     return write_jsonl(folder / "train.jsonl", rows)
 
 
@@ -155,3 +155,30 @@ def test_a_sharded_multirun_on_joblib_resumes_and_merges_into_the_single_run(tmp
                      f"run_dir={tmp_path / 'merge'}", cwd=tmp_path)
     assert merged.returncode == 0, merged.stderr[-3000:]
     assert (tmp_path / "merged.jsonl").read_bytes() == (tmp_path / "single" / "mined.jsonl").read_bytes()
+
+
+# Summary entries that say how the run went, not what it mined.
+RUN_FIGURES = ("seconds", "cache", "encoded", "peak_memory_gb", "config", "overrides", "output", "summary",
+               "rejected")
+
+
+@pytest.mark.parametrize("teacher", [False, True])
+def test_any_query_block_gives_the_same_bytes_and_figures(tmp_path, teacher):
+    data = f"input={training_file(tmp_path, 60 if teacher else None)}"  # the teacher scores: fewer rows
+    extra = ["miner.teacher_filter=true", "miner.teacher_relative_margin=0.5",
+             f"miner.candidate_pool={SAMPLE_POOL}"] if teacher else []
+    runs = {block: mine.run(compose_config([f"run_dir={tmp_path / str(block)}", f"cache_dir={tmp_path / 'cache'}",
+                                            data, *TRICKY, *extra, f"miner.query_block={block}"]))
+            for block in ((4096, 7) if teacher else (4096, 7, 1))}
+    outputs = {block: open(summary["output"], "rb").read() for block, summary in runs.items()}
+    assert outputs[7] == outputs[4096] == outputs.get(1, outputs[7])
+    assert open(runs[7]["rejected"], "rb").read() == open(runs[4096]["rejected"], "rb").read()
+    # The block size is not part of the embeddings' cache key: the later runs encode no passage.
+    assert runs[7]["encoded"]["passages"] == 0 and runs[7]["cache"]["misses"] > 0  # (its blocks' queries)
+    figures = {block: {k: v for k, v in summary.items() if k not in RUN_FIGURES} for block, summary in runs.items()}
+    for figure in figures.values():  # pairs scored now rather than read from the cache: how the run went
+        figure["teacher_filter"] = figure["teacher_filter"] and {
+            k: v for k, v in figure["teacher_filter"].items() if k != "pairs_scored"}
+    assert figures[7] == figures[4096] == figures.get(1, figures[7])
+    if teacher:
+        assert figures[7]["teacher_filter"]["pairs"] > 0 and figures[7]["candidates"]["removed"]["teacher"] > 0
