@@ -7,12 +7,16 @@ and under the margins; optionally drop what the teacher scores too close to the 
 ``negative_number`` of them, seeded per row; fill a short row with random passages that are neither
 positives, nor the query, nor chosen already.
 
-``run`` reads as its phases: load, encode, search, qualify, denoise, select, write, report. Each
-phase is a function that takes what it needs and returns what it made.
+``run`` reads as its phases: load (the rows, the pool), prepare (the pool's embeddings, the search
+depth), claim (whose positive each passage is), then for each block of ``miner.query_block`` rows
+(``mine_block``): encode its queries, search, rank its positives, qualify, denoise, select; the blocks are
+written as they are mined (write), and the tally of their figures is the summary (report). Each phase is a
+function that takes what it needs and returns what it made.
 
 Memory does not grow with the pool: its texts are an Arrow file (``io.pool``), its embeddings
 chunks on disk (``cache.embeddings.PoolEmbeddings``) that the exact search reads one at a time, and
-the output is written row by row (README, "Large pools: memory").
+the output is written row by row (README, "Large pools: memory"); with the rows it grows only by the rows
+themselves and a few bytes per row and negative (README, "Large training sets").
 """
 
 from __future__ import annotations

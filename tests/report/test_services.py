@@ -133,16 +133,38 @@ def watch(page) -> list[str]:
     return problems
 
 
+def report_folders(root: Path) -> Path:
+    """A sweep folder of two jobs whose pages hold every part a real run's do (tables, the similarity histogram,
+    the filters' bars, the sweep's plots), built from fixed summaries and plots: the browser is what is tested."""
+    import numpy as np
+
+    from prep.report.html import write_run_report
+    from prep.report.plots import similarity_histogram
+    from prep.report.sweep import write_sweep_summary
+    from tests.report.test_html import mine_summary
+
+    rng = np.random.default_rng(0)
+    sweep = root / "sweep"
+    for job in range(2):
+        folder = sweep / str(job)
+        folder.mkdir(parents=True)
+        positives, negatives = rng.normal(0.7, 0.05, 40), rng.normal(0.3, 0.1, 400)
+        np.savez(folder / "similarities.npz", positive=positives, negative=negatives)
+        similarity_histogram(folder / "similarity.png", positives, negatives, f"job {job}")
+        summary = mine_summary(objective=0.6 + job / 10, negative_number=job + 3)
+        (folder / "summary.json").write_text(json.dumps(summary))
+        write_run_report(folder, summary)
+    write_sweep_summary(sweep)
+    return sweep
+
+
 def test_reports_render_in_a_real_headless_browser_with_no_console_error(tmp_path):
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
-    data = write_jsonl(tmp_path / "train.jsonl", read_jsonl(SAMPLE_TRAIN)[:30])
-    sweep = tmp_path / "sweep"
-    result = run_cli("-m", "step=mine", f"input={data}", "miner.negative_number=3,5", f"cache_dir={tmp_path / 'cache'}",
-                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    pages = {sweep / "0" / "report.html": (2, 8), sweep / "sweep_report.html": (1, 1)}  # its images, its tables
+    sweep = report_folders(tmp_path)
+    # page: the images it embeds (job: histogram and filters; sweep: objective and boxes), the tables it has
+    pages = {sweep / "0" / "report.html": (2, 8), sweep / "sweep_report.html": (2, 1)}
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         try:
@@ -158,9 +180,10 @@ def test_reports_render_in_a_real_headless_browser_with_no_console_error(tmp_pat
                 sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.getBoundingClientRect().width)")
                 assert min(sizes) > 200, path  # drawn, not a broken-image icon
                 page.close()
-            # The sweep page links each job's report, and the link opens it.
+            # The sweep page marks the best job and links each job's report, and the link opens it.
             page = browser.new_page()
             page.goto((sweep / "sweep_report.html").as_uri())
+            assert page.locator("tr.best td").first.inner_text() == "1"
             page.click("text=job 1")
             assert page.url.endswith("/sweep/1/report.html")
             assert "prep step=mine" in page.title()

@@ -169,9 +169,9 @@ def test_any_query_block_gives_the_same_bytes_and_figures(tmp_path, teacher):
              f"miner.candidate_pool={SAMPLE_POOL}"] if teacher else []
     runs = {block: mine.run(compose_config([f"run_dir={tmp_path / str(block)}", f"cache_dir={tmp_path / 'cache'}",
                                             data, *TRICKY, *extra, f"miner.query_block={block}"]))
-            for block in ((4096, 7) if teacher else (4096, 7, 1))}
+            for block in (4096, 7)}  # 170 rows: one block, then 25 (the last of 2 rows)
     outputs = {block: open(summary["output"], "rb").read() for block, summary in runs.items()}
-    assert outputs[7] == outputs[4096] == outputs.get(1, outputs[7])
+    assert outputs[7] == outputs[4096]
     assert open(runs[7]["rejected"], "rb").read() == open(runs[4096]["rejected"], "rb").read()
     # The block size is not part of the embeddings' cache key: the later runs encode no passage.
     assert runs[7]["encoded"]["passages"] == 0 and runs[7]["cache"]["misses"] > 0  # (its blocks' queries)
@@ -179,6 +179,6 @@ def test_any_query_block_gives_the_same_bytes_and_figures(tmp_path, teacher):
     for figure in figures.values():  # pairs scored now rather than read from the cache: how the run went
         figure["teacher_filter"] = figure["teacher_filter"] and {
             k: v for k, v in figure["teacher_filter"].items() if k != "pairs_scored"}
-    assert figures[7] == figures[4096] == figures.get(1, figures[7])
+    assert figures[7] == figures[4096]
     if teacher:
         assert figures[7]["teacher_filter"]["pairs"] > 0 and figures[7]["candidates"]["removed"]["teacher"] > 0
