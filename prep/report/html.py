@@ -11,14 +11,11 @@ from __future__ import annotations
 import base64
 import html
 import json
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from prep.config.dotted import dotted
-
-log = logging.getLogger(__name__)
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 70em; padding: 0 1em; color: #222 }
@@ -154,15 +151,9 @@ def run_report(run_dir: Path, summary: dict[str, Any]) -> str:
 
 def write_run_report(run_dir: Path, summary: dict[str, Any] | None = None) -> Path:
     """``report.html`` in the run folder, from ``summary`` (or the folder's ``summary.json``)."""
-    from prep.io.atomic import atomic_file
-
     if summary is None:
         summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    path = run_dir / "report.html"
-    text = run_report(run_dir, summary)
-    with atomic_file(path, overwrite=True) as handle:
-        handle.write(text)
-    return path
+    return write_page(run_dir / "report.html", run_report(run_dir, summary))
 
 
 def sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str], best: int | None) -> str:
@@ -200,10 +191,13 @@ def sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str],
 
 
 def write_sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str], best: int | None) -> Path:
+    return write_page(sweep_dir / "sweep_report.html", sweep_report(sweep_dir, rows, common, best))
+
+
+def write_page(path: Path, text: str) -> Path:
+    """A page, atomically (always replaced: it is rebuilt from the folder's files)."""
     from prep.io.atomic import atomic_file
 
-    path = sweep_dir / "sweep_report.html"
-    text = sweep_report(sweep_dir, rows, common, best)
     with atomic_file(path, overwrite=True) as handle:
         handle.write(text)
     return path

@@ -171,10 +171,9 @@ class SweepSummary(Callback):
     """``hydra.callbacks.sweep_summary`` in conf/config.yaml."""
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        if config.get("tracking") is not None and str(config.tracking.get("backend")) == "mlflow":
-            from prep.report.tracking import start_parent
+        from prep.report.tracking import start_parent  # nothing happens unless tracking=mlflow
 
-            start_parent(config.tracking, Path(config.hydra.sweep.dir), list(config.hydra.overrides.task))
+        start_parent(config.get("tracking"), Path(config.hydra.sweep.dir), list(config.hydra.overrides.task))
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -182,8 +181,7 @@ class SweepSummary(Callback):
             return
         rows = write_sweep_summary(sweep_dir)
         log.info("sweep summary of %d jobs: %s (and sweep_report.html)", len(rows), sweep_dir / "sweep_summary.md")
-        if config.get("tracking") is not None and str(config.tracking.get("backend")) == "mlflow":
-            from prep.report.tracking import finish_parent
+        from prep.report.tracking import finish_parent
 
-            objectives = [row["objective"] for row in rows if isinstance(row.get("objective"), (int, float))]
-            finish_parent(config.tracking, sweep_dir, max(objectives) if objectives else None)
+        objectives = [row["objective"] for row in rows if isinstance(row.get("objective"), (int, float))]
+        finish_parent(config.get("tracking"), sweep_dir, max(objectives) if objectives else None)

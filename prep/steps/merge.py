@@ -94,12 +94,12 @@ def find_parts(folder: Path) -> list[dict[str, Any]]:
     reference = shared_settings(first)
     for index in range(1, count):
         job, summary = by_index[index]
-        differs = sorted(key for key in set(reference) | set(shared_settings(summary))
-                         if reference.get(key) != shared_settings(summary).get(key))
+        settings = shared_settings(summary)
+        differs = sorted(key for key in set(reference) | set(settings) if reference.get(key) != settings.get(key))
         if differs:
             key = differs[0]
-            raise UsageError(f"{job}: mined with other settings than {first_job}: {key}="
-                             f"{shared_settings(summary).get(key)} against {reference.get(key)}")
+            raise UsageError(f"{job}: mined with other settings than {first_job}: {key}={settings.get(key)} "
+                             f"against {reference.get(key)}")
     parts = [by_index[index][1] for index in range(count)]
     for (job, _), part in zip((by_index[i] for i in range(count)), parts):
         if not Path(part["output"]).exists():

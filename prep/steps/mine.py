@@ -507,7 +507,7 @@ def rank_positives(mining: Mining, corpus: Corpus, embedded: Embedded, searched:
 NEAR_DEPTH = 32  # neighbours of each positive looked at for near duplicates
 
 
-def claim_positives(mining: Mining, corpus: Corpus, embedded: Pooled) -> Claims:
+def claim_positives(mining: Mining, corpus: Corpus, pooled: Pooled) -> Claims:
     """Which pool passages are some row's positive and, with ``miner.other_positive_threshold``, which are near
     duplicates of one (among each positive's ``NEAR_DEPTH`` nearest passages)."""
     # Claims name input row numbers (a shard's rows are claimed by the whole input's).
@@ -526,12 +526,12 @@ def claim_positives(mining: Mining, corpus: Corpus, embedded: Pooled) -> Claims:
 
     owners = [number for number, row in enumerate(claimants) for _ in row["pos"]]
     inside = [pid for ids in positive_ids for pid in ids if pid is not None]
-    gathered = iter(embedded.pool.rows(inside) if inside else ())
-    vectors = np.stack([next(gathered) if pid is not None else embedded.outside[text]
+    gathered = iter(pooled.pool.rows(inside) if inside else ())
+    vectors = np.stack([next(gathered) if pid is not None else pooled.outside[text]
                         for row, ids in zip(claimants, positive_ids) for text, pid in zip(row["pos"], ids)])
     near: dict[int, int] = {}
     with mining.step.phase("search"):
-        similarities, neighbours = exact_search(embedded.pool, vectors.astype(np.float32),
+        similarities, neighbours = exact_search(pooled.pool, vectors.astype(np.float32),
                                                 min(NEAR_DEPTH, len(corpus.pool)),
                                                 batch_size=mining.step.settings.miner.search_batch_size)
     for owner, row_similarities, row_ids in zip(owners, similarities, neighbours):
