@@ -1,4 +1,4 @@
-# make install | demo | test | lint | bench | bench-quality | bench-probe | bench-memory | sweep [SWEEP=similarity|rank_window|grid|probe_grid|probe_optuna] | report RUN=FOLDER | clean | clean-cache
+# make install | demo | test | lint | bench | bench-gpu | bench-quality | bench-probe | bench-memory | sweep [SWEEP=similarity|rank_window|grid|probe_grid|probe_optuna] | report RUN=FOLDER | clean | clean-cache
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ BENCH_DIR ?= .bench
 
 SWEEP ?= similarity
 
-.PHONY: install demo test lint bench bench-quality bench-probe bench-memory sweep report clean clean-cache
+.PHONY: install demo test lint bench bench-gpu bench-quality bench-probe bench-memory sweep report clean clean-cache
 
 install: $(STAMP)
 
@@ -32,6 +32,12 @@ lint: $(STAMP)
 # Debian corpus benchmarks (see bench/README.md); the corpus is built once under $(BENCH_DIR).
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/run_bench.py --dir $(BENCH_DIR)
+
+# One GPU check (bench/gpu.py; README "A GPU check"): makes the kit a GPU machine lacks (wheels, tokenizer, the
+# Debian corpus) under $(BENCH_DIR)/gpu-kit, then runs the check: on a GPU when torch sees one, else at toy sizes.
+bench-gpu: $(STAMP)
+	$(BIN)/python bench/gpu.py --make-kit --kit $(BENCH_DIR)/gpu-kit --corpus $(BENCH_DIR)/debian-all
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/gpu.py --kit $(BENCH_DIR)/gpu-kit
 
 # Which negatives train better (bench/quality.py): mine with each recipe, fine-tune MiniLM, evaluate.
 # About 90 minutes on 2 cores at the default sizes; QUALITY_ARGS="--seeds 0 --recipes a,b" for less.

@@ -18,7 +18,7 @@ from prep.errors import DataError
 from prep.io.rawjson import dump_row, parse_object
 
 __all__ = ["FieldError", "check_pool_row", "check_training_row", "check_text", "dump_row", "iter_jsonl",
-           "iter_lines", "parse_line", "read_jsonl", "write_jsonl"]
+           "iter_line_offsets", "iter_lines", "parse_line", "read_line_at", "read_jsonl", "write_jsonl"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -100,18 +100,33 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """(1-based line number, text) of each line, its line ending kept (``\\n`` or ``\\r\\n``, none on a last
     line without one); a UTF-8 byte-order mark at the start is dropped. A byte that is not UTF-8 is a
     DataError naming the line and the byte."""
+    for line_number, _, text in iter_line_offsets(path):
+        yield line_number, text
+
+
+def iter_line_offsets(path: str | os.PathLike) -> Iterator[tuple[int, int, str]]:
+    """``iter_lines`` with where each line's text starts in the file (a byte offset: ``read_line_at`` reads it
+    again)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, "no such file" if not path.exists() else "is not a file")
+    offset = 0
     with open(path, "rb") as handle:
         for line_number, data in enumerate(handle, start=1):
+            start, offset = offset, offset + len(data)
             if line_number == 1 and data.startswith(b"\xef\xbb\xbf"):
-                data = data[3:]
+                data, start = data[3:], 3
             try:
-                yield line_number, data.decode("utf-8")
+                yield line_number, start, data.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise DataError(path, line_number, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at byte "
                                                    f"{exc.start + 1} of the line); save the file as UTF-8") from None
+
+
+def read_line_at(handle: Any, offset: int) -> str:
+    """The line that starts at byte ``offset`` of an open binary file (one ``iter_line_offsets`` read before)."""
+    handle.seek(offset)
+    return handle.readline().decode("utf-8")
 
 
 def iter_jsonl(path: str | os.PathLike, check: RowCheck | None = None) -> Iterator[dict[str, Any]]:

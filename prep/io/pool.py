@@ -124,7 +124,7 @@ class PassagePool:
         return None
 
 
-def corpus_texts(rows: list[dict[str, Any]], pool: Source | Path | None, reader: Reader | None = None
+def corpus_texts(rows: Iterable[dict[str, Any]], pool: Source | Path | None, reader: Reader | None = None
                  ) -> Iterator[str]:
     """Passages to search, duplicates included: the pool's texts (a source, or a path; read by ``reader``, by
     default finding the text column by name), or every ``pos`` and ``neg`` of the rows."""

@@ -313,7 +313,7 @@ def iter_training_rows(source: Source, columns: ColumnsConfig, check: RowCheck |
         mapping = training_columns(table.column_names, columns, part.label)
         for number, raw in enumerate(table_rows(table), start=1):
             row = mapping.convert(raw)
-            _check(check, row, mapping, part.label, number, unit="row")
+            check_row(check, row, mapping, part.label, number, unit="row")
             count += 1
             yield row
     if count == 0:
@@ -335,7 +335,7 @@ class LineRows:
         elif self.mapping is IDENTITY or not _same_keys(self.mapping, raw):
             self.mapping = training_columns(set(raw), self.columns, f"{self.path}:{line_number}")
         row = self.mapping.convert(raw)
-        _check(self.check, row, self.mapping, self.path, line_number)
+        check_row(self.check, row, self.mapping, self.path, line_number)
         return row
 
 
@@ -354,7 +354,7 @@ def _same_keys(mapping: Columns, raw: dict[str, Any]) -> bool:
     return mapping.query in raw and mapping.pos in raw and all(name in raw for name in mapping.negatives)
 
 
-def _check(check: RowCheck | None, row: dict[str, Any], mapping: Columns, label: str, number: int,
+def check_row(check: RowCheck | None, row: dict[str, Any], mapping: Columns, label: str, number: int,
            unit: str = "line") -> None:
     if check is None:
         return

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,7 @@ def torch_devices(use_gpu: bool) -> list[str]:
 
 
 PIECE_ROWS = 1 << 15  # passages per matrix product when the pool is one array: a 1024-query batch's scores are 128 MiB
+GPU_PIECE_ROWS = 1 << 18  # on a GPU (fp16): 512 MiB of scores, and fewer, larger products
 
 
 def _pieces(passages, piece_rows: int):
@@ -102,27 +104,35 @@ def _torch_search(passages, queries: np.ndarray, top_k: int, batch_size: int, de
     import torch
     from tqdm import tqdm
 
+    # The running top-k lives on the first device (a GPU's results are merged there, not on the host), and each
+    # device gets the queries once, in its dtype; a GPU takes pieces of an array 8 times as large.
+    home = devices[0]
+    if home != "cpu" and not hasattr(passages, "pieces"):
+        piece_rows = max(piece_rows, GPU_PIECE_ROWS)
     query_matrix = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-    best_values = torch.full((len(queries), top_k), -torch.inf)
-    best_ids = torch.full((len(queries), top_k), -1, dtype=torch.int64)
+    on_device: dict[str, Any] = {}
+    best_values = torch.full((len(queries), top_k), -torch.inf, device=home)
+    best_ids = torch.full((len(queries), top_k), -1, dtype=torch.int64, device=home)
     with torch.inference_mode(), tqdm(total=len(passages), desc="search", unit="passage") as progress:
         for number, (first, piece) in enumerate(_pieces(passages, piece_rows)):
             device = devices[number % len(devices)]
             dtype = torch.float32 if device == "cpu" else torch.float16
+            if device not in on_device:
+                on_device[device] = query_matrix.to(device=device, dtype=dtype)
             matrix = torch.from_numpy(np.ascontiguousarray(piece)).to(device=device, dtype=dtype)
             depth = min(top_k, matrix.shape[0])
             for start in range(0, len(queries), batch_size):
                 stop = start + batch_size
-                scores = query_matrix[start:stop].to(device=device, dtype=dtype) @ matrix.T
+                scores = on_device[device][start:stop] @ matrix.T
                 values, indices = canonical_topk(scores, depth)
                 # Earlier pieces hold lower ids, so a stable sort of [best so far, this piece] keeps ties by id.
-                values = torch.cat([best_values[start:stop], values.float().cpu()], 1)
-                indices = torch.cat([best_ids[start:stop], indices.cpu() + first], 1)
+                values = torch.cat([best_values[start:stop], values.float().to(home)], 1)
+                indices = torch.cat([best_ids[start:stop], indices.to(home) + first], 1)
                 order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :top_k]
                 best_values[start:stop], best_ids[start:stop] = values.gather(1, order), indices.gather(1, order)
             progress.update(len(piece))
             del matrix, piece
-    return best_values.numpy(), best_ids.numpy()
+    return best_values.cpu().numpy(), best_ids.cpu().numpy()
 
 
 def resolve_backend(backend: str, use_gpu: bool, top_k: int) -> str:

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
+from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,9 @@ from prep.io.atomic import atomic_file
 from prep.io.formats import Written, check_output, log_written, output_counts, write_rows
 from prep.io.jsonl import check_training_row
 from prep.io.paths import input_sources
-from prep.io.pool import PassagePool, open_pool
+from prep.io.pool import PassagePool, corpus_texts, open_pool
 from prep.io.rawjson import replaced
+from prep.io.rowstore import ListRows, RowStore, SourceRows
 from prep.io.sources import Reader
 from prep.models.runtime import check_devices
 from prep.models.sources import check_model_source
@@ -64,37 +66,87 @@ class Mining:
 
 
 @dataclass
+class Placement:
+    """Where every input row's positives and query sit in the pool, a few bytes per row: ``positives`` holds each
+    row's positives in order (row ``r``'s at ``starts[r]:starts[r + 1]``), each a pool id or ``-1 - k`` for
+    ``outside[k]``, a positive the pool lacks; ``queries`` each row's query id (-1: not in the pool)."""
+
+    positives: np.ndarray
+    starts: np.ndarray
+    queries: np.ndarray
+    outside: list[str]
+
+    @classmethod
+    def of(cls, rows: Iterable[dict[str, Any]], pool: PassagePool) -> Placement:
+        positives, starts, queries = array("q"), array("q", [0]), array("q")
+        outside: dict[str, int] = {}
+        for row in rows:
+            for text in row["pos"]:
+                pid = pool.id_of(text)
+                positives.append(pid if pid is not None else -1 - outside.setdefault(text, len(outside)))
+            starts.append(len(positives))
+            query = pool.id_of(row["query"])
+            queries.append(-1 if query is None else query)
+        return cls(np.frombuffer(positives, np.int64), np.frombuffer(starts, np.int64),
+                   np.frombuffer(queries, np.int64), list(outside))
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def positive_ids(self, number: int) -> list[int | None]:
+        """Input row ``number``'s positives' pool ids (None: not in the pool)."""
+        ids = self.positives[self.starts[number]:self.starts[number + 1]].tolist()
+        return [pid if pid >= 0 else None for pid in ids]
+
+    def query_id(self, number: int) -> int | None:
+        query = int(self.queries[number])
+        return None if query < 0 else query
+
+    def owners(self) -> np.ndarray:
+        """The input row number of each entry of ``positives``."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.starts))
+
+    @property
+    def most_positives(self) -> int:
+        return int(np.diff(self.starts).max()) if len(self) else 1
+
+
+@dataclass
+class Input:
+    """Every input row (left on disk and read a block at a time: ``io.rowstore``), the deduplicated pool they are
+    mined from, where each row's positives and query sit in it, and ``span``: the input rows mined here (all of
+    them, or a shard's); ``sources`` names the files they came from."""
+
+    store: RowStore
+    pool: PassagePool
+    placement: Placement
+    sources: dict[str, str | None]
+    span: range
+
+    def block(self, span: range) -> Corpus:
+        """The rows of ``span`` (input row numbers), read."""
+        return Corpus(self.store.rows(span), self.pool, [self.placement.positive_ids(n) for n in span],
+                      [self.placement.query_id(n) for n in span], span.start)
+
+
+@dataclass
 class Corpus:
-    """The rows, the deduplicated pool they are mined from, and where each row's positives and query sit in it
-    (None: not in the pool); ``sources`` names the files they came from."""
+    """One block of rows, the pool, and where each of the block's positives and queries sit in it (None: not in
+    the pool); ``first`` is the input row number of ``rows[0]``."""
 
     rows: list[dict[str, Any]]
     pool: PassagePool
     positive_ids: list[list[int | None]]
     query_ids: list[int | None]
-    sources: dict[str, str | None]
-    # With shard.count > 1 ``rows`` is one block of the input: ``first`` is the input row number of rows[0], and
-    # ``everyone`` every input row (the pool and the positives other rows claim are the whole input's).
     first: int = 0
-    everyone: list[dict[str, Any]] | None = None
 
     def excluded(self, index: int) -> set[int]:
         """Pool ids a row may never take as negatives: its positives and its query."""
         return {i for i in [*self.positive_ids[index], self.query_ids[index]] if i is not None}
 
-    def block(self, span: range) -> Corpus:
-        """The rows of ``span`` (positions in ``rows``), with the same pool and the same claimants."""
-        return Corpus(self.rows[span.start:span.stop], self.pool, self.positive_ids[span.start:span.stop],
-                      self.query_ids[span.start:span.stop], self.sources, self.first + span.start, self.claimants)
-
     def row_number(self, index: int) -> int:
         """The input row number of ``rows[index]``: what seeds its sampling and names it in the claims."""
         return self.first + index
-
-    @property
-    def claimants(self) -> list[dict[str, Any]]:
-        """Every input row: the rows whose positives are claimed (``miner.exclude_other_positives``)."""
-        return self.rows if self.everyone is None else self.everyone
 
 
 @dataclass
@@ -245,22 +297,24 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         teacher = make_teacher(settings)  # a missing teacher model fails here, before any encoding
     # The pool's texts (an Arrow file) and, with cache=false, its embeddings live in this folder.
     with mining.step.work_dir(".mine-") as work_dir:
-        corpus = load(mining, Path(work_dir), rows)
-        with corpus.pool:
-            pooled = prepare(mining, corpus, Path(work_dir), teacher)
-            claims = claim_positives(mining, corpus, pooled)
+        source = load(mining, Path(work_dir), rows)
+        with source.pool:
+            pooled = prepare(mining, source, Path(work_dir), teacher)
+            claims = claim_positives(mining, source, pooled)
             tally = Tally()
-            spans = query_blocks(len(corpus.rows), settings.miner.query_block)
-            blocks = (mine_block(mining, corpus.block(span), pooled, claims, tally, (number, len(spans)))
+            spans = query_blocks(source.span, settings.miner.query_block)
+            blocks = (mine_block(mining, source.block(span), pooled, claims, tally, (number, len(spans)))
                       for number, span in enumerate(spans))
             written = write(mining, blocks)
-    return report(mining, corpus, pooled, tally, written)
+    return report(mining, source, pooled, tally, written)
 
 
-def query_blocks(rows: int, size: int) -> list[range]:
-    """The rows in blocks of ``size`` (``miner.query_block``), mined one after the other (one empty block for no
-    rows)."""
-    return [range(start, min(start + size, rows)) for start in range(0, rows, size)] or [range(0, 0)]
+def query_blocks(rows: range | int, size: int) -> list[range]:
+    """The rows (a span of input row numbers, or a count from 0) in blocks of ``size`` (``miner.query_block``),
+    mined one after the other (one empty block for no rows)."""
+    rows = range(rows) if isinstance(rows, int) else rows
+    return [range(start, min(start + size, rows.stop)) for start in range(rows.start, rows.stop, size)] or [
+        range(rows.start, rows.start)]
 
 
 def mine_block(mining: Mining, corpus: Corpus, pooled: Pooled, claims: Claims, tally: Tally,
@@ -312,27 +366,37 @@ def finished_shard(settings: Any) -> dict[str, Any] | None:
     return summary
 
 
-def load(mining: Mining, work_dir: Path, rows: list[dict[str, Any]] | None) -> Corpus:
-    """The training rows (read and checked unless given), the deduplicated pool (an Arrow file in ``work_dir``),
-    and each row's positives and query in it."""
+def load(mining: Mining, work_dir: Path, rows: list[dict[str, Any]] | None) -> Input:
+    """The training rows (read and checked, then left on disk, unless given), the deduplicated pool (an Arrow file
+    in ``work_dir``: the pool file's texts, or every row's ``pos`` and ``neg`` read as the rows are checked), where
+    each row's positives and query sit in it, and the rows this run mines (a shard's with ``shard.count > 1``)."""
     source, pool_source = input_sources(mining.step.settings)
     reader = Reader.of(mining.step.settings)
     shard = mining.step.settings.shard
     with mining.step.phase("load"):
-        rows = reader.training_rows(source, check_training_row) if rows is None else rows
-        pool = open_pool(rows, pool_source, work_dir, reader)
-    log.info("%d rows from %s; corpus of %d distinct passages%s", len(rows), source.label, len(pool),
+        if rows is None:
+            store: RowStore = SourceRows(source, reader.columns, check_training_row,
+                                         reader.datasets_cache or str(work_dir / "datasets"))
+            scanned = store.scan()
+        else:
+            store = ListRows(rows)
+            scanned = iter(rows)
+        if pool_source is None:
+            pool = PassagePool.build(corpus_texts(scanned, None), work_dir)
+        else:
+            for _ in scanned:  # every row checked before the pool is read
+                pass
+            pool = open_pool([], pool_source, work_dir, reader)
+        placement = Placement.of(store, pool)
+    log.info("%d rows from %s; corpus of %d distinct passages%s", len(store), source.label, len(pool),
              f" from {pool_source.label}" if pool_source else " (pos and neg of the input)")
-    block, everyone = range(len(rows)), None
+    span = range(len(store))
     if shard.count > 1:
-        block, everyone = row_block(len(rows), shard.index, shard.count), rows
-        log.info("shard %d of %d: rows %d to %d of %d", shard.index, shard.count, block.start, block.stop - 1,
-                 len(rows))
-        rows = rows[block.start:block.stop]
-    return Corpus(rows, pool, [[pool.id_of(text) for text in row["pos"]] for row in rows],
-                  [pool.id_of(row["query"]) for row in rows],
-                  {"input": source.label, "candidate_pool": pool_source.label if pool_source else None},
-                  block.start, everyone)
+        span = row_block(len(store), shard.index, shard.count)
+        log.info("shard %d of %d: rows %d to %d of %d", shard.index, shard.count, span.start, span.stop - 1,
+                 len(store))
+    return Input(store, pool, placement,
+                 {"input": source.label, "candidate_pool": pool_source.label if pool_source else None}, span)
 
 
 def row_block(rows: int, index: int, count: int) -> range:
@@ -343,37 +407,35 @@ def row_block(rows: int, index: int, count: int) -> range:
     return range(start, start + size + (index < longer))
 
 
-def prepare(mining: Mining, corpus: Corpus, work_dir: Path, teacher: Any) -> Pooled:
+def prepare(mining: Mining, source: Input, work_dir: Path, teacher: Any) -> Pooled:
     """What every block needs: the pool's embeddings (chunks on disk), those of positives outside the pool (every
     input row's: other rows' positives are claimed, near duplicates included; encoded only for similarities), the
     search depth, and the teacher's score cache."""
     settings = mining.step.settings
     encoder = CachedEncoder(settings.miner, settings.hardware, mining.cache, mining.step.timer, settings.cache_dtype,
                             settings.encode_chunk)
-    pool_embeddings = encoder.pool_embeddings(corpus.pool, work_dir)
-    outside = list(dict.fromkeys(text for row in corpus.claimants for text in row["pos"]
-                                 if corpus.pool.id_of(text) is None))
+    pool_embeddings = encoder.pool_embeddings(source.pool, work_dir)
+    outside = source.placement.outside
     outside_embeddings = encoder.passages(outside) if outside else np.empty((0, 0), np.float32)
     scores = None
     if teacher is not None:
         from prep.cache.scores import CachedScores
 
         scores = CachedScores(teacher, mining.cache)
-    return Pooled(encoder, pool_embeddings, dict(zip(outside, outside_embeddings)), search_depth(mining, corpus),
+    return Pooled(encoder, pool_embeddings, dict(zip(outside, outside_embeddings)), search_depth(mining, source),
                   scores)
 
 
-def search_depth(mining: Mining, corpus: Corpus) -> int:
+def search_depth(mining: Mining, source: Input) -> int:
     """How many passages each query's search returns: the rank window's end (deep enough to see a positive at rank
     ``miner.max_positive_rank``), clamped to the pool; the same for every block and shard of the input."""
     low, high = mining.rules.rank_window
     if mining.rules.max_positive_rank is not None:
-        high = max(high, mining.rules.max_positive_rank + max((len(row["pos"]) for row in corpus.claimants),
-                                                              default=1))
-    if high > len(corpus.pool):
+        high = max(high, mining.rules.max_positive_rank + source.placement.most_positives)
+    if high > len(source.pool):
         log.warning("range_for_sampling %d-%d reaches past the corpus of %d passages: searching the top %d",
-                    low, high, len(corpus.pool), len(corpus.pool))
-    return min(high, len(corpus.pool))
+                    low, high, len(source.pool), len(source.pool))
+    return min(high, len(source.pool))
 
 
 def encode_block(mining: Mining, corpus: Corpus, pooled: Pooled) -> Embedded:
@@ -507,37 +569,36 @@ def rank_positives(mining: Mining, corpus: Corpus, embedded: Embedded, searched:
 NEAR_DEPTH = 32  # neighbours of each positive looked at for near duplicates
 
 
-def claim_positives(mining: Mining, corpus: Corpus, pooled: Pooled) -> Claims:
+def claim_positives(mining: Mining, source: Input, pooled: Pooled) -> Claims:
     """Which pool passages are some row's positive and, with ``miner.other_positive_threshold``, which are near
-    duplicates of one (among each positive's ``NEAR_DEPTH`` nearest passages)."""
-    # Claims name input row numbers (a shard's rows are claimed by the whole input's).
-    claimants = corpus.claimants
-    positive_ids = corpus.positive_ids if corpus.everyone is None else [
-        [corpus.pool.id_of(text) for text in row["pos"]] for row in claimants]
+    duplicates of one (among each positive's ``NEAR_DEPTH`` nearest passages). Claims name input row numbers (a
+    shard's rows are claimed by the whole input's)."""
+    placement = source.placement
+    owners = placement.owners()
     exact: dict[int, int] = {}
-    for number, ids in enumerate(positive_ids):
-        for pid in ids:
-            if pid is not None:
-                sampling.claim(exact, pid, number)
+    for number, pid in zip(owners.tolist(), placement.positives.tolist()):
+        if pid >= 0:
+            sampling.claim(exact, pid, number)
     threshold = mining.rules.other_positive_threshold
     if threshold is None:
         return Claims(exact)
     from prep.retrieval.search import search as exact_search
 
-    owners = [number for number, row in enumerate(claimants) for _ in row["pos"]]
-    inside = [pid for ids in positive_ids for pid in ids if pid is not None]
-    gathered = iter(pooled.pool.rows(inside) if inside else ())
-    vectors = np.stack([next(gathered) if pid is not None else pooled.outside[text]
-                        for row, ids in zip(claimants, positive_ids) for text, pid in zip(row["pos"], ids)])
     near: dict[int, int] = {}
-    with mining.step.phase("search"):
-        similarities, neighbours = exact_search(pooled.pool, vectors.astype(np.float32),
-                                                min(NEAR_DEPTH, len(corpus.pool)),
-                                                batch_size=mining.step.settings.miner.search_batch_size)
-    for owner, row_similarities, row_ids in zip(owners, similarities, neighbours):
-        for similarity, pid in zip(row_similarities.tolist(), row_ids.tolist()):
-            if pid >= 0 and similarity >= threshold:
-                sampling.claim(near, pid, owner)
+    outside = [pooled.outside[text] for text in placement.outside]
+    block = mining.step.settings.miner.query_block
+    for start in range(0, len(placement.positives), block):  # the positives' embeddings a block at a time
+        ids = placement.positives[start:start + block]
+        inside = iter(pooled.pool.rows(ids[ids >= 0]) if (ids >= 0).any() else ())
+        vectors = np.stack([next(inside) if pid >= 0 else outside[-1 - pid] for pid in ids.tolist()])
+        with mining.step.phase("search"):
+            similarities, neighbours = exact_search(pooled.pool, vectors.astype(np.float32),
+                                                    min(NEAR_DEPTH, len(source.pool)),
+                                                    batch_size=mining.step.settings.miner.search_batch_size)
+        for owner, row_similarities, row_ids in zip(owners[start:start + block].tolist(), similarities, neighbours):
+            for similarity, pid in zip(row_similarities.tolist(), row_ids.tolist()):
+                if pid >= 0 and similarity >= threshold:
+                    sampling.claim(near, pid, owner)
     return Claims(exact, near)
 
 
@@ -680,7 +741,7 @@ def mined_row(row: dict[str, Any], negatives: list[str], sources: list[str] | No
     return replaced(row, removed=("neg_scores",), neg=negatives, **extra)
 
 
-def report(mining: Mining, corpus: Corpus, pooled: Pooled, tally: Tally, written: Written) -> dict[str, Any]:
+def report(mining: Mining, source: Input, pooled: Pooled, tally: Tally, written: Written) -> dict[str, Any]:
     """The summary (README, "Mining rules") from the blocks' tally, the log's tables, ``similarities.npz`` and
     ``similarity.png``."""
     rules = mining.rules
@@ -697,7 +758,7 @@ def report(mining: Mining, corpus: Corpus, pooled: Pooled, tally: Tally, written
                    "positive_score": describe(tally.values("teacher_positive"))}
     summary = {
         "rows": tally.rows,
-        "corpus_size": len(corpus.pool),
+        "corpus_size": len(source.pool),
         "negatives": negative_counts(tally.values("counts"), tally.values("filled"), rules.negative_number),
         "candidates": {"in_window": sum(tally.removed.values()) + tally.qualifying + tally.not_needed,
                        "removed": dict(tally.removed), "qualifying": tally.qualifying,
@@ -720,12 +781,12 @@ def report(mining: Mining, corpus: Corpus, pooled: Pooled, tally: Tally, written
         "input_negatives_kept": tally.own,
         "retriever": str(mining.step.settings.miner.retriever),
         "negatives_by_retriever": dict(tally.by_retriever),
-        **corpus.sources,
+        **source.sources,
     }
     shard = mining.step.settings.shard
     if shard.count > 1:  # step=merge joins the parts in this order
-        summary["shard"] = {"index": shard.index, "count": shard.count, "first_row": corpus.first,
-                            "input_rows": len(corpus.claimants)}
+        summary["shard"] = {"index": shard.index, "count": shard.count, "first_row": source.span.start,
+                            "input_rows": len(source.store)}
     log_summary(summary)
     write_similarities(mining.step, positives.astype(np.float32), negatives.astype(np.float32),
                        f"{tally.rows} rows, ranks {rules.rank_window[0]}-{rules.rank_window[1]}, "

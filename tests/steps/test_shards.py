@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from prep.errors import OutputExistsError, UsageError
 from prep.io.jsonl import read_jsonl
 from prep.io.paths import SAMPLE_POOL, SAMPLE_TRAIN
+from prep.io.rowstore import SourceRows
 from prep.steps import merge, mine
-from prep.steps.mine import row_block
+from prep.steps.mine import query_blocks, row_block
 from tests.conftest import compose_config, write_jsonl
 
 # Every rule that reads other rows or draws random numbers: cross-row exclusion with near duplicates (claims by
@@ -163,8 +164,11 @@ RUN_FIGURES = ("seconds", "cache", "encoded", "peak_memory_gb", "config", "overr
 
 
 @pytest.mark.parametrize("teacher", [False, True])
-def test_any_query_block_gives_the_same_bytes_and_figures(tmp_path, teacher):
+def test_any_query_block_gives_the_same_bytes_and_figures(tmp_path, teacher, monkeypatch):
     data = f"input={training_file(tmp_path, 60 if teacher else None)}"  # the teacher scores: fewer rows
+    reads: list[range] = []  # the spans of rows read again from the input file (the rows are not held)
+    original = SourceRows.rows
+    monkeypatch.setattr(SourceRows, "rows", lambda store, span: reads.append(span) or original(store, span))
     extra = ["miner.teacher_filter=true", "miner.teacher_relative_margin=0.5",
              f"miner.candidate_pool={SAMPLE_POOL}"] if teacher else []
     runs = {block: mine.run(compose_config([f"run_dir={tmp_path / str(block)}", f"cache_dir={tmp_path / 'cache'}",
@@ -172,6 +176,8 @@ def test_any_query_block_gives_the_same_bytes_and_figures(tmp_path, teacher):
             for block in (4096, 7)}  # 170 rows: one block, then 25 (the last of 2 rows)
     outputs = {block: open(summary["output"], "rb").read() for block, summary in runs.items()}
     assert outputs[7] == outputs[4096]
+    rows = runs[7]["rows"]
+    assert [span for span in reads if len(span) < rows] == query_blocks(rows, 7)  # the 7-row run's blocks
     assert open(runs[7]["rejected"], "rb").read() == open(runs[4096]["rejected"], "rb").read()
     # The block size is not part of the embeddings' cache key: the later runs encode no passage.
     assert runs[7]["encoded"]["passages"] == 0 and runs[7]["cache"]["misses"] > 0  # (its blocks' queries)

@@ -1,0 +1,66 @@
+"""``io.rowstore``: rows read once, then read again by span from where they are, equal to the first read."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from prep.config.schema import ColumnsConfig
+from prep.errors import DataError
+from prep.io.jsonl import check_training_row
+from prep.io.rowstore import ListRows, SourceRows
+from prep.io.sources import resolve
+from tests.io.test_sources import write_parquet
+
+ROWS = [{"query": f"q{i}", "pos": [f"p{i}"], "neg": [f"n{i}", "ü€"], "extra": {"k": i}} for i in range(7)]
+
+
+def scanned(tmp_path, target, **columns) -> tuple[SourceRows, list[dict]]:
+    store = SourceRows(resolve(target), ColumnsConfig(**columns), check_training_row, str(tmp_path / "cache"))
+    return store, list(store.scan())
+
+
+def test_spans_read_again_equal_the_first_read_across_parts_and_line_quirks(tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    # a byte-order mark, CRLF endings, blank lines, a last line without its newline, then a table part
+    lines = [json.dumps(row, ensure_ascii=False) for row in ROWS[:4]]
+    (folder / "a.jsonl").write_bytes(b"\xef\xbb\xbf" + "\r\n\n".join(lines).encode("utf-8"))
+    write_parquet(folder / "b.parquet", ROWS[4:])
+    store, first = scanned(tmp_path, folder)
+    assert len(store) == 7 and [dict(row) for row in first] == ROWS
+    for start in range(8):
+        for stop in range(start, 8):
+            assert [dict(row) for row in store.rows(range(start, stop))] == ROWS[start:stop]
+    assert [dict(row) for row in store] == ROWS
+
+
+def test_sentence_transformers_columns_are_mapped_on_every_read(tmp_path):
+    path = tmp_path / "st.jsonl"
+    path.write_text("".join(json.dumps({"anchor": f"a{i}", "positive": f"b{i}"}) + "\n" for i in range(3)))
+    store, first = scanned(tmp_path, path)
+    assert store.rows(range(1, 3)) == [{"query": "a1", "pos": ["b1"]}, {"query": "a2", "pos": ["b2"]}] == first[1:]
+
+
+def test_a_bad_row_is_named_by_the_scan(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({"query": "q", "pos": []}) + "\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:2: field 'pos'"):
+        scanned(tmp_path, path)
+
+
+def test_a_file_changed_after_the_scan_is_not_read_again(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
+    store, _ = scanned(tmp_path, path)
+    path.write_text("".join(json.dumps(row) + "\n" for row in ROWS[1:]))
+    os.utime(path, ns=(0, 0))
+    with pytest.raises(DataError, match="rows.jsonl: changed while its rows were being mined"):
+        store.rows(range(0, 2))
+
+
+def test_rows_in_memory_are_their_own_store():
+    store = ListRows(ROWS)
+    assert len(store) == 7 and store.rows(range(2, 4)) == ROWS[2:4] and list(store) == ROWS
