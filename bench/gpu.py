@@ -300,7 +300,6 @@ def check(kit: Path, out: Path, smoke: bool) -> int:
     if device == "cpu":
         print("no GPU" if not torch.cuda.is_available() else "--smoke", "-> toy sizes on the CPU, to check the "
               "script; the goals are not judged")
-        torch.set_num_threads(min(4, os.cpu_count() or 1))
     card = torch.cuda.get_device_name(0) if device != "cpu" else "cpu"
     import FlagEmbedding
     import transformers

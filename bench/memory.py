@@ -20,8 +20,10 @@ the target is that the peak at N stays within the baseline plus twice the size o
 embeddings. Results: DIR/memory.jsonl and a table.
 
 ``--rows``: training rows instead of pool sizes (issue: memory flat in the rows): for each pool size, one run
-per row count; ``--prefill-queries`` also fills the cache with random query embeddings under the keys of each
-``miner.query_block`` block, so that the measured run encodes nothing and the figures are the rows' handling.
+per row count (with more rows than passages, each passage is one row's positive and the other rows' positives
+are drawn from the pool again, so several rows share a positive); ``--prefill-queries`` also fills the cache
+with random query embeddings under the keys of each ``miner.query_block`` block, so that the measured run
+encodes nothing and the figures are the rows' handling.
 
 ``--pool-format parquet`` gives the measured run the same pool as a parquet file (read through ``datasets``:
 converted to Arrow in the run's cache folder by the measured run itself, then memory-mapped), to compare
@@ -64,6 +66,7 @@ def write_data(folder: Path, size: int, queries: int, seed: int = 0) -> tuple[Pa
     words = np.array(vocabulary(20000, rng))
     chosen = set(rng.choice(size, size=min(queries, size), replace=False).tolist())
     rows = []
+    passages = []  # with more rows than passages, the later rows' positives are drawn again from the pool
     with open(pool_path.with_suffix(".tmp"), "w", encoding="utf-8") as handle:
         for number in range(size):
             passage_words = words[rng.integers(0, len(words), size=int(rng.integers(20, 61)))]
@@ -72,7 +75,12 @@ def write_data(folder: Path, size: int, queries: int, seed: int = 0) -> tuple[Pa
             if number in chosen:
                 query = " ".join(rng.choice(passage_words, size=6, replace=False))
                 rows.append({"query": query, "pos": [text]})
+            if queries > size:
+                passages.append((text, passage_words))
     pool_path.with_suffix(".tmp").rename(pool_path)
+    for _ in range(queries - len(rows)):
+        text, passage_words = passages[int(rng.integers(0, size))]
+        rows.append({"query": " ".join(rng.choice(passage_words, size=6, replace=False)), "pos": [text]})
     train_path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return pool_path, train_path
 

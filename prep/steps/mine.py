@@ -7,16 +7,19 @@ and under the margins; optionally drop what the teacher scores too close to the 
 ``negative_number`` of them, seeded per row; fill a short row with random passages that are neither
 positives, nor the query, nor chosen already.
 
-``run`` reads as its phases: load (the rows, the pool), prepare (the pool's embeddings, the search
-depth), claim (whose positive each passage is), then for each block of ``miner.query_block`` rows
+``run`` reads as its phases: load (the rows checked, the pool, where each row's texts sit in it), prepare (the
+pool's embeddings, the search depth), claim (whose positive each passage is), then for each block of
+``miner.query_block`` rows
 (``mine_block``): encode its queries, search, rank its positives, qualify, denoise, select; the blocks are
 written as they are mined (write), and the tally of their figures is the summary (report). Each phase is a
 function that takes what it needs and returns what it made.
 
 Memory does not grow with the pool: its texts are an Arrow file (``io.pool``), its embeddings
 chunks on disk (``cache.embeddings.PoolEmbeddings``) that the exact search reads one at a time, and
-the output is written row by row (README, "Large pools: memory"); with the rows it grows only by the rows
-themselves and a few bytes per row and negative (README, "Large training sets").
+the output is written row by row (README, "Large pools: memory"). Nor does it grow with the rows beyond a few
+bytes per row and negative: the input rows stay on disk and are read again a block at a time (``io.rowstore``),
+and what every block needs of all of them (``Placement``, the claims) is arrays and numbers (README, "Large
+training sets").
 """
 
 from __future__ import annotations

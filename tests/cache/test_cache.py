@@ -6,9 +6,11 @@ import pytest
 from prep.cache import embeddings
 from prep.cache.identity import fingerprint, model_fingerprint, pair_key, texts_fingerprint
 from prep.cache.store import Cache, ScoreEntries, SearchEntries
+from prep.io.jsonl import read_jsonl
+from prep.io.paths import SAMPLE_TRAIN
 from prep.steps import mine
 from prep.steps.frame import PhaseTimer
-from tests.conftest import compose_config
+from tests.conftest import compose_config, write_jsonl
 
 
 def test_texts_fingerprint_depends_on_every_text_and_the_order():
@@ -214,8 +216,9 @@ def test_a_changed_identity_key_misses_the_cache_end_to_end(make_config, tmp_pat
 
 @pytest.mark.parametrize("kind", ["embeddings", "search", "scores"])
 def test_a_corrupt_entry_of_any_kind_is_rebuilt_in_the_same_run(make_config, tmp_path, caplog, kind):
+    rows = write_jsonl(tmp_path / "train.jsonl", read_jsonl(SAMPLE_TRAIN)[:60])  # the teacher scores pair by pair
     common = ["encode_chunk=50", "miner.range_for_sampling=2-30", "miner.negative_number=5",
-              "miner.teacher_filter=true", "miner.sampling_strategy=top"]
+              "miner.teacher_filter=true", "miner.sampling_strategy=top", f"input={rows}"]
     mine.run(make_config(*common, f"output={tmp_path / 'first.jsonl'}"))
     entries = sorted((tmp_path / "cache" / kind).rglob("*.npz"))
     assert entries

@@ -8,6 +8,7 @@ import pytest
 from prep.io.jsonl import read_jsonl
 from prep.io.paths import SAMPLE_TRAIN
 from prep.report.sweep import COLUMNS, markdown_table
+from prep.steps import mine
 from tests.conftest import CONF_DIR, compose_config, run_cli, write_jsonl
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -67,11 +68,9 @@ def test_parallel_jobs_share_a_cold_cache_safely(tmp_path):
                      "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not list(cache.rglob("*.tmp"))
-    again = run_cli("step=mine", f"input={data}", "seed=2", "miner.range_for_sampling=2-40",
-                    "miner.negative_number=4", f"cache_dir={cache}", f"output={tmp_path / 'again.jsonl'}",
-                    f"run_dir={tmp_path / 'again'}", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    summary = json.loads((tmp_path / "again" / "summary.json").read_text())
+    summary = mine.run(compose_config([f"input={data}", "seed=2", "miner.range_for_sampling=2-40",
+                                       "miner.negative_number=4", f"cache_dir={cache}",
+                                       f"output={tmp_path / 'again.jsonl'}", f"run_dir={tmp_path / 'again'}"]))
     assert summary["encoded"] == {"queries": 0, "passages": 0} and summary["cache"]["misses"] == 0
     job_output = next(p for p in (tmp_path / "sweep").glob("*/mined.jsonl")
                       if "seed=2" in json.loads((p.parent / "summary.json").read_text())["overrides"])

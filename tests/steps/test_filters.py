@@ -10,6 +10,9 @@ from prep.steps import mine
 from tests.conftest import compose_config, write_jsonl
 
 WINDOW = ["miner.range_for_sampling=2-30", "hardware.use_bf16=false"]
+# The teacher in batches (its scores then move in the 7th digit with their batch): these tests compare within a
+# run, or with a tolerance; tests/steps/test_kill.py and tests/cache/ hold the batch-invariant scores to bytes.
+BATCHED = "reranker.batch_invariant=false"
 # Every qualifying candidate becomes a negative, in rank order: the output lists what the filters kept.
 ALL_QUALIFYING = ["miner.sampling_strategy=top", "miner.negative_number=28", "miner.fill_random=false"]
 
@@ -92,7 +95,7 @@ def test_teacher_denoising_drops_what_the_teacher_scores_above_the_positive(make
     from FlagEmbedding import FlagAutoReranker
 
     teacher = [f"reranker.model_name_or_path={tiny_cross_encoder}", "reranker=cross_encoder",
-               "reranker.model_class=encoder-only-base"]
+               "reranker.model_class=encoder-only-base", BATCHED]
     before = mine.run(make_config(*WINDOW, *ALL_QUALIFYING, f"output={tmp_path / 'before.jsonl'}"))
     after = mine.run(make_config(*WINDOW, *ALL_QUALIFYING, *teacher, "miner.teacher_filter=true",
                                  "miner.teacher_absolute_margin=0.0", f"output={tmp_path / 'after.jsonl'}"))
@@ -123,7 +126,7 @@ def test_teacher_denoising_drops_what_the_teacher_scores_above_the_positive(make
 @pytest.mark.slow
 def test_top_with_the_teacher_scores_only_what_it_needs(make_config, tiny_cross_encoder, tmp_path):
     teacher = ["reranker=cross_encoder", f"reranker.model_name_or_path={tiny_cross_encoder}",
-               "miner.teacher_filter=true"]
+               "miner.teacher_filter=true", BATCHED]
     every = mine.run(make_config(*WINDOW, *ALL_QUALIFYING, *teacher, f"output={tmp_path / 'all.jsonl'}",
                                  f"cache_dir={tmp_path / 'cache-all'}"))
     three = mine.run(make_config(*WINDOW, "miner.sampling_strategy=top", "miner.negative_number=3",
@@ -141,7 +144,8 @@ def test_top_with_the_teacher_scores_only_what_it_needs(make_config, tiny_cross_
 @pytest.mark.slow
 def test_denoised_rows_stay_full(make_config, tiny_cross_encoder):
     summary = mine.run(make_config(*WINDOW, "miner.negative_number=8", "reranker=cross_encoder",
-                                   f"reranker.model_name_or_path={tiny_cross_encoder}", "miner.teacher_filter=true"))
+                                   f"reranker.model_name_or_path={tiny_cross_encoder}", "miner.teacher_filter=true",
+                                   BATCHED))
     assert summary["candidates"]["removed"]["teacher"] > 0
     assert summary["negatives"]["min"] == 8 and summary["negatives"]["rows_short"] == 0
 

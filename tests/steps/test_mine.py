@@ -2,6 +2,8 @@
 
 import json
 import logging
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from prep.io.jsonl import read_jsonl
 from prep.io.pool import open_pool
 from prep.retrieval.sampling import RangeError
 from prep.steps import mine
-from tests.conftest import run_cli, write_jsonl
+from tests.conftest import compose_config, run_cli, write_jsonl
 
 RANKS = (2, 40)
 SIMILARITY = (0.2, 0.5)
@@ -105,14 +107,14 @@ def test_same_seed_same_bytes_other_seed_other_negatives(make_config, tmp_path):
 def test_byte_identical_across_processes_and_hash_seeds(tmp_path):
     rows = read_jsonl(paths.SAMPLE_TRAIN)[:40]
     data = write_jsonl(tmp_path / "train.jsonl", rows)  # no pool: the corpus comes from the rows' texts
-    files = []
-    for hash_seed in ("1", "2"):
-        out = tmp_path / f"out{hash_seed}.jsonl"
-        result = run_cli("step=mine", f"input={data}", f"output={out}", "miner.range_for_sampling=1-30",
-                         "miner.negative_number=5", f"run_dir={tmp_path / hash_seed}", "cache=false",
-                         cwd=tmp_path, env_extra={"PYTHONHASHSEED": hash_seed})
-        assert result.returncode == 0, result.stderr[-2000:]
-        files.append(out.read_bytes())
+    settings = [f"input={data}", "miner.range_for_sampling=1-30", "miner.negative_number=5", "cache=false"]
+    # this process (its own hash seed, random unless PYTHONHASHSEED is set), then a fresh one with another
+    here = mine.run(compose_config([*settings, f"output={tmp_path / 'here.jsonl'}", f"run_dir={tmp_path / 'a'}"]))
+    hash_seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
+    result = run_cli("step=mine", *settings, f"output={tmp_path / 'there.jsonl'}", f"run_dir={tmp_path / 'b'}",
+                     cwd=tmp_path, env_extra={"PYTHONHASHSEED": hash_seed})
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = [Path(here["output"]).read_bytes(), (tmp_path / "there.jsonl").read_bytes()]
     assert files[0] == files[1]
     assert len(files[0].splitlines()) == 40
 

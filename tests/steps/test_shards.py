@@ -138,8 +138,7 @@ def test_a_sharded_multirun_on_joblib_resumes_and_merges_into_the_single_run(tmp
 
     data = training_file(tmp_path)
     common = [f"input={data}", f"cache_dir={tmp_path / 'cache'}", *TRICKY]
-    single = run_cli("step=mine", *common, f"run_dir={tmp_path / 'single'}", cwd=tmp_path)
-    assert single.returncode == 0, single.stderr[-3000:]
+    mine.run(compose_config([*common, f"run_dir={tmp_path / 'single'}"]))  # here: the launcher is what is tested
     sharded = ["-m", "step=mine", "shard.index=0,1,2", "shard.count=3", *common, "hydra/launcher=joblib",
                "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 'parts'}"]
     first = run_cli(*sharded, cwd=tmp_path)
@@ -152,9 +151,8 @@ def test_a_sharded_multirun_on_joblib_resumes_and_merges_into_the_single_run(tmp
     assert again.returncode == 0, again.stderr[-3000:]
     assert [outputs[0].stat().st_mtime_ns, outputs[2].stat().st_mtime_ns] == [written[0], written[2]]  # skipped
     assert outputs[1].is_file()
-    merged = run_cli("step=merge", f"input={tmp_path / 'parts'}", f"output={tmp_path / 'merged.jsonl'}",
-                     f"run_dir={tmp_path / 'merge'}", cwd=tmp_path)
-    assert merged.returncode == 0, merged.stderr[-3000:]
+    merge.run(compose_config(["step=merge", f"input={tmp_path / 'parts'}", f"output={tmp_path / 'merged.jsonl'}",
+                              f"run_dir={tmp_path / 'merge'}"]))
     assert (tmp_path / "merged.jsonl").read_bytes() == (tmp_path / "single" / "mined.jsonl").read_bytes()
 
 
