@@ -10,6 +10,7 @@ Rows that a caller already holds (``step=probe``'s training rows, the Python API
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,7 @@ class SourceRows(RowStore):
         starts = [0]
         for part in self.source.parts:
             if part.kind == "jsonl":
-                offsets, numbers = [], []
+                offsets, numbers = array("q"), array("q")
                 lines = LineRows(part.location, self.columns, self.check)
                 for line_number, offset, line in iter_line_offsets(part.location):
                     if line.strip():
@@ -97,8 +98,8 @@ class SourceRows(RowStore):
                         offsets.append(offset)
                         numbers.append(line_number)
                         yield row
-                self._parts.append(_LinePart(part.location, np.asarray(offsets, dtype=np.int64),
-                                             np.asarray(numbers, dtype=np.int64), _stamp(part.location)))
+                self._parts.append(_LinePart(part.location, np.frombuffer(offsets, np.int64),
+                                             np.frombuffer(numbers, np.int64), _stamp(part.location)))
                 starts.append(starts[-1] + len(offsets))
                 continue
             table = load_table(part, self.source.split, self.datasets_cache)

@@ -355,7 +355,9 @@ def _same_keys(mapping: Columns, raw: dict[str, Any]) -> bool:
 
 
 def check_row(check: RowCheck | None, row: dict[str, Any], mapping: Columns, label: str, number: int,
-           unit: str = "line") -> None:
+              unit: str = "line") -> None:
+    """Run ``check`` on a mapped row; a FieldError becomes a DataError naming the part, the line or row, and the
+    source's own column."""
     if check is None:
         return
     try:
