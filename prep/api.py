@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 GROUP_NAMES = ("miner", "reranker", "splitter", "hardware", "sampling")
-_MISSING = object()  # OmegaConf.select's answer for a key the config does not have
 
 
 class Result(NamedTuple):
@@ -53,7 +52,7 @@ def compose(step: str, overrides: dict[str, Any]) -> Any:
     finally:
         GlobalHydra.instance().clear()
     for key, value in values.items():
-        if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+        if not _has_key(cfg, key):
             raise UsageError(f"unknown config key '{key}' (see prep/config/schema.py for the keys)")
         try:
             OmegaConf.update(cfg, key, value, merge=False)
@@ -63,6 +62,16 @@ def compose(step: str, overrides: dict[str, Any]) -> Any:
         cfg.pop("hydra", None)
     return cfg
 
+
+
+def _has_key(cfg: Any, key: str) -> bool:
+    """Whether the dotted ``key`` is in ``cfg``, without resolving its value (a default such as the bundled model's
+    ``${pkg_model:...}`` is replaced, never looked up: its package may be missing)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    parent_key, _, name = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    return isinstance(parent, DictConfig) and name in parent.keys()
 
 
 def _run(step: str, data: Any, overrides: dict[str, Any]) -> Result:

