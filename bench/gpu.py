@@ -48,10 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # What the GPU machine lacks, at the versions this project is tested with (FlagEmbedding 1.4.2 needs
-# transformers < 5, which needs huggingface-hub < 1 and tokenizers < 0.23).
+# transformers < 5, which needs huggingface-hub < 1 and tokenizers < 0.23; peft at the version tested with it).
 WHEELS = ["FlagEmbedding==1.4.2", "transformers==4.57.6", "huggingface-hub==0.36.2", "tokenizers==0.22.2",
           "datasets==5.0.1", "multiprocess==0.70.19", "dill==0.4.1", "lz4==4.4.5", "hydra-core==1.3.8",
-          "omegaconf==2.3.1"]
+          "omegaconf==2.3.1", "peft==0.21.2"]
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64"]
 
