@@ -156,7 +156,7 @@ def prefill(keys: list[str], queries: bool = False) -> int:
         from prep.steps.mine import query_blocks
 
         texts = [row["query"] for row in read_jsonl(input_sources(cfg)[0].parts[0].location)]
-        for span in query_blocks(len(texts), cfg.miner.query_block):
+        for span in query_blocks(range(len(texts)), cfg.miner.query_block):
             key = encoder.key("queries", texts[span.start:span.stop])
             chunk_keys.add(key)
             if not cache.has("embeddings", key):

@@ -299,25 +299,11 @@ IDENTITY = Columns("query", "pos", ["neg"])
 def iter_training_rows(source: Source, columns: ColumnsConfig, check: RowCheck | None,
                        datasets_cache: str | None) -> Iterator[dict[str, Any]]:
     """Each row of ``source`` as a FlagEmbedding row, checked; a DataError names the part, its line (JSON lines)
-    or row (tables) and the source's own column name."""
-    count = 0
-    for part in source.parts:
-        if part.kind == "jsonl":
-            lines = LineRows(part.location, columns, check)
-            for line_number, line in iter_lines(part.location):
-                if line.strip():
-                    count += 1
-                    yield lines.row(line_number, line)
-            continue
-        table = load_table(part, source.split, datasets_cache)
-        mapping = training_columns(table.column_names, columns, part.label)
-        for number, raw in enumerate(table_rows(table), start=1):
-            row = mapping.convert(raw)
-            check_row(check, row, mapping, part.label, number, unit="row")
-            count += 1
-            yield row
-    if count == 0:
-        raise DataError(source.label, None, "holds no rows")
+    or row (tables) and the source's own column. (``rowstore.SourceRows.scan`` reads them, and also remembers
+    where each row is, for ``step=mine``.)"""
+    from prep.io.rowstore import SourceRows
+
+    yield from SourceRows(source, columns, check, datasets_cache).scan()
 
 
 class LineRows:

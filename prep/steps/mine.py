@@ -312,10 +312,9 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return report(mining, source, pooled, tally, written)
 
 
-def query_blocks(rows: range | int, size: int) -> list[range]:
-    """The rows (a span of input row numbers, or a count from 0) in blocks of ``size`` (``miner.query_block``),
-    mined one after the other (one empty block for no rows)."""
-    rows = range(rows) if isinstance(rows, int) else rows
+def query_blocks(rows: range, size: int) -> list[range]:
+    """The rows (a span of input row numbers) in blocks of ``size`` (``miner.query_block``), mined one after the
+    other (one empty block for no rows)."""
     return [range(start, min(start + size, rows.stop)) for start in range(rows.start, rows.stop, size)] or [
         range(rows.start, rows.start)]
 

@@ -175,7 +175,7 @@ def test_any_query_block_gives_the_same_bytes_and_figures(tmp_path, teacher, mon
     outputs = {block: open(summary["output"], "rb").read() for block, summary in runs.items()}
     assert outputs[7] == outputs[4096]
     rows = runs[7]["rows"]
-    assert [span for span in reads if len(span) < rows] == query_blocks(rows, 7)  # the 7-row run's blocks
+    assert [span for span in reads if len(span) < rows] == query_blocks(range(rows), 7)  # the 7-row run's blocks
     assert open(runs[7]["rejected"], "rb").read() == open(runs[4096]["rejected"], "rb").read()
     # The block size is not part of the embeddings' cache key: the later runs encode no passage.
     assert runs[7]["encoded"]["passages"] == 0 and runs[7]["cache"]["misses"] > 0  # (its blocks' queries)
