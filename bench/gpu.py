@@ -262,6 +262,7 @@ def measure_mine(kit: Path, model: str, work: Path, device: str, sizes: Sizes) -
                f"miner.candidate_pool={pool}", f"miner.model_name_or_path={model}",
                "miner.model_class=encoder-only-base", "miner.pooling_method=cls",
                f"miner.passage_max_length={sizes.max_length}", "cache=false", f"run_dir={work / 'mine'}",
+               f"hydra.run.dir={work / 'mine'}",
                f"splitter.model_name_or_path={kit / 'tokenizer'}",
                f"output={work / 'mined.jsonl'}", "overwrite=true"]
     started = time.perf_counter()

@@ -1,14 +1,17 @@
 """Does a cheap probe rank the sampling presets as full training does? (issue: the probe's default size)
 
     python bench/probe_presets.py [--dir .bench/probe] [--queries 2000] [--corpus 0] [--sizes 10x16,30x16]
-                                  [--presets flagembedding,top_k,topk_percpos,percpos_random] [--seeds 0,1]
+                                  [--presets flagembedding,top_k,topk_percpos,percpos_random,in_batch]
+                                  [--seeds 0,1] [--tag _n7 probe.negatives=7 ...]
 
 Builds the Debian corpus (../shared/bench/debian_corpus.py), then for each probe size (steps x batch) and
-seed runs ``step=probe`` over the presets as one sweep (one encode of the pool, shared cache) and compares
-the presets' order by mean nDCG@10 with the order full training gave (``FULL_TRAINING``: the means of two
-seeds, strict nDCG@10, from bench/README.md's quality table; (e) and the teacher recipes have no preset
-here). Prints, and writes to DIR/results.md, each size's nDCG@10 per preset, Kendall tau against full
-training, and the seconds a probe job took.
+seed runs ``step=probe`` over the presets as one sweep (one encode of the pool, shared cache), plus
+``in_batch`` (recipe (e): ``probe.negatives=0``, in-batch negatives only) as a job of its own, and compares
+the arms' order by mean nDCG@10 with the order full training gave (``FULL_TRAINING``: the means of two
+seeds, strict nDCG@10, from bench/README.md's quality table; the teacher recipes have no preset here).
+Overrides after the options go to every probe job (``--tag`` names their sweep folders apart). Prints, and
+writes to DIR/results<tag>.md, each size's nDCG@10 per arm (the seeds' mean and each seed's), Kendall tau
+against full training, and the seconds a probe job took.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS_SCRIPT = ROOT.parent / "shared" / "bench" / "debian_corpus.py"
 # bench/README.md, "Quality": strict nDCG@10, means of seeds 0 and 1, fine-tuned on 1,024 mined rows.
-FULL_TRAINING = {"flagembedding": 0.7855, "top_k": 0.7991, "topk_percpos": 0.7906, "percpos_random": 0.7838}
+FULL_TRAINING = {"flagembedding": 0.7855, "top_k": 0.7991, "topk_percpos": 0.7906, "percpos_random": 0.7838,
+                 "in_batch": 0.7689}
+IN_BATCH = "in_batch"  # recipe (e): no mined negatives, so the sampling preset does not matter
 
 
 def kendall_tau(first: dict[str, float], second: dict[str, float]) -> float:
@@ -35,17 +40,39 @@ def kendall_tau(first: dict[str, float], second: dict[str, float]) -> float:
     return round(score / len(pairs), 4) if pairs else 0.0
 
 
-def probe_sweep(args: argparse.Namespace, corpus: Path, steps: int, batch: int, seed: int) -> dict[str, dict]:
-    """One ``step=probe`` sweep over the presets; each preset's summary."""
-    sweep = args.dir / f"sweep_{steps}x{batch}_seed{seed}"
+def run_sweep(args: argparse.Namespace, corpus: Path, sweep: Path, overrides: list[str]) -> list[dict]:
+    """One ``step=probe`` multirun into ``sweep`` (skipped when its summary is there); each job's summary."""
     if not (sweep / "sweep_summary.csv").is_file():
         command = [sys.executable, str(ROOT / "run.py"), "-m", "step=probe", f"input={corpus / 'train.jsonl'}",
-                   f"miner.candidate_pool={corpus / 'corpus.jsonl'}", f"sampling={','.join(args.presets)}",
-                   f"probe.steps={steps}", f"probe.batch_size={batch}", f"seed={seed}",
+                   f"miner.candidate_pool={corpus / 'corpus.jsonl'}", *overrides,
                    f"cache_dir={args.dir / 'cache'}", f"hydra.sweep.dir={sweep}"]
         subprocess.run(command, check=True, cwd=args.dir, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
-    summaries = [json.loads(path.read_text()) for path in sorted(sweep.glob("*/summary.json"))]
-    return {next(o.split("=", 1)[1] for o in s["overrides"] if o.startswith("sampling=")): s for s in summaries}
+    return [json.loads(path.read_text()) for path in sorted(sweep.glob("*/summary.json"))]
+
+
+def probe_sweep(args: argparse.Namespace, corpus: Path, steps: int, batch: int, seed: int) -> dict[str, dict]:
+    """The presets' probes at one size and seed (one sweep, and the in-batch arm's job); each arm's summary."""
+    size = [f"probe.steps={steps}", f"probe.batch_size={batch}", f"seed={seed}", *args.extra]
+    presets = [p for p in args.presets if p != IN_BATCH]
+    name = f"sweep_{steps}x{batch}_seed{seed}{args.tag}"
+    arms = {}
+    if presets:
+        for summary in run_sweep(args, corpus, args.dir / name, [f"sampling={','.join(presets)}", *size]):
+            arms[next(o.split("=", 1)[1] for o in summary["overrides"] if o.startswith("sampling="))] = summary
+    if IN_BATCH in args.presets:
+        arms[IN_BATCH], = run_sweep(args, corpus, args.dir / f"{name}_{IN_BATCH}",
+                                    ["sampling=top_k", *without_negatives(size), "probe.negatives=0"])
+    return arms
+
+
+def without_negatives(overrides: list[str]) -> list[str]:
+    """``overrides`` less any ``probe.negatives`` (the in-batch arm sets its own: none)."""
+    return [o for o in overrides if not o.startswith("probe.negatives=")]
+
+
+def seeds_cell(runs: list[dict[str, dict]], arm: str) -> str:
+    """One arm's objective under each seed, ``a / b``."""
+    return " / ".join(f"{run[arm]['objective']:.4f}" for run in runs)
 
 
 def main() -> None:
@@ -56,6 +83,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="10x16,30x16", help="probe sizes, steps x batch, comma-separated")
     parser.add_argument("--presets", default=",".join(FULL_TRAINING))
     parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--tag", default="", help="suffix of the sweep folders (runs with other --extra settings)")
+    parser.add_argument("extra", nargs="*", help="more overrides for every probe job, e.g. probe.negatives=7")
     args = parser.parse_args()
     args.presets = args.presets.split(",")
     args.dir = args.dir.absolute()
@@ -64,7 +93,9 @@ def main() -> None:
     if not (corpus / "train.jsonl").is_file():
         subprocess.run([sys.executable, str(CORPUS_SCRIPT), str(corpus), "--queries", str(args.queries),
                         "--corpus", str(args.corpus)], check=True)
-    lines = ["| probe (steps x batch) | " + " | ".join(args.presets) + " | Kendall tau vs full training | s per job |",
+    lines = [f"Extra overrides: {' '.join(args.extra) or 'none'}; seeds {args.seeds}; per arm: seeds' mean (each seed)",
+             "",
+             "| probe (steps x batch) | " + " | ".join(args.presets) + " | Kendall tau vs full training | s per job |",
              "|---|" + "---|" * (len(args.presets) + 2)]
     for size in args.sizes.split(","):
         steps, batch = (int(v) for v in size.split("x"))
@@ -74,10 +105,10 @@ def main() -> None:
         seconds = sum(job["seconds"]["total"] for job in jobs) / len(jobs)
         known = {p: FULL_TRAINING[p] for p in args.presets if p in FULL_TRAINING}
         tau = kendall_tau({p: means[p] for p in known}, known)
-        cells = " | ".join(f"{means[p]:.4f}" for p in args.presets)
+        cells = " | ".join(f"{means[p]:.4f} ({seeds_cell(runs, p)})" for p in args.presets)
         lines.append(f"| {size} | {cells} | {tau} | {seconds:.0f} |")
         print(lines[-1], flush=True)
-    (args.dir / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (args.dir / f"results{args.tag}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 

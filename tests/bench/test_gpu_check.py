@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -11,16 +10,7 @@ import sys
 import pytest
 
 from prep.io.paths import SAMPLE_POOL, SAMPLE_TRAIN
-from tests.conftest import ROOT
-
-
-def gpu_check():
-    """bench/gpu.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "bench" / "gpu.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from tests.bench import bench_script
 
 
 @pytest.mark.slow
@@ -29,7 +19,7 @@ def test_the_gpu_check_runs_each_measurement_at_toy_sizes_on_the_cpu(tmp_path, c
     corpus.mkdir()
     shutil.copy(SAMPLE_POOL, corpus / "corpus.jsonl")
     shutil.copy(SAMPLE_TRAIN, corpus / "train.jsonl")
-    script = gpu_check()
+    script = bench_script("gpu")
     kit = tmp_path / "kit"
     script.make_kit(kit, corpus, wheels=False)
     assert (kit / "site" / "antlr4" / "__init__.py").is_file() and (kit / "tokenizer" / "vocab.txt").is_file()

@@ -1,0 +1,49 @@
+"""bench/quality.py's recipe (p): the probe sweep's pick is recorded, and it mines with the picked sampling the way
+a user takes ``best_sampling.yaml`` (a sampling preset on Hydra's search path), not with the other recipes' window."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from prep.io.jsonl import read_jsonl
+from prep.io.paths import SAMPLE_POOL, SAMPLE_TRAIN
+from tests.bench import bench_script
+
+
+@pytest.mark.slow
+def test_the_probe_sweeps_pick_mines_the_training_queries_with_its_sampling(tmp_path, monkeypatch):
+    module = bench_script("quality")
+    run_subprocess = module.subprocess.run
+    sweeps = []
+
+    def fake_sweep(command, **kwargs):
+        if not any(c.startswith("+sweep=") for c in command):
+            return run_subprocess(command, **kwargs)
+        sweeps.append(command)
+        sweep = tmp_path / "out" / "probe" / "seed1"
+        for job, (overrides, objective) in enumerate([(["step=probe", "sampling=top_k"], 0.61),
+                                                      (["step=probe", "sampling=flagembedding",
+                                                        "miner.range_for_sampling=[10,100]"], 0.67)]):
+            (sweep / str(job)).mkdir(parents=True)
+            (sweep / str(job) / "summary.json").write_text(json.dumps({"overrides": overrides, "objective": objective}))
+        (sweep / "best_sampling.yaml").write_text(
+            "# @package miner\nrange_for_sampling:\n- 10\n- 100\nnegative_number: 15\nsampling_strategy: random\n")
+
+    monkeypatch.setattr(module.subprocess, "run", fake_sweep)
+    args = argparse.Namespace(probe_sweep="probe_grid", probe_args="probe.steps=2")
+    pick = module.probe_pick(args, "1", SAMPLE_TRAIN, SAMPLE_POOL, tmp_path / "out", tmp_path / "cache")
+    assert "+sweep=probe_grid" in sweeps[0] and "seed=1" in sweeps[0] and "probe.steps=2" in sweeps[0]
+    assert pick["picked"] == ["sampling=flagembedding", "miner.range_for_sampling=[10,100]"]
+    assert (pick["jobs"], pick["dev_objective"]) == (2, 0.67)
+    assert module.probe_pick(args, "1", SAMPLE_TRAIN, SAMPLE_POOL, tmp_path / "out", tmp_path / "cache") == pick
+    assert len(sweeps) == 1  # a recorded pick is not swept again
+
+    summary = module.mine("p-seed1", pick["overrides"], SAMPLE_TRAIN, SAMPLE_POOL, tmp_path / "out", 3,
+                          tmp_path / "cache", common=[])
+    miner = summary["config"]["miner"]
+    picked = (miner["range_for_sampling"], miner["sampling_strategy"], miner["negative_number"])
+    assert picked == ([10, 100], "random", 3)
+    assert all(len(row["neg"]) == 3 for row in read_jsonl(summary["output"]))
