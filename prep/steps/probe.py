@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from prep.cache.evaluations import cached_evaluation
+from prep.cache.store import Cache
 from prep.config.schema import OutputFormat, Step
 from prep.config.settings import settings_of
 from prep.errors import UsageError
@@ -142,11 +144,14 @@ def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) 
     torch.manual_seed(settings.seed)
     model = load_student(student_name, settings.probe.max_length, cpu)
     with step.phase("evaluate"):
-        before = evaluate(model, dev)
-    log.info("training the student for %d steps of %d rows (about %.0f s per evaluation here)",
-             settings.probe.steps, settings.probe.batch_size, step.timer.seconds()["evaluate"])
+        before, before_cached = cached_evaluation(
+            Cache(settings.cache_dir, settings.cache), student_name, settings.probe.max_length,
+            "cpu" if cpu else "cuda", dev, lambda: evaluate(model, dev))
+    log.info("training the student for %d steps of %d rows (%s)", settings.probe.steps, settings.probe.batch_size,
+             "the untouched student's metrics on this dev set came from the cache" if before_cached else
+             f"about {step.timer.seconds()['evaluate']:.0f} s per evaluation here")
     with step.phase("train"):
         trained = train(model, mined["rows"], settings.probe, settings.seed, cpu)
     with step.phase("evaluate"):
         after = evaluate(model, dev)
-    return {"before": before, "after": after}, trained
+    return {"before": before, "after": after, "before_cached": before_cached}, trained

@@ -32,12 +32,18 @@ def test_probe_holds_out_mines_trains_and_returns_its_objective(make_config, tmp
     assert set(report["before"]) == set(report["after"]) == {"ndcg@10", "mrr@10", "recall@10", "recall@100"}
     assert first["objective"] == report["after"]["ndcg@10"]
     assert first["seconds"]["train"] > 0 and first["seconds"]["evaluate"] > 0
-    # The same run again, through the Hydra task function: the cache serves the pool, training repeats exactly.
+    assert report["before_cached"] is False
+    # The same run again, through the Hydra task function: the cache serves the pool and the untouched student's
+    # metrics, training repeats exactly.
     returned = run.main.__wrapped__(make_config(*TINY, f"run_dir={tmp_path / 'b'}"))
     second = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert returned == second["objective"] == first["objective"]
     assert second["probe"]["train"]["train_loss"] == report["train"]["train_loss"]
     assert second["probe"]["mine"]["encoded"]["passages"] == 0
+    assert second["probe"]["before_cached"] is True and second["probe"]["before"] == report["before"]
+    # Another seed holds out other rows: its dev set misses the cache.
+    third = probe.run(make_config(*TINY, f"run_dir={tmp_path / 'c'}", "seed=7"))
+    assert third["probe"]["before_cached"] is False
 
 
 @pytest.mark.slow
