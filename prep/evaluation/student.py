@@ -1,8 +1,9 @@
 """The probe's student: fine-tuned briefly with sentence-transformers' own trainer, judged with its own evaluator.
 
 Training: ``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss`` (or its cached variant, for
-larger batches in the same memory) over (query, positive, negative_1..k) rows, no duplicate texts within a
-batch, ``max_steps`` steps, seeded. Evaluation: ``InformationRetrievalEvaluator`` with cosine similarity:
+larger batches in the same memory) over (query, positive, negative_1..k) rows, k negatives drawn from each
+row's mined ones as FlagEmbedding's trainer draws them, no duplicate texts within a batch, ``max_steps`` steps,
+seeded. Evaluation: ``InformationRetrievalEvaluator`` with cosine similarity:
 nDCG@10, MRR@10, recall@10 and recall@100.
 """
 
@@ -51,6 +52,27 @@ def evaluate(model: Any, dev: DevSet, batch_size: int = 64) -> dict[str, float]:
     return {name: round(float(scores[key]), 6) for name, key in METRICS.items()}
 
 
+def training_columns(rows: list[tuple[str, str, list[str]]], negatives: int, seed: int) -> dict[str, list[str]]:
+    """The trainer's columns: anchor, positive, negative_1..k. A row with more than ``negatives`` negatives gives
+    ``negatives`` of them drawn at random (seeded), in its own order, as FlagEmbedding's trainer draws
+    ``train_group_size - 1`` of a row's negatives; k is lowered to the fewest any row has (with a warning)."""
+    import numpy as np
+
+    fewest = min((len(negs) for _, _, negs in rows), default=0)
+    if fewest < negatives:
+        log.warning("probe.negatives=%d, but some rows have only %d negatives: training with %d per row",
+                    negatives, fewest, fewest)
+        negatives = fewest
+    rng = np.random.default_rng([seed, 18])
+    drawn = [negs if len(negs) == negatives else [negs[i] for i in sorted(rng.choice(len(negs), negatives,
+                                                                                      replace=False))]
+             for _, _, negs in rows]
+    columns = {"anchor": [q for q, _, _ in rows], "positive": [p for _, p, _ in rows]}
+    for k in range(negatives):
+        columns[f"negative_{k + 1}"] = [negs[k] for negs in drawn]
+    return columns
+
+
 def train(model: Any, rows: list[tuple[str, str, list[str]]], probe: Any, seed: int, on_cpu: bool) -> dict[str, Any]:
     """Fine-tune ``model`` in place on (query, positive, negatives) rows for ``probe.steps`` steps; returns
     what ran (steps, rows, negatives per row, the last logged loss)."""
@@ -62,13 +84,8 @@ def train(model: Any, rows: list[tuple[str, str, list[str]]], probe: Any, seed: 
         SentenceTransformerTrainingArguments,
     )
 
-    negatives = min(probe.negatives, min(len(negs) for _, _, negs in rows))
-    if negatives < probe.negatives:
-        log.warning("probe.negatives=%d, but some rows have only %d negatives: training with %d per row",
-                    probe.negatives, negatives, negatives)
-    columns: dict[str, list[str]] = {"anchor": [q for q, _, _ in rows], "positive": [p for _, p, _ in rows]}
-    for k in range(negatives):
-        columns[f"negative_{k + 1}"] = [negs[k] for _, _, negs in rows]
+    columns = training_columns(rows, probe.negatives, seed)
+    negatives = len(columns) - 2
     if probe.loss == "cached_mnrl":
         loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=probe.mini_batch_size)
     else:

@@ -37,3 +37,24 @@ def test_metrics_equal_an_independent_computation(minilm):
     assert metrics["mrr@10"] == pytest.approx(np.mean(mrr), abs=1e-5)
     assert metrics["recall@10"] == pytest.approx(np.mean(recall), abs=1e-5) == metrics["recall@100"]
     assert 0 < metrics["ndcg@10"] < 1 and 0 < metrics["mrr@10"]
+
+
+def test_training_columns_draw_a_rows_negatives_as_flagembeddings_trainer_does():
+    from prep.evaluation.student import training_columns
+
+    rows = [("q1", "p1", ["a", "b", "c", "d", "e"]), ("q2", "p2", ["f", "g"]), ("q3", "p3", ["h", "i", "j"])]
+    columns = training_columns(rows, 2, seed=0)
+    assert list(columns) == ["anchor", "positive", "negative_1", "negative_2"]
+    assert columns["anchor"] == ["q1", "q2", "q3"] and columns["positive"] == ["p1", "p2", "p3"]
+    drawn = [[columns["negative_1"][i], columns["negative_2"][i]] for i in range(3)]
+    assert drawn[1] == ["f", "g"]  # exactly as many as asked: all of them, in order
+    for (_, _, negatives), pair in zip(rows, drawn):
+        assert len(set(pair)) == 2 and set(pair) <= set(negatives)
+        assert [n for n in negatives if n in pair] == pair  # the row's own order
+    assert training_columns(rows, 2, seed=0) == columns  # seeded
+    first_rows_draws = {(c["negative_1"][0], c["negative_2"][0]) for c in (training_columns(rows, 2, seed=s)
+                                                                         for s in range(20))}
+    assert len(first_rows_draws) > 1  # not always the first negatives
+    # Fewer negatives than asked in some row: every row gives the fewest (FlagEmbedding would repeat some).
+    assert list(training_columns(rows, 4, seed=0)) == ["anchor", "positive", "negative_1", "negative_2"]
+    assert list(training_columns([("q", "p", [])], 3, seed=0)) == ["anchor", "positive"]
