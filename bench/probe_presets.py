@@ -11,7 +11,7 @@ the arms' order by mean nDCG@10 with the order full training gave (``FULL_TRAINI
 seeds, strict nDCG@10, from bench/README.md's quality table; the teacher recipes have no preset here).
 Overrides after the options go to every probe job (``--tag`` names their sweep folders apart). Prints, and
 writes to DIR/results<tag>.md, each size's nDCG@10 per arm (the seeds' mean and each seed's), Kendall tau
-against full training, and the seconds a probe job took (in all, and mining, training, evaluating).
+against full training, and the seconds a probe job took (medians: in all, mining, training, evaluating).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import subprocess
 import sys
 from itertools import combinations
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS_SCRIPT = ROOT.parent / "shared" / "bench" / "debian_corpus.py"
@@ -96,14 +97,15 @@ def main() -> None:
     lines = [f"Extra overrides: {' '.join(args.extra) or 'none'}; seeds {args.seeds}; per arm: seeds' mean (each seed)",
              "",
              "| probe (steps x batch) | " + " | ".join(args.presets)
-             + " | Kendall tau vs full training | s per job: total / mine / train / evaluate |",
+             + " | Kendall tau vs full training | s per job (median): total / mine / train / evaluate |",
              "|---|" + "---|" * (len(args.presets) + 2)]
     for size in args.sizes.split(","):
         steps, batch = (int(v) for v in size.split("x"))
         runs = [probe_sweep(args, corpus, steps, batch, int(seed)) for seed in args.seeds.split(",")]
         means = {p: sum(run[p]["objective"] for run in runs) / len(runs) for p in args.presets}
         jobs = [run[p] for run in runs for p in args.presets]
-        seconds = " / ".join(f"{sum(job['seconds'][phase] for job in jobs) / len(jobs):.0f}"
+        # Medians: the first job of a cold cache also encodes the whole pool.
+        seconds = " / ".join(f"{median(job['seconds'][phase] for job in jobs):.0f}"
                              for phase in ("total", "mine", "train", "evaluate"))
         known = {p: FULL_TRAINING[p] for p in args.presets if p in FULL_TRAINING}
         tau = kendall_tau({p: means[p] for p in known}, known)
