@@ -41,9 +41,6 @@ def test_probe_holds_out_mines_trains_and_returns_its_objective(make_config, tmp
     assert second["probe"]["train"]["train_loss"] == report["train"]["train_loss"]
     assert second["probe"]["mine"]["encoded"]["passages"] == 0
     assert second["probe"]["before_cached"] is True and second["probe"]["before"] == report["before"]
-    # Another seed holds out other rows: its dev set misses the cache.
-    third = probe.run(make_config(*TINY, f"run_dir={tmp_path / 'c'}", "seed=7"))
-    assert third["probe"]["before_cached"] is False
 
 
 @pytest.mark.slow
