@@ -1,14 +1,15 @@
 """Does a cheap probe rank the sampling presets as full training does? (issue: the probe's default size)
 
-    python bench/probe_presets.py [--dir .bench/probe] [--queries 2000] [--corpus 0] [--sizes 10x16,30x16]
+    python bench/probe_presets.py [--dir .bench/probe] [--queries 2000] [--corpus 0] [--sizes 15x16,30x16]
                                   [--presets flagembedding,top_k,topk_percpos,percpos_random,in_batch]
                                   [--seeds 0,1] [--tag _n7 probe.negatives=7 ...]
 
 Builds the Debian corpus (../shared/bench/debian_corpus.py), then for each probe size (steps x batch) and
 seed runs ``step=probe`` over the presets as one sweep (one encode of the pool, shared cache), plus
 ``in_batch`` (recipe (e): ``probe.negatives=0``, in-batch negatives only) as a job of its own, and compares
-the arms' order by mean nDCG@10 with the order full training gave (``FULL_TRAINING``: the means of two
-seeds, strict nDCG@10, from bench/README.md's quality table; the teacher recipes have no preset here).
+the arms' order by mean nDCG@10 with the order full training gave (``FULL_TRAINING``: the means of two seeds,
+strict nDCG@10, from bench/README.md's quality table; the teacher recipes have no preset here). Each probe
+mines as full training did (ranks 2-200, 7 negatives), so both judge the same files.
 Overrides after the options go to every probe job (``--tag`` names their sweep folders apart). Prints, and
 writes to DIR/results<tag>.md, each size's nDCG@10 per arm (the seeds' mean and each seed's), Kendall tau
 against full training, and the seconds a probe job took (medians: in all, mining, training, evaluating).
@@ -30,6 +31,9 @@ CORPUS_SCRIPT = ROOT.parent / "shared" / "bench" / "debian_corpus.py"
 FULL_TRAINING = {"flagembedding": 0.7855, "top_k": 0.7991, "topk_percpos": 0.7906, "percpos_random": 0.7838,
                  "in_batch": 0.7689}
 IN_BATCH = "in_batch"  # recipe (e): no mined negatives, so the sampling preset does not matter
+# Mined as full training's rows were (bench/quality.py: ranks 2-200, 7 negatives), so that the probe judges the
+# same files and only the training and the judging differ; overrides after the options may change it.
+MINED_AS_FULL_TRAINING = ["miner.range_for_sampling=2-200", "miner.negative_number=7"]
 
 
 def kendall_tau(first: dict[str, float], second: dict[str, float]) -> float:
@@ -53,7 +57,8 @@ def run_sweep(args: argparse.Namespace, corpus: Path, sweep: Path, overrides: li
 
 def probe_sweep(args: argparse.Namespace, corpus: Path, steps: int, batch: int, seed: int) -> dict[str, dict]:
     """The presets' probes at one size and seed (one sweep, and the in-batch arm's job); each arm's summary."""
-    size = [f"probe.steps={steps}", f"probe.batch_size={batch}", f"seed={seed}", *args.extra]
+    size = merged([f"probe.steps={steps}", f"probe.batch_size={batch}", f"seed={seed}"], MINED_AS_FULL_TRAINING,
+                  args.extra)
     presets = [p for p in args.presets if p != IN_BATCH]
     name = f"sweep_{steps}x{batch}_seed{seed}{args.tag}"
     arms = {}
@@ -62,13 +67,17 @@ def probe_sweep(args: argparse.Namespace, corpus: Path, steps: int, batch: int, 
             arms[next(o.split("=", 1)[1] for o in summary["overrides"] if o.startswith("sampling="))] = summary
     if IN_BATCH in args.presets:
         arms[IN_BATCH], = run_sweep(args, corpus, args.dir / f"{name}_{IN_BATCH}",
-                                    ["sampling=top_k", *without_negatives(size), "probe.negatives=0"])
+                                    ["sampling=top_k", *merged(size, ["probe.negatives=0"])])
     return arms
 
 
-def without_negatives(overrides: list[str]) -> list[str]:
-    """``overrides`` less any ``probe.negatives`` (the in-batch arm sets its own: none)."""
-    return [o for o in overrides if not o.startswith("probe.negatives=")]
+def merged(*groups: list[str]) -> list[str]:
+    """The overrides of every group, a later one replacing an earlier one of the same key (Hydra refuses two)."""
+    by_key = {}
+    for override in (o for group in groups for o in group):
+        by_key.pop(override.split("=", 1)[0], None)
+        by_key[override.split("=", 1)[0]] = override
+    return list(by_key.values())
 
 
 def seeds_cell(runs: list[dict[str, dict]], arm: str) -> str:
@@ -81,7 +90,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=ROOT / ".bench" / "probe")
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--corpus", type=int, default=0, help="passages in the corpus (0: every package)")
-    parser.add_argument("--sizes", default="10x16,30x16", help="probe sizes, steps x batch, comma-separated")
+    parser.add_argument("--sizes", default="15x16,30x16", help="probe sizes, steps x batch, comma-separated")
     parser.add_argument("--presets", default=",".join(FULL_TRAINING))
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--tag", default="", help="suffix of the sweep folders (runs with other --extra settings)")

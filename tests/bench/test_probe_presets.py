@@ -37,13 +37,16 @@ def test_the_presets_run_as_one_sweep_and_the_in_batch_arm_as_a_job_with_no_nega
         (sweep / "sweep_summary.csv").write_text("")
 
     monkeypatch.setattr(module.subprocess, "run", fake_run)
-    args = argparse.Namespace(dir=tmp_path, presets=["flagembedding", "top_k", "in_batch"], extra=["probe.negatives=7"],
-                              tag="_n7")
+    args = argparse.Namespace(dir=tmp_path, presets=["flagembedding", "top_k", "in_batch"],
+                              extra=["probe.negatives=7", "miner.negative_number=5"], tag="_n7")
     arms = module.probe_sweep(args, tmp_path / "corpus", 30, 16, 1)
     assert {arm: summary["objective"] for arm, summary in arms.items()} == {
         "flagembedding": 0.5, "top_k": 0.6, "in_batch": 0.5}
     sweep, in_batch = commands
     assert "sampling=flagembedding,top_k" in sweep and "probe.negatives=7" in sweep
+    # Mined as full training mined (ranks 2-200), with what the extra overrides change (5 negatives, not 7).
+    assert "miner.range_for_sampling=2-200" in sweep
+    assert [c for c in sweep if c.startswith("miner.negative_number=")] == ["miner.negative_number=5"]
     assert f"hydra.sweep.dir={tmp_path / 'sweep_30x16_seed1_n7'}" in sweep
     assert ["probe.steps=30", "probe.batch_size=16", "seed=1"] == [c for c in sweep if c.split("=")[0] in (
         "probe.steps", "probe.batch_size", "seed")]
