@@ -166,8 +166,11 @@ def sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str],
             f"<p>{len(rows)} jobs in <code>{esc(sweep_dir)}</code>; every job: "
             f"<code>{esc(' '.join(common) or '(defaults)')}</code>.</p>"]
     if best is not None:
+        mean = rows[best].get("objective_mean")
         body.append(f"<p>Best job: <b>{esc(rows[best]['job'])}</b> ({esc(rows[best]['overrides'])}), objective "
-                    f"{esc(rows[best]['objective'])}; its sampling settings are in <code>best_sampling.yaml</code>."
+                    f"{esc(rows[best]['objective'])}"
+                    + (f" (mean over its seeds {esc(mean)})" if mean is not None else "")
+                    + "; its sampling settings are in <code>best_sampling.yaml</code>."
                     "</p>")
     links = [f'<a href="{esc(row["job"])}/report.html">job {esc(row["job"])}</a>' for row in rows
              if (sweep_dir / str(row["job"]) / "report.html").is_file()]

@@ -75,3 +75,34 @@ def test_parallel_jobs_share_a_cold_cache_safely(tmp_path):
     job_output = next(p for p in (tmp_path / "sweep").glob("*/mined.jsonl")
                       if "seed=2" in json.loads((p.parent / "summary.json").read_text())["overrides"])
     assert (tmp_path / "again.jsonl").read_bytes() == job_output.read_bytes()
+
+
+def test_a_sweep_over_seeds_picks_the_setting_with_the_best_mean(tmp_path):
+    """Setting A wins one seed by a little and loses the other by more; B's mean is higher, so B is the verdict:
+    both its jobs are marked and best_sampling.yaml holds its settings."""
+    from omegaconf import OmegaConf
+
+    from prep.report.sweep import write_sweep_summary
+
+    jobs = [("sampling=top_k", 0, 0.91, "top"), ("sampling=top_k", 1, 0.88, "top"),
+            ("sampling=flagembedding", 0, 0.90, "random"), ("sampling=flagembedding", 1, 0.905, "random")]
+    for number, (sampling, seed, objective, strategy) in enumerate(jobs):
+        folder = tmp_path / str(number)
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps({
+            "overrides": ["step=probe", sampling, f"seed={seed}"], "objective": objective,
+            "probe": {"metric": "ndcg@10", "after": {"ndcg@10": objective}},
+            "config": {"miner": {"range_for_sampling": "2-200", "negative_number": 15,
+                                 "sampling_strategy": strategy}}}))
+    rows = write_sweep_summary(tmp_path)
+    assert [row["best"] for row in rows] == ["", "", "*", "*"]
+    assert [row["objective_mean"] for row in rows] == [0.895, 0.895, 0.9025, 0.9025]
+    assert OmegaConf.load(tmp_path / "best_sampling.yaml").sampling_strategy == "random"
+    with open(tmp_path / "sweep_summary.csv", newline="") as handle:
+        assert [row["best"] for row in csv.DictReader(handle)] == ["", "", "*", "*"]
+    assert "(mean over its seeds 0.9025)" in (tmp_path / "sweep_report.html").read_text()
+    # One seed: the highest objective, as before; no means.
+    for number in (1, 3):
+        (tmp_path / str(number) / "summary.json").unlink()
+    rows = write_sweep_summary(tmp_path)
+    assert [row["best"] for row in rows] == ["*", ""] and {row["objective_mean"] for row in rows} == {None}
