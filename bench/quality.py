@@ -3,7 +3,7 @@
     python bench/quality.py [--dir .bench/quality] [--teacher PATH] [--seeds 0,1] [--recipes a,b,c,d,e,f,g,h]
                             [--mine-queries 2000] [--train-queries 1024] [--negatives 7] [--test-queries 1000]
                             [--eval-passages 20000] [--steps-batch 32] [--lr 2e-5]
-                            [--probe-sweep probe_grid] [--probe-args "probe.steps=30 ..."]
+                            [--probe-sweep probe_grid] [--probe-seeds 0,1] [--probe-args "probe.steps=30 ..."]
 
 Data: the whole Debian corpus of ../shared/bench/debian_corpus.py (about 60,835 passages), with
 ``source.jsonl`` (each passage's Debian source package). Test queries (1,000) are drawn first and
@@ -25,15 +25,16 @@ margin picked by a sweep over the proxy. Every recipe mines from ranks 2-200 unl
 otherwise, so the recipes differ only in their rule. (g) is plain top-k (b) with only the teacher's
 filter: a candidate the teacher scores above the positive is dropped (margin 0), nothing else; (h)
 is (g) with the window opened to ranks 0-200. (p) is the probe issue's verdict: a probe sweep
-(``run.py +sweep=probe_grid``, ``--probe-sweep``) over the training queries, each job judged on its own hold-out
-of them (never on the test queries), picks a recipe per seed; its ``best_sampling.yaml`` mines the training
-queries as every recipe does, and the student trains on them with that seed. The table says what each seed
-picked and what the sweep cost against one full training run.
+(``run.py +sweep=probe_grid``, ``--probe-sweep``) over the training queries under two seeds (``--probe-seeds``),
+each job judged on its own hold-out of them (never on the test queries), picks the setting with the best mean;
+its ``best_sampling.yaml`` mines the training queries as every recipe does, and the student trains on them under
+each seed. The table says what was picked and what the sweep cost against one full training run.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -110,34 +111,39 @@ def mine(name: str, overrides: list[str], train_path: Path, corpus_path: Path, o
     return json.loads(summary_path.read_text())
 
 
-def probe_pick(args: argparse.Namespace, seed: str, train_path: Path, corpus_path: Path, out: Path,
-               cache: Path) -> dict:
-    """Recipe (p): a probe sweep over the training queries at ``seed`` (each job judged on a hold-out of them);
-    returns the overrides that mine with its best job's sampling (its ``best_sampling.yaml``, as a user would
-    use it) and what the sweep ran and cost."""
-    sweep_dir = out / "probe" / f"seed{seed}"
+def probe_pick(args: argparse.Namespace, train_path: Path, corpus_path: Path, out: Path, cache: Path) -> dict:
+    """Recipe (p): one probe sweep over the training queries under the seeds ``--probe-seeds`` (each seed holds
+    out other rows; every job is judged on its hold-out, never on the test queries). Returns the overrides that
+    mine with the best setting's sampling (by its mean over the seeds: the sweep's ``best_sampling.yaml``, used as
+    a user would) and what the sweep ran and cost."""
+    sweep_dir = out / "probe" / "sweep"
     record_path = sweep_dir / "pick.json"
     if not record_path.exists():
         command = [PY, str(ROOT / "run.py"), f"+sweep={args.probe_sweep}", f"input={train_path}",
-                   f"miner.candidate_pool={corpus_path}", f"cache_dir={cache}", f"seed={seed}",
+                   f"miner.candidate_pool={corpus_path}", f"cache_dir={cache}", f"seed={args.probe_seeds}",
                    f"hydra.sweep.dir={sweep_dir}", *args.probe_args.split()]
-        log(f"probe sweep, seed {seed}: {' '.join(command[2:])}")
+        log(f"probe sweep: {' '.join(command[2:])}")
         started = time.time()
         subprocess.run(command, check=True, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", **os.environ})
-        jobs = [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/summary.json"))]
-        best = max(jobs, key=lambda job: job["objective"])
-        record = {"sweep": args.probe_sweep, "args": args.probe_args, "jobs": len(jobs),
+        with open(sweep_dir / "sweep_summary.csv", newline="", encoding="utf-8") as handle:
+            table = list(csv.DictReader(handle))
+        jobs = {row["job"]: json.loads((sweep_dir / row["job"] / "summary.json").read_text()) for row in table}
+        best = next(row for row in table if row["best"] == "*")
+        settings = {}
+        for row in table:
+            setting = " ".join(o for o in jobs[row["job"]]["overrides"] if o.startswith(("sampling=", "miner.")))
+            settings[setting] = float(row["objective_mean"] or row["objective"])
+        record = {"sweep": args.probe_sweep, "seeds": args.probe_seeds, "args": args.probe_args, "jobs": len(table),
                   "seconds": round(time.time() - started),
-                  "picked": [o for o in best["overrides"] if o.startswith(("sampling=", "miner."))],
-                  "dev_objective": best["objective"],
-                  "dev_objectives": {" ".join(job["overrides"]): job["objective"] for job in jobs}}
+                  "picked": [o for o in jobs[best["job"]]["overrides"] if o.startswith(("sampling=", "miner."))],
+                  "dev_objective": float(best["objective_mean"] or best["objective"]), "dev_objectives": settings}
         record_path.write_text(json.dumps(record, indent=1))
     # The picked settings as a user takes them: best_sampling.yaml as a sampling preset found on a search path.
     presets = out / "probe" / "conf" / "sampling"
     presets.mkdir(parents=True, exist_ok=True)
-    (presets / f"picked_seed{seed}.yaml").write_text((sweep_dir / "best_sampling.yaml").read_text())
+    (presets / "picked.yaml").write_text((sweep_dir / "best_sampling.yaml").read_text())
     return {**json.loads(record_path.read_text()),
-            "overrides": [f"hydra.searchpath=[file://{presets.parent}]", f"sampling=picked_seed{seed}"]}
+            "overrides": [f"hydra.searchpath=[file://{presets.parent}]", "sampling=picked"]}
 
 
 def proxy(mined_rows: list[dict], source_of: dict[str, str]) -> float:
@@ -243,6 +249,7 @@ def main() -> None:
     parser.add_argument("--teacher-sweep", default="0.0,0.05,0.1",
                         help="teacher_relative_margin values the sweep for (f) tries")
     parser.add_argument("--probe-sweep", default="probe_grid", help="conf/sweep/ file of recipe (p)'s probe sweep")
+    parser.add_argument("--probe-seeds", default="0,1", help="seeds of (p)'s probe sweep (its verdict: their mean)")
     parser.add_argument("--probe-args", default="", help="more overrides for (p)'s probe jobs, space-separated")
     parser.add_argument("--table-only", action="store_true", help="print the table of DIR/results.json and stop")
     args = parser.parse_args()
@@ -357,34 +364,37 @@ def main() -> None:
 def probe_recipe(args: argparse.Namespace, results: dict, train_path: Path, corpus_path: Path, out: Path,
                  cache: Path, model_path: str, test: list[dict], eval_passages: list[str],
                  source_of: dict[str, str]) -> None:
-    """Recipe (p): for each seed, a probe sweep picks the sampling, which mines the training queries; the student
-    trains on them with that seed and is judged on the test queries like every recipe."""
-    entry = results.setdefault("p", {"runs": {}, "picks": {}})
-    entry["label"] = f"picked by a probe sweep ({args.probe_sweep}) on a hold-out of the training queries"
+    """Recipe (p): a probe sweep picks the sampling, which mines the training queries; the student trains on them
+    under each seed and is judged on the test queries like every recipe."""
+    entry = results.setdefault("p", {"runs": {}})
+    entry["label"] = (f"picked by a probe sweep ({args.probe_sweep}, seeds {args.probe_seeds}) on hold-outs of the "
+                      "training queries")
+    if all(seed in entry["runs"] for seed in args.seeds.split(",")):
+        return
+    pick = probe_pick(args, train_path, corpus_path, out, cache)
+    log(f"(p) the probe sweep picked {' '.join(pick['picked'])} ({dev_range(pick)}; {pick['jobs']} jobs, "
+        f"{pick['seconds']} s)")
+    summary = mine("p", pick.pop("overrides"), train_path, corpus_path, out, args.negatives, cache, common=[])
+    rows = read_jsonl(Path(summary["output"]))
+    entry["pick"] = {**pick, "same_source_share": round(proxy(rows, source_of), 4)}
     for seed in args.seeds.split(","):
         if seed in entry["runs"]:
             continue
-        pick = probe_pick(args, seed, train_path, corpus_path, out, cache)
-        log(f"(p) seed {seed}: the probe sweep picked {' '.join(pick['picked'])} (dev {pick['dev_objective']}, "
-            f"{pick['jobs']} jobs, {pick['seconds']} s)")
-        summary = mine(f"p-seed{seed}", pick.pop("overrides"), train_path, corpus_path, out, args.negatives, cache,
-                       common=[])
-        rows = read_jsonl(Path(summary["output"]))
         started = time.time()
         model = train(model_path, rows[: args.train_queries], args.negatives, int(seed), args.batch_size, args.lr,
                       args.train_max_length)
         trained = time.time() - started
         metrics = evaluate(model, test, eval_passages, source_of, args.eval_max_length)
-        entry["picks"][seed] = {**pick, "same_source_share": round(proxy(rows, source_of), 4)}
         entry["runs"][seed] = {**metrics, "train_s": round(trained), "eval_s": round(time.time() - started - trained)}
         log(f"  (p) seed {seed}: {metrics}")
         (out / "results.json").write_text(json.dumps(results, indent=1))
 
 
 def dev_range(pick: dict) -> str:
-    """The picked job's objective on the probe's dev queries, and the range of the sweep's."""
+    """The picked setting's objective on the probe's dev queries (its mean over the seeds), and the range of the
+    sweep's settings."""
     objectives = sorted(pick["dev_objectives"].values())
-    return f"dev {pick['dev_objective']:.4f}; the sweep's jobs {objectives[0]:.4f}-{objectives[-1]:.4f}"
+    return f"dev {pick['dev_objective']:.4f}; the sweep's settings {objectives[0]:.4f}-{objectives[-1]:.4f}"
 
 
 def write_table(out: Path, results: dict, args: argparse.Namespace) -> None:
@@ -413,12 +423,12 @@ def write_table(out: Path, results: dict, args: argparse.Namespace) -> None:
         proxies = [figures.get(name, "-") for name in ("same_source_share", "negative_similarity_mean",
                                                        "negative_rank_mean")]
         lines.append(f"| ({key}) {entry['label']} | " + " | ".join(str(v) for v in proxies + cells) + " |")
-    for seed, pick in results.get("p", {}).get("picks", {}).items():
-        run = results["p"]["runs"][seed]
-        full = run["train_s"] + run["eval_s"]
-        lines.append(f"\n(p), seed {seed}: picked `{' '.join(pick['picked'])}` ({dev_range(pick)}); "
-                     f"{pick['jobs']} probe jobs in {pick['seconds']} s, {pick['seconds'] / full:.2f}x one full "
-                     f"training run with its evaluation ({full} s)")
+    pick = results.get("p", {}).get("pick")
+    if pick and results["p"]["runs"]:
+        full = min(run["train_s"] + run["eval_s"] for run in results["p"]["runs"].values())
+        lines.append(f"\n(p) picked `{' '.join(pick['picked'])}` ({dev_range(pick)}); {pick['jobs']} probe jobs in "
+                     f"{pick['seconds']} s, {pick['seconds'] / full:.2f}x one full training run with its evaluation "
+                     f"({full} s)")
     text = "\n".join(lines) + "\n"
     (out / "results.md").write_text(text, encoding="utf-8")
     print(text)
