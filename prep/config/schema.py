@@ -275,7 +275,7 @@ class ProbeConfig:
     """``step=probe``: a short training run judged on held-out queries, the objective a sweep optimises."""
 
     student: str | None = None  # the model fine-tuned (a copy of it); null: the miner's model
-    steps: int = 30
+    steps: int = 15  # the smallest probe measured to rank the presets as full training does (bench/README.md)
     batch_size: int = 16
     # Mined negatives per row in training, drawn from each row's as FlagEmbedding's trainer draws them (its default
     # train_group_size 8: 7 negatives); 3 ranked the presets unlike full training (bench/README.md, "Probe").
