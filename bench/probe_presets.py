@@ -72,7 +72,7 @@ def probe_sweep(args: argparse.Namespace, corpus: Path, steps: int, batch: int, 
 
 
 def merged(*groups: list[str]) -> list[str]:
-    """The overrides of every group, a later one replacing an earlier one of the same key (Hydra refuses two)."""
+    """The overrides of every group, a later one replacing an earlier one of the same key (one value a key)."""
     by_key = {}
     for override in (o for group in groups for o in group):
         by_key.pop(override.split("=", 1)[0], None)
