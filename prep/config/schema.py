@@ -61,7 +61,12 @@ class SearchBackend(StrEnum):
 class Retriever(StrEnum):
     dense = "dense"  # the miner's embedder (exact or approximate search)
     bm25 = "bm25"  # BM25 through bm25s (DPR's negatives)
-    hybrid = "hybrid"  # both lists, fused by reciprocal rank fusion
+    hybrid = "hybrid"  # both lists, fused (miner.fusion)
+
+
+class Fusion(StrEnum):
+    rrf = "rrf"  # reciprocal rank fusion (miner.rrf_k)
+    union = "union"  # the union, a share of the places per retriever (miner.bm25_share)
 
 
 class IndexKind(StrEnum):
@@ -143,11 +148,14 @@ class MinerConfig:
     # true: a row's own neg is kept (first occurrences, none equal to a positive or the query) and mined negatives
     # are added up to negative_number; false (FlagEmbedding's way): neg is replaced.
     keep_input_negatives: bool = False
-    # Where candidates come from: dense (the embedder), bm25, or hybrid (both lists fused by reciprocal rank fusion,
-    # rrf_k). Ranks and windows apply to that list; the dense similarity of every candidate is computed, so the
-    # similarity filters and margins apply to every retriever.
+    # Where candidates come from: dense (the embedder), bm25, or hybrid (both lists fused: by reciprocal rank fusion
+    # with rrf_k, or as their union with bm25_share of the places taken from BM25's list). Ranks and windows apply to
+    # that list; the dense similarity of every candidate is computed, so the similarity filters and margins apply
+    # to every retriever.
     retriever: Retriever = Retriever.dense
+    fusion: Fusion = Fusion.rrf
     rrf_k: int = 60
+    bm25_share: float = 0.5
     bm25_k1: float = 1.5
     bm25_b: float = 0.75
     write_sources: bool = False  # each row gets neg_sources: the retrievers that found each negative
@@ -176,7 +184,8 @@ class MinerConfig:
 SAMPLING_KEYS = ("range_for_sampling", "similarity_range", "negative_number", "sampling_strategy", "relative_margin",
                  "absolute_margin", "teacher_filter", "teacher_relative_margin", "teacher_absolute_margin",
                  "fill_random", "exclude_other_positives", "other_positive_threshold", "max_positive_rank",
-                 "keep_input_negatives", "retriever", "rrf_k", "bm25_k1", "bm25_b", "write_sources")
+                 "keep_input_negatives", "retriever", "fusion", "rrf_k", "bm25_share", "bm25_k1", "bm25_b",
+                 "write_sources")
 
 
 @dataclass

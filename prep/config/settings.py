@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from prep.config.schema import GROUPS, ColumnsConfig, Config, ProbeConfig, ShardConfig
+from prep.config.schema import GROUPS, ColumnsConfig, Config, MinerConfig, ProbeConfig, ShardConfig
 from prep.errors import UsageError
 
 
@@ -65,6 +65,7 @@ def check(settings: Config) -> None:
         _positive(getattr(miner, key), f"miner.{key}")
     if miner.index_nlist is not None:
         _positive(miner.index_nlist, "miner.index_nlist")
+    check_retrieval(miner)
     if str(miner.model_class or "").startswith("decoder-only") and miner.pooling_method not in (None, "last_token"):
         raise UsageError(f"miner.pooling_method={miner.pooling_method} with miner.model_class={miner.model_class}: "
                          "decoder-only embedders pool the last token; pass miner.pooling_method=null")
@@ -79,6 +80,19 @@ def check(settings: Config) -> None:
         raise UsageError(f"splitter.num_proc must be >= 1, got {settings.splitter.num_proc}")
     check_probe(settings.probe)
     check_tracking(settings.tracking)
+
+
+def check_retrieval(miner: MinerConfig) -> None:
+    """BM25's and the fusion's settings (``not x >= 0`` also refuses NaN)."""
+    if miner.rrf_k < 0:
+        raise UsageError(f"miner.rrf_k: need a whole number >= 0, got {miner.rrf_k}")
+    if not 0 < miner.bm25_share < 1:
+        raise UsageError(f"miner.bm25_share: need 0 < value < 1 (the share of the fused list taken from BM25's), got "
+                         f"{miner.bm25_share}; for one retriever alone use miner.retriever=dense or bm25")
+    if not miner.bm25_k1 >= 0:
+        raise UsageError(f"miner.bm25_k1: need a number >= 0, got {miner.bm25_k1}")
+    if not 0 <= miner.bm25_b <= 1:
+        raise UsageError(f"miner.bm25_b: need 0 <= value <= 1, got {miner.bm25_b}")
 
 
 def check_tracking(tracking: Any) -> None:

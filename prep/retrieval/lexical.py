@@ -1,4 +1,5 @@
-"""BM25 candidates (``miner.retriever=bm25|hybrid``) through ``bm25s``, and reciprocal rank fusion with the dense list.
+"""BM25 candidates (``miner.retriever=bm25|hybrid``) through ``bm25s``, and the two ways of fusing them with the dense
+list: reciprocal rank fusion, or the union with a share of the places per list.
 
 Tokenisation is ``bm25s``'s own: lower-cased, words of two or more word characters (``(?u)\\b\\w\\w+\\b``), its 33
 English stop words removed, no stemming; scoring is Lucene's BM25 with ``miner.bm25_k1`` and ``miner.bm25_b``.
@@ -34,6 +35,36 @@ def rrf_fuse(ranked_lists: Sequence[Sequence[int]], k: int, depth: int) -> list[
             if pid >= 0:
                 scores[int(pid)] = scores.get(int(pid), 0.0) + 1.0 / (k + rank + 1)
     return [pid for pid, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:depth]]
+
+
+def union_fuse(ranked_lists: Sequence[Sequence[int]], shares: Sequence[float], depth: int) -> list[int]:
+    """The union of the lists, ``depth`` places at most, each list given about its share of them: each place goes
+    to the list furthest behind its share (the smallest ``(taken + 1) / share``, ties to the earlier list), which
+    gives its best passage not yet placed (ids < 0 skipped). A list that runs out leaves its places to the others,
+    so a passage found by several lists is placed once, by whichever reached it first."""
+    positions = [0] * len(ranked_lists)
+    taken = [0] * len(ranked_lists)
+    placed: set[int] = set()
+    fused: list[int] = []
+    while len(fused) < depth:
+        best = None
+        for index, ranked in enumerate(ranked_lists):
+            while positions[index] < len(ranked) and (ranked[positions[index]] < 0
+                                                      or int(ranked[positions[index]]) in placed):
+                positions[index] += 1
+            if positions[index] < len(ranked) and shares[index] > 0:
+                due = (taken[index] + 1) / shares[index]
+                if best is None or due < best[0]:
+                    best = (due, index)
+        if best is None:
+            break
+        index = best[1]
+        pid = int(ranked_lists[index][positions[index]])
+        fused.append(pid)
+        placed.add(pid)
+        taken[index] += 1
+        positions[index] += 1
+    return fused
 
 
 class BM25Index:

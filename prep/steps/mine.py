@@ -503,7 +503,7 @@ def search(mining: Mining, corpus: Corpus, embedded: Embedded, pooled: Pooled) -
         similarities, ids, index = CachedSearch(mining.step.settings, mining.cache, mining.step.timer, top_k).run(
             embedded.pool, embedded.queries, embedded.query_key)
         return Searched(similarities, ids, top_k, index)
-    from prep.retrieval.lexical import bm25_index, rrf_fuse
+    from prep.retrieval.lexical import bm25_index, rrf_fuse, union_fuse
 
     with mining.step.phase("search"):
         if pooled.lexical is None:
@@ -515,10 +515,12 @@ def search(mining: Mining, corpus: Corpus, embedded: Embedded, pooled: Pooled) -
     if miner.retriever == "hybrid":
         _, dense_ids, dense_index = CachedSearch(mining.step.settings, mining.cache, mining.step.timer, top_k).run(
             embedded.pool, embedded.queries, embedded.query_key)
-        index.update(dense_index, rrf_k=miner.rrf_k)
+        index.update(dense_index, fusion=str(miner.fusion), rrf_k=miner.rrf_k, bm25_share=miner.bm25_share)
         ids = np.full_like(lexical_ids, -1)
         for row in range(len(ids)):
-            fused = rrf_fuse([dense_ids[row].tolist(), lexical_ids[row].tolist()], miner.rrf_k, top_k)
+            ranked = [dense_ids[row].tolist(), lexical_ids[row].tolist()]
+            fused = (rrf_fuse(ranked, miner.rrf_k, top_k) if miner.fusion == "rrf"
+                     else union_fuse(ranked, [1 - miner.bm25_share, miner.bm25_share], top_k))
             ids[row, :len(fused)] = fused
         sources = (SOURCE_DENSE * row_member(ids, dense_ids) + SOURCE_BM25 * row_member(ids, lexical_ids)
                    ).astype(np.int8)

@@ -62,7 +62,7 @@ def test_wrong_type_names_the_key():
     ("miner.search_backend=annoy", "miner.search_backend"), ("cache_dtype=float8", "cache_dtype"),
     ("miner.model_class=encoder-only", "miner.model_class"), ("reranker.model_class=cross", "reranker.model_class"),
     ("miner.pooling_method=max", "miner.pooling_method"), ("step=mien", "step"),
-    ("probe.metric=ndcg@5", "probe.metric"), ("probe.loss=triplet", "probe.loss"),
+    ("probe.metric=ndcg@5", "probe.metric"), ("probe.loss=triplet", "probe.loss"), ("miner.fusion=sum", "miner.fusion"),
 ])
 def test_closed_sets_are_checked_while_composing_naming_the_key(override, key):
     with pytest.raises(ConfigCompositionException) as caught:
@@ -82,6 +82,10 @@ def test_closed_sets_are_checked_while_composing_naming_the_key(override, key):
     ("probe.dev_fraction=1.5", "probe.dev_fraction"), ("probe.learning_rate=0", "probe.learning_rate"),
     ("probe.dev_corpus=corpus.jsonl", "probe.dev_corpus"),
     ("tracking=mlflow tracking.experiment=''", "tracking.experiment"),
+    ("miner.bm25_share=1.0", "miner.bm25_share: need 0 < value < 1"), ("miner.bm25_share=0", "miner.bm25_share"),
+    ("miner.rrf_k=-1", "miner.rrf_k: need a whole number >= 0, got -1"),
+    ("miner.bm25_b=1.5", "miner.bm25_b: need 0 <= value <= 1, got 1.5"),
+    ("miner.bm25_k1=nan", "miner.bm25_k1: need a number >= 0, got nan"),
 ])
 def test_settings_are_checked_once_before_any_step_naming_the_key(override, key):
     from prep.config.settings import settings_of

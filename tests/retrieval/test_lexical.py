@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from prep.cache.store import Cache
-from prep.retrieval.lexical import BM25Index, bm25_index, rrf_fuse
+from prep.retrieval.lexical import BM25Index, bm25_index, rrf_fuse, union_fuse
 
 CORPUS = ["The cat sat on the mat.", "Dogs chase cats and other dogs.", "A web server for static files.",
           "The apt package manager installs packages.", "Cat food for old cats, cat toys.",
@@ -58,6 +58,20 @@ def test_rrf_fuses_by_reciprocal_rank_with_ties_by_id():
     assert rrf_fuse([[10, 20, 30, 40], [20, -1, 10, 30]], k=60, depth=10) == [20, 10, 30, 40]
     assert rrf_fuse([[1, 2], [2, 1]], k=60, depth=1) == [1]  # a tie: the smaller id
     assert rrf_fuse([[5, 6, 7]], k=0, depth=2) == [5, 6]
+
+
+def test_union_gives_each_list_its_share_of_the_places():
+    dense, bm25 = [1, 2, 3, 4, 5, 6, 7, 8], [11, 12, 13, 14, 15, 16, 17, 18]
+    assert union_fuse([dense, bm25], [0.5, 0.5], depth=6) == [1, 11, 2, 12, 3, 13]  # alternate, the first list first
+    assert union_fuse([dense, bm25], [0.75, 0.25], depth=8) == [1, 2, 3, 11, 4, 5, 6, 12]  # three places to one
+    assert union_fuse([dense, bm25], [0.25, 0.75], depth=4) == [11, 12, 1, 13]  # the tie at 4.0: the first list
+
+
+def test_union_places_a_passage_once_and_lets_a_list_that_runs_out_give_way():
+    # 2 and 3 are in both lists: placed once, by the list that reached them first; -1 (no candidate) skipped
+    assert union_fuse([[1, 2, 3, 4], [2, -1, 3, 5]], [0.5, 0.5], depth=10) == [1, 2, 3, 5, 4]
+    assert union_fuse([[1, 2, 3, 4, 5], [9]], [0.5, 0.5], depth=4) == [1, 9, 2, 3]
+    assert union_fuse([[], [-1, -1]], [0.5, 0.5], depth=3) == []
 
 
 class Pool:

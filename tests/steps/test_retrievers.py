@@ -50,3 +50,28 @@ def test_without_write_sources_rows_keep_their_keys(make_config, retriever):
     summary = mine.run(make_config(*COMMON, f"miner.retriever={retriever}"))
     assert all("neg_sources" not in row for row in read_jsonl(summary["output"]))
     assert summary["retriever"] == retriever
+
+
+def test_hybrid_union_takes_its_share_of_places_from_each_list(make_config, tmp_path):
+    """fusion=union over a window of the fused top 40: BM25's list wins bm25_share of the 40 places (a passage both
+    lists hold is placed once), so no row has more BM25-only negatives than its share, and a larger share gives
+    more; every negative comes from one of the two lists (checked against BM25's top 40 computed here)."""
+    pool = list(dict.fromkeys(row["text"] for row in read_jsonl(paths.SAMPLE_POOL)))
+    rows = read_jsonl(paths.SAMPLE_TRAIN)
+    _, lexical = BM25Index.build(pool, 1.5, 0.75).search([row["query"] for row in rows], 40)
+    totals = {}
+    for share, places in ((0.25, 10), (0.75, 30)):
+        summary = mine.run(make_config(
+            "miner.range_for_sampling=0-40", "miner.negative_number=40", "miner.fill_random=false",
+            "miner.retriever=hybrid", "miner.fusion=union", f"miner.bm25_share={share}", "miner.write_sources=true",
+            f"output={tmp_path / f'{share}.jsonl'}"))
+        assert (summary["index"]["fusion"], summary["index"]["bm25_share"]) == ("union", share)
+        totals[share] = 0
+        for mined, lexical_ids in zip(read_jsonl(summary["output"]), lexical):
+            bm25_texts = {pool[i] for i in lexical_ids.tolist() if i >= 0}
+            assert all(("bm25" in source) == (text in bm25_texts)
+                       for text, source in zip(mined["neg"], mined["neg_sources"]))
+            only_bm25 = mined["neg_sources"].count("bm25")
+            assert only_bm25 <= places
+            totals[share] += only_bm25
+    assert 0 < totals[0.25] < totals[0.75]
