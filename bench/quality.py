@@ -115,7 +115,8 @@ def probe_pick(args: argparse.Namespace, train_path: Path, corpus_path: Path, ou
     """Recipe (p): one probe sweep over the training queries under the seeds ``--probe-seeds`` (each seed holds
     out other rows; every job is judged on its hold-out, never on the test queries). Returns the overrides that
     mine with the best setting's sampling (by its mean over the seeds: the sweep's ``best_sampling.yaml``, used as
-    a user would) and what the sweep ran and cost."""
+    a user would) and what the sweep ran and cost. Only the cost is recorded (``pick.json``: a finished sweep is
+    not run again); the pick is read from the sweep's folder each time."""
     sweep_dir = out / "probe" / "sweep"
     record_path = sweep_dir / "pick.json"
     if not record_path.exists():
@@ -125,25 +126,41 @@ def probe_pick(args: argparse.Namespace, train_path: Path, corpus_path: Path, ou
         log(f"probe sweep: {' '.join(command[2:])}")
         started = time.time()
         subprocess.run(command, check=True, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", **os.environ})
-        with open(sweep_dir / "sweep_summary.csv", newline="", encoding="utf-8") as handle:
-            table = list(csv.DictReader(handle))
-        jobs = {row["job"]: json.loads((sweep_dir / row["job"] / "summary.json").read_text()) for row in table}
-        best = next(row for row in table if row["best"] == "*")
-        settings = {}
-        for row in table:
-            setting = " ".join(o for o in jobs[row["job"]]["overrides"] if o.startswith(("sampling=", "miner.")))
-            settings[setting] = float(row["objective_mean"] or row["objective"])
-        record = {"sweep": args.probe_sweep, "seeds": args.probe_seeds, "args": args.probe_args, "jobs": len(table),
-                  "seconds": round(time.time() - started),
-                  "picked": [o for o in jobs[best["job"]]["overrides"] if o.startswith(("sampling=", "miner."))],
-                  "dev_objective": float(best["objective_mean"] or best["objective"]), "dev_objectives": settings}
-        record_path.write_text(json.dumps(record, indent=1))
+        record_path.write_text(json.dumps({"sweep": args.probe_sweep, "seeds": args.probe_seeds,
+                                           "args": args.probe_args, "seconds": round(time.time() - started)},
+                                          indent=1))
+    with open(sweep_dir / "sweep_summary.csv", newline="", encoding="utf-8") as handle:
+        table = list(csv.DictReader(handle))
+    jobs = {row["job"]: json.loads((sweep_dir / row["job"] / "summary.json").read_text()) for row in table}
+    best = next(row for row in table if row["best"] == "*")
+    settings = {" ".join(sampling_overrides(jobs[row["job"]]["overrides"])): float(row["objective_mean"]
+                                                                                  or row["objective"])
+                for row in table}
     # The picked settings as a user takes them: best_sampling.yaml as a sampling preset found on a search path.
     presets = out / "probe" / "conf" / "sampling"
     presets.mkdir(parents=True, exist_ok=True)
     (presets / "picked.yaml").write_text((sweep_dir / "best_sampling.yaml").read_text())
-    return {**json.loads(record_path.read_text()),
+    return {**json.loads(record_path.read_text()), "jobs": len(table),
+            "picked": sampling_overrides(jobs[best["job"]]["overrides"]),
+            "dev_objective": float(best["objective_mean"] or best["objective"]), "dev_objectives": settings,
             "overrides": [f"hydra.searchpath=[file://{presets.parent}]", "sampling=picked"]}
+
+
+def sampling_overrides(overrides: list[str]) -> list[str]:
+    """A job's overrides that choose its negatives (``sampling=`` and the miner's sampling keys), without the ones
+    every job shares (input, pool, cache) or the seed."""
+    from prep.config.schema import SAMPLING_KEYS
+
+    keys = {"sampling", *(f"miner.{key}" for key in SAMPLING_KEYS)}
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
+
+
+def proxies(summary: dict, rows: list[dict], source_of: dict[str, str], negatives: int) -> dict:
+    """What a mine's negatives look like before any training: the same-source share, their similarity and rank."""
+    share = proxy(rows, source_of)
+    return {"same_source_share": round(share, 4), "same_source_per_row": round(share * negatives, 3),
+            "negative_similarity_mean": summary["similarity"]["negative"]["mean"],
+            "negative_rank_mean": summary["negative_rank"]["mean"], "removed": summary["candidates"]["removed"]}
 
 
 def proxy(mined_rows: list[dict], source_of: dict[str, str]) -> float:
@@ -339,12 +356,7 @@ def main() -> None:
             summary = mine(key, overrides, train_path, corpus_dir / "corpus.jsonl", out, args.negatives, cache)
             rows = read_jsonl(Path(summary["output"]))
             negatives = args.negatives
-            share = proxy(rows, source_of)
-            entry["proxy"] = {"same_source_share": round(share, 4),
-                              "same_source_per_row": round(share * args.negatives, 3),
-                              "negative_similarity_mean": summary["similarity"]["negative"]["mean"],
-                              "negative_rank_mean": summary["negative_rank"]["mean"],
-                              "removed": summary["candidates"]["removed"]}
+            entry["proxy"] = proxies(summary, rows, source_of, negatives)
         for seed in args.seeds.split(","):
             if seed in entry["runs"]:
                 continue
@@ -369,14 +381,14 @@ def probe_recipe(args: argparse.Namespace, results: dict, train_path: Path, corp
     entry = results.setdefault("p", {"runs": {}})
     entry["label"] = (f"picked by a probe sweep ({args.probe_sweep}, seeds {args.probe_seeds}) on hold-outs of the "
                       "training queries")
-    if all(seed in entry["runs"] for seed in args.seeds.split(",")):
-        return
     pick = probe_pick(args, train_path, corpus_path, out, cache)
     log(f"(p) the probe sweep picked {' '.join(pick['picked'])} ({dev_range(pick)}; {pick['jobs']} jobs, "
         f"{pick['seconds']} s)")
     summary = mine("p", pick.pop("overrides"), train_path, corpus_path, out, args.negatives, cache, common=[])
     rows = read_jsonl(Path(summary["output"]))
-    entry["pick"] = {**pick, "same_source_share": round(proxy(rows, source_of), 4)}
+    entry["pick"] = pick
+    entry["proxy"] = proxies(summary, rows, source_of, args.negatives)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
     for seed in args.seeds.split(","):
         if seed in entry["runs"]:
             continue

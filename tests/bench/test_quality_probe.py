@@ -30,7 +30,8 @@ def test_the_probe_sweeps_pick_by_its_seeds_mean_mines_the_training_queries_with
         lines = ["job,objective,objective_mean,best"]
         for job, (overrides, objective, mean) in enumerate(jobs):
             (sweep / str(job)).mkdir(parents=True)
-            (sweep / str(job) / "summary.json").write_text(json.dumps({"overrides": ["step=probe", *overrides],
+            every_job = ["step=probe", "+sweep=probe_grid", "miner.candidate_pool=pool.jsonl", "cache_dir=c"]
+            (sweep / str(job) / "summary.json").write_text(json.dumps({"overrides": [*every_job, *overrides],
                                                                         "objective": objective}))
             lines.append(f"{job},{objective},{mean},{'*' if job >= 2 else ''}")
         (sweep / "sweep_summary.csv").write_text("\n".join(lines) + "\n")
