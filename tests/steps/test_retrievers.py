@@ -55,7 +55,7 @@ def test_without_write_sources_rows_keep_their_keys(make_config, retriever):
 def test_hybrid_union_takes_its_share_of_places_from_each_list(make_config, tmp_path):
     """fusion=union over a window of the fused top 40: BM25's list wins bm25_share of the 40 places (a passage both
     lists hold is placed once), so no row has more BM25-only negatives than its share, and a larger share gives
-    more; every negative comes from one of the two lists (checked against BM25's top 40 computed here)."""
+    more; a negative's source names BM25 exactly when BM25's top 40, computed here, holds it."""
     pool = list(dict.fromkeys(row["text"] for row in read_jsonl(paths.SAMPLE_POOL)))
     rows = read_jsonl(paths.SAMPLE_TRAIN)
     _, lexical = BM25Index.build(pool, 1.5, 0.75).search([row["query"] for row in rows], 40)
