@@ -133,17 +133,20 @@ def probe_pick(args: argparse.Namespace, train_path: Path, corpus_path: Path, ou
         table = list(csv.DictReader(handle))
     jobs = {row["job"]: json.loads((sweep_dir / row["job"] / "summary.json").read_text()) for row in table}
     best = next(row for row in table if row["best"] == "*")
-    settings = {" ".join(sampling_overrides(jobs[row["job"]]["overrides"])): float(row["objective_mean"]
-                                                                                  or row["objective"])
-                for row in table}
+    settings = {" ".join(sampling_overrides(jobs[row["job"]]["overrides"])): setting_objective(row) for row in table}
     # The picked settings as a user takes them: best_sampling.yaml as a sampling preset found on a search path.
     presets = out / "probe" / "conf" / "sampling"
     presets.mkdir(parents=True, exist_ok=True)
     (presets / "picked.yaml").write_text((sweep_dir / "best_sampling.yaml").read_text())
     return {**json.loads(record_path.read_text()), "jobs": len(table),
             "picked": sampling_overrides(jobs[best["job"]]["overrides"]),
-            "dev_objective": float(best["objective_mean"] or best["objective"]), "dev_objectives": settings,
+            "dev_objective": setting_objective(best), "dev_objectives": settings,
             "overrides": [f"hydra.searchpath=[file://{presets.parent}]", "sampling=picked"]}
+
+
+def setting_objective(row: dict) -> float:
+    """A sweep summary row's setting's objective: its mean over the seeds where the sweep ran several."""
+    return float(row["objective_mean"] or row["objective"])
 
 
 def sampling_overrides(overrides: list[str]) -> list[str]:
