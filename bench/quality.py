@@ -63,7 +63,7 @@ RECIPES = {
     "c": ("TopK-PercPos 95%", ["sampling=topk_percpos"]),
     "d": ("PercPos 95% random", ["sampling=percpos_random"]),
     "e": ("no mined negatives (in-batch only)", None),
-    # Issue: negatives from more than one retriever, false negatives across rows (not yet run; see bench/README.md).
+    # Negatives from more than one retriever, false negatives across rows (bench/README.md, "A second corpus").
     "i": ("BM25 top-k of 2-200 (DPR's way)", ["sampling=top_k", "miner.retriever=bm25"]),
     "j": ("hybrid (dense + BM25, RRF 60) top-k of 2-200", ["sampling=top_k", "miner.retriever=hybrid"]),
     "k": ("plain top-k of 2-200, other rows' positives excluded", ["sampling=top_k",
@@ -115,20 +115,29 @@ def probe_pick(args: argparse.Namespace, train_path: Path, corpus_path: Path, ou
     """Recipe (p): one probe sweep over the training queries under the seeds ``--probe-seeds`` (each seed holds
     out other rows; every job is judged on its hold-out, never on the test queries). Returns the overrides that
     mine with the best setting's sampling (by its mean over the seeds: the sweep's ``best_sampling.yaml``, used as
-    a user would) and what the sweep ran and cost. Only the cost is recorded (``pick.json``: a finished sweep is
-    not run again); the pick is read from the sweep's folder each time."""
+    a user would) and what the sweep ran and cost. What it ran (the grid, seeds, extra overrides) and its cost are
+    recorded (``pick.json``): a finished sweep is not run again, and one that ran something else than asked now
+    stops the bench rather than lend its pick; the pick is read from the sweep's folder each time."""
     sweep_dir = out / "probe" / "sweep"
     record_path = sweep_dir / "pick.json"
-    if not record_path.exists():
+    asked = {"sweep": args.probe_sweep, "grid": grid_params(args.probe_sweep), "seeds": args.probe_seeds,
+             "args": args.probe_args}
+    if record_path.exists():
+        recorded = json.loads(record_path.read_text())
+        differs = [key for key, value in asked.items() if recorded.get(key) != value]
+        if differs:
+            raise SystemExit(f"{record_path}: the finished sweep there ran another {', '.join(differs)} "
+                             f"({', '.join(f'{k}={recorded.get(k)!r}' for k in differs)}) than asked now "
+                             f"({', '.join(f'{k}={asked[k]!r}' for k in differs)}); move {sweep_dir} aside to "
+                             "sweep again")
+    else:
         command = [PY, str(ROOT / "run.py"), f"+sweep={args.probe_sweep}", f"input={train_path}",
                    f"miner.candidate_pool={corpus_path}", f"cache_dir={cache}", f"seed={args.probe_seeds}",
                    f"hydra.sweep.dir={sweep_dir}", *args.probe_args.split()]
         log(f"probe sweep: {' '.join(command[2:])}")
         started = time.time()
         subprocess.run(command, check=True, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", **os.environ})
-        record_path.write_text(json.dumps({"sweep": args.probe_sweep, "seeds": args.probe_seeds,
-                                           "args": args.probe_args, "seconds": round(time.time() - started)},
-                                          indent=1))
+        record_path.write_text(json.dumps({**asked, "seconds": round(time.time() - started)}, indent=1))
     with open(sweep_dir / "sweep_summary.csv", newline="", encoding="utf-8") as handle:
         table = list(csv.DictReader(handle))
     jobs = {row["job"]: json.loads((sweep_dir / row["job"] / "summary.json").read_text()) for row in table}
@@ -142,6 +151,15 @@ def probe_pick(args: argparse.Namespace, train_path: Path, corpus_path: Path, ou
             "picked": sampling_overrides(jobs[best["job"]]["overrides"]),
             "dev_objective": setting_objective(best), "dev_objectives": settings,
             "overrides": [f"hydra.searchpath=[file://{presets.parent}]", "sampling=picked"]}
+
+
+def grid_params(sweep: str) -> dict[str, str]:
+    """The values ``conf/sweep/<sweep>.yaml`` sweeps, by key, as its file states them: recorded with a finished
+    sweep, so a stored pick is not reused once the grid changes."""
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.load(ROOT / "conf" / "sweep" / f"{sweep}.yaml").hydra.sweeper.params
+    return {str(key): str(value) for key, value in params.items()}
 
 
 def setting_objective(row: dict) -> float:
@@ -360,8 +378,9 @@ def main() -> None:
             rows = read_jsonl(Path(summary["output"]))
             negatives = args.negatives
             entry["proxy"] = proxies(summary, rows, source_of, negatives)
+        twin = twin_recipe(out, key, results)
         for seed in args.seeds.split(","):
-            if seed in entry["runs"]:
+            if seed in entry["runs"] or reuse_run(results, key, twin, seed):
                 continue
             started = time.time()
             log(f"train ({key}) {label}, seed {seed}")
@@ -373,6 +392,7 @@ def main() -> None:
             entry["runs"][seed] = {**metrics, "train_s": round(trained), "eval_s": round(evaluated)}
             log(f"  ({key}) seed {seed}: {metrics}")
             results_path.write_text(json.dumps(results, indent=1))
+        results_path.write_text(json.dumps(results, indent=1))
     write_table(out, results, args)
 
 
@@ -392,8 +412,9 @@ def probe_recipe(args: argparse.Namespace, results: dict, train_path: Path, corp
     entry["pick"] = pick
     entry["proxy"] = proxies(summary, rows, source_of, args.negatives)
     (out / "results.json").write_text(json.dumps(results, indent=1))
+    twin = twin_recipe(out, "p", results)
     for seed in args.seeds.split(","):
-        if seed in entry["runs"]:
+        if seed in entry["runs"] or reuse_run(results, "p", twin, seed):
             continue
         started = time.time()
         model = train(model_path, rows[: args.train_queries], args.negatives, int(seed), args.batch_size, args.lr,
@@ -403,6 +424,32 @@ def probe_recipe(args: argparse.Namespace, results: dict, train_path: Path, corp
         entry["runs"][seed] = {**metrics, "train_s": round(trained), "eval_s": round(time.time() - started - trained)}
         log(f"  (p) seed {seed}: {metrics}")
         (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def twin_recipe(out: Path, key: str, results: dict) -> str | None:
+    """Another recipe with runs whose mined rows are this recipe's byte for byte (a probe's pick that is a fixed
+    recipe's setting, say): trained on the same rows under the same seed the student comes out the same on the
+    CPU, so its runs stand for this recipe's rather than train again."""
+    mined = out / "mined" / key / "mined.jsonl"
+    if not mined.is_file():
+        return None
+    for other in sorted(results):
+        other_mined = out / "mined" / other / "mined.jsonl"
+        if (other != key and isinstance(results[other], dict) and results[other].get("runs")
+                and other_mined.is_file() and other_mined.read_bytes() == mined.read_bytes()):
+            return other
+    return None
+
+
+def reuse_run(results: dict, key: str, twin: str | None, seed: str) -> bool:
+    """Take the twin recipe's run at ``seed`` as this recipe's, marked with where it came from; whether there was
+    one."""
+    if twin is None or seed not in results[twin]["runs"]:
+        return False
+    results[key]["runs"][seed] = {**results[twin]["runs"][seed], "same_training_as": twin}
+    log(f"  ({key}) seed {seed}: mined the same rows as ({twin}), whose run at this seed stands for it")
+    return True
 
 
 def dev_range(pick: dict) -> str:
@@ -437,7 +484,9 @@ def write_table(out: Path, results: dict, args: argparse.Namespace) -> None:
         figures = entry.get("proxy", {})
         proxies = [figures.get(name, "-") for name in ("same_source_share", "negative_similarity_mean",
                                                        "negative_rank_mean")]
-        lines.append(f"| ({key}) {entry['label']} | " + " | ".join(str(v) for v in proxies + cells) + " |")
+        twins = sorted({run["same_training_as"] for run in runs if "same_training_as" in run})
+        label = entry["label"] + (f" (the runs of ({', '.join(twins)}): it mined the same rows)" if twins else "")
+        lines.append(f"| ({key}) {label} | " + " | ".join(str(v) for v in proxies + cells) + " |")
     pick = results.get("p", {}).get("pick")
     if pick and results["p"]["runs"]:
         full = min(run["train_s"] + run["eval_s"] for run in results["p"]["runs"].values())

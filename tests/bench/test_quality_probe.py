@@ -49,6 +49,17 @@ def test_the_probe_sweeps_pick_by_its_seeds_mean_mines_the_training_queries_with
                                       "sampling=flagembedding miner.range_for_sampling=[10,100]": 0.665}
     assert module.probe_pick(args, SAMPLE_TRAIN, SAMPLE_POOL, tmp_path / "out", tmp_path / "cache") == pick
     assert len(sweeps) == 1  # a recorded pick is not swept again
+    record = json.loads((tmp_path / "out" / "probe" / "sweep" / "pick.json").read_text())
+    assert record["grid"]["miner.range_for_sampling"] == "[2,200],[10,100]"
+    # A finished sweep of other seeds or another grid is not lent to what is asked now.
+    fewer_seeds = argparse.Namespace(**{**vars(args), "probe_seeds": "0"})
+    with pytest.raises(SystemExit, match=r"sweep/pick.json: the finished sweep there ran another seeds "
+                                         r"\(seeds='0,1'\) than asked now \(seeds='0'\); move .* aside"):
+        module.probe_pick(fewer_seeds, SAMPLE_TRAIN, SAMPLE_POOL, tmp_path / "out", tmp_path / "cache")
+    monkeypatch.setattr(module, "grid_params", lambda sweep: {"sampling": "top_k"})
+    with pytest.raises(SystemExit, match=r"ran another grid \(grid=\{'step': 'probe'"):
+        module.probe_pick(args, SAMPLE_TRAIN, SAMPLE_POOL, tmp_path / "out", tmp_path / "cache")
+    assert len(sweeps) == 1
 
     summary = module.mine("p", pick["overrides"], SAMPLE_TRAIN, SAMPLE_POOL, tmp_path / "out", 3,
                           tmp_path / "cache", common=[])
@@ -56,3 +67,27 @@ def test_the_probe_sweeps_pick_by_its_seeds_mean_mines_the_training_queries_with
     picked = (miner["range_for_sampling"], miner["sampling_strategy"], miner["negative_number"])
     assert picked == ([10, 100], "random", 3)
     assert all(len(row["neg"]) == 3 for row in read_jsonl(summary["output"]))
+
+
+def test_a_recipe_that_mined_a_trained_recipes_rows_byte_for_byte_takes_its_runs(tmp_path):
+    """(p) picking a fixed recipe's setting mines that recipe's rows; the student would train the same, so the
+    runs are taken, marked, and shown in the table. Rows that differ by one byte, or a recipe without runs, are
+    not a twin."""
+    module = bench_script("quality")
+    for key, text in (("b", "same\n"), ("c", "same\n"), ("d", "differs\n"), ("p", "same\n")):
+        (tmp_path / "mined" / key).mkdir(parents=True)
+        (tmp_path / "mined" / key / "mined.jsonl").write_text(text)
+    run = {"strict": {"ndcg@10": 0.8, "recall@10": 0.9, "mrr@10": 0.7},
+           "sibling_tolerant": {"ndcg@10": 0.81, "recall@10": 0.9, "mrr@10": 0.72}, "train_s": 600, "eval_s": 300}
+    results = {"base": run, "c": {"label": "no runs yet", "runs": {}}, "d": {"label": "other", "runs": {"0": run}},
+               "b": {"label": "top-k", "runs": {"0": run}}, "p": {"label": "picked", "runs": {}}}
+    assert module.twin_recipe(tmp_path, "p", results) == "b"
+    assert module.twin_recipe(tmp_path, "e", results) is None  # no mined rows (in-batch only)
+    assert module.reuse_run(results, "p", "b", "0") and not module.reuse_run(results, "p", "b", "1")
+    assert results["p"]["runs"] == {"0": {**run, "same_training_as": "b"}}
+    (tmp_path / "mined" / "b" / "mined.jsonl").write_text("samE\n")
+    assert module.twin_recipe(tmp_path, "p", results) is None
+    args = argparse.Namespace(train_queries=4, negatives=7, batch_size=2, lr=2e-5, train_max_length=8,
+                              eval_max_length=8, test_queries=2, eval_passages=10, seeds="0")
+    module.write_table(tmp_path, results, args)
+    assert "| (p) picked (the runs of (b): it mined the same rows) | " in (tmp_path / "results.md").read_text()

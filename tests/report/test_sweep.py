@@ -106,3 +106,35 @@ def test_a_sweep_over_seeds_picks_the_setting_with_the_best_mean(tmp_path):
         (tmp_path / str(number) / "summary.json").unlink()
     rows = write_sweep_summary(tmp_path)
     assert [row["best"] for row in rows] == ["*", ""] and {row["objective_mean"] for row in rows} == {None}
+
+
+def test_the_jobs_of_two_sweeps_gathered_in_one_folder_get_one_verdict(tmp_path, capsys):
+    """Points added to a finished sweep run into a folder of their own; linking both sweeps' job folders into a
+    third and running ``python -m prep.report`` on it ranks every setting together (README, "Probe")."""
+    from omegaconf import OmegaConf
+
+    from prep.report.__main__ import main
+
+    def job(folder, sampling, seed, objective, strategy):
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({
+            "overrides": ["step=probe", sampling, f"seed={seed}"], "objective": objective,
+            "probe": {"metric": "ndcg@10", "after": {"ndcg@10": objective}},
+            "config": {"miner": {"range_for_sampling": "2-200", "negative_number": 15,
+                                 "sampling_strategy": strategy}}}))
+
+    first, added, gathered = tmp_path / "first", tmp_path / "added", tmp_path / "gathered"
+    job(first / "0", "sampling=top_k", 0, 0.90, "top")
+    job(first / "1", "sampling=top_k", 1, 0.89, "top")
+    job(added / "0", "sampling=flagembedding", 0, 0.88, "random")
+    job(added / "1", "sampling=flagembedding", 1, 0.92, "random")
+    gathered.mkdir()
+    for number, source in enumerate([first / "0", first / "1", added / "0", added / "1"]):
+        (gathered / str(number)).symlink_to(source, target_is_directory=True)
+    assert main([str(gathered)]) == 0
+    with open(gathered / "sweep_summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["job"], row["objective_mean"], row["best"]) for row in rows] == [
+        ("0", "0.895", ""), ("1", "0.895", ""), ("2", "0.9", "*"), ("3", "0.9", "*")]
+    assert OmegaConf.load(gathered / "best_sampling.yaml").sampling_strategy == "random"
+    assert sorted(p.name for p in first.iterdir()) == ["0", "1"]  # the sweeps' own folders are left as they were
