@@ -1,4 +1,4 @@
-# make install | demo | test | lint | bench | bench-gpu | bench-quality | bench-probe | bench-memory | sweep [SWEEP=similarity|rank_window|grid|probe_grid|probe_optuna] | report RUN=FOLDER | clean | clean-cache
+# make install | demo | test | lint | bench | bench-gpu | bench-quality | bench-quality-code | bench-probe | bench-memory | sweep [SWEEP=similarity|rank_window|grid|probe_grid|probe_optuna] | report RUN=FOLDER | clean | clean-cache
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ BENCH_DIR ?= .bench
 
 SWEEP ?= similarity
 
-.PHONY: install demo test lint bench bench-gpu bench-quality bench-probe bench-memory sweep report clean clean-cache
+.PHONY: install demo test lint bench bench-gpu bench-quality bench-quality-code bench-probe bench-memory sweep report clean clean-cache
 
 install: $(STAMP)
 
@@ -45,6 +45,13 @@ TEACHER := $(BENCH_DIR)/all-mpnet-base-v2
 bench-quality: $(STAMP)
 	$(BIN)/python bench/fetch_mpnet.py $(BENCH_DIR)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/quality.py --dir $(BENCH_DIR)/quality --teacher $(TEACHER) $(QUALITY_ARGS)
+
+# The same on the second corpus, code search (bench/code_corpus.py builds it once from pinned wheels).
+bench-quality-code: $(STAMP)
+	test -f $(BENCH_DIR)/code-all/source.jsonl || $(BIN)/python bench/code_corpus.py $(BENCH_DIR)/code-all --queries 0
+	$(BIN)/python bench/fetch_mpnet.py $(BENCH_DIR)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/quality.py --dir $(BENCH_DIR)/quality-code --corpus-dir $(BENCH_DIR)/code-all \
+		--teacher $(TEACHER) $(QUALITY_ARGS)
 
 # Whether a cheap probe ranks the presets as full training does (bench/probe_presets.py); PROBE_ARGS for sizes.
 bench-probe: $(STAMP)
