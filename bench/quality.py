@@ -434,10 +434,11 @@ def twin_recipe(out: Path, key: str, results: dict) -> str | None:
     mined = out / "mined" / key / "mined.jsonl"
     if not mined.is_file():
         return None
+    rows = mined.read_bytes()
     for other in sorted(results):
         other_mined = out / "mined" / other / "mined.jsonl"
         if (other != key and isinstance(results[other], dict) and results[other].get("runs")
-                and other_mined.is_file() and other_mined.read_bytes() == mined.read_bytes()):
+                and other_mined.is_file() and other_mined.read_bytes() == rows):
             return other
     return None
 

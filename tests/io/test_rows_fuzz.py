@@ -35,7 +35,7 @@ def _has_surrogate(text: str) -> bool:
 
 @FUZZ
 @given(query=TEXT, positives=st.lists(TEXT, min_size=1, max_size=3),
-       carried=st.dictionaries(TEXT.filter(lambda k: k not in ("query", "pos")),
+       carried=st.dictionaries(TEXT.filter(lambda k: k not in ("query", "pos", "neg")),
                                JSON_VALUES.map(json.dumps) | NUMBER_TEXTS, max_size=4),
        spacing=st.sampled_from(["", " ", "  \t"]), escape=st.booleans())
 def test_a_row_is_read_and_written_back_or_names_its_line(tmp_path, query, positives, carried, spacing, escape):
