@@ -5,7 +5,7 @@
                             [--eval-passages 20000] [--steps-batch 32] [--lr 2e-5]
                             [--probe-sweep probe_grid] [--probe-seeds 0,1] [--probe-args "probe.steps=30 ..."]
 
-Data: the whole Debian corpus of ../shared/bench/debian_corpus.py (about 60,835 passages), with
+Data: the whole Debian corpus of ../shared/bench/debian_corpus.py (60,863 passages), with
 ``source.jsonl`` (each passage's Debian source package). Test queries (1,000) are drawn first and
 share no positive with the training queries. For each recipe, ``run.py step=mine`` mines the
 training queries against the whole corpus (one shared cache: the corpus is encoded once), and we
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
@@ -95,6 +96,28 @@ def split_queries(rows: list[dict], test_count: int, mine_count: int, seed: int)
     test_positives = {p for row in test for p in row["pos"]}
     train = [rows[i] for i in order[test_count:] if not test_positives & set(rows[i]["pos"])][:mine_count]
     return test, train
+
+
+def corpus_digest(corpus_dir: Path) -> str:
+    """A digest of the corpus's three files. ``debian_corpus.py`` reads the package lists of the day it runs (it
+    runs ``apt-get update`` when they are missing), so a rebuild on another day can hold other packages and, through
+    the seeded split, other test queries: figures from two builds are not comparable (on 2026-12-01 a rebuild with
+    the same passage count moved the base model's nDCG@10 from 0.7252 to 0.7122)."""
+    digest = hashlib.sha256()
+    for name in ("train.jsonl", "corpus.jsonl", "source.jsonl"):
+        with open(corpus_dir / name, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def check_corpus(results: dict, digest: str, results_path: Path) -> None:
+    """Record the corpus's digest in the results, or stop when they were measured on another build of it (a folder
+    from before the digest was recorded takes the current one)."""
+    recorded = results.setdefault("corpus_digest", digest)
+    if recorded != digest:
+        raise SystemExit(f"{results_path}: its figures were measured on another build of the corpus (digest "
+                         f"{recorded}, now {digest}); move {results_path.parent} aside or pass another --dir")
 
 
 def mine(name: str, overrides: list[str], train_path: Path, corpus_path: Path, out: Path, negatives: int,
@@ -324,6 +347,7 @@ def main() -> None:
     wanted = args.recipes.split(",")
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    check_corpus(results, corpus_digest(corpus_dir), results_path)
 
     teacher = (ROOT / args.teacher).absolute()
     if {"f", "g", "h"} & set(wanted):
@@ -463,7 +487,8 @@ def dev_range(pick: dict) -> str:
 def write_table(out: Path, results: dict, args: argparse.Namespace) -> None:
     lines = [f"Settings: {args.train_queries} training queries, {args.negatives} negatives, batch {args.batch_size}, "
              f"lr {args.lr}, 1 epoch, max length {args.train_max_length}/{args.eval_max_length}, "
-             f"{args.test_queries} test queries over {args.eval_passages or 'all'} passages, seeds {args.seeds}.",
+             f"{args.test_queries} test queries over {args.eval_passages or 'all'} passages, seeds {args.seeds}, "
+             f"corpus digest {results.get('corpus_digest', 'not recorded')}.",
              "",
              "| recipe | same-source share | neg sim | neg rank | nDCG@10 strict | nDCG@10 sibling | "
              "R@10 strict | MRR@10 strict | MRR@10 sibling |",
