@@ -19,8 +19,8 @@ import numpy as np
 from prep.cache.identity import fingerprint, identity_of, texts_fingerprint
 from prep.cache.store import ArrayEntries, Cache
 from prep.config.schema import SAMPLING_KEYS
+from prep.models import batching, runtime
 from prep.models import embedder as embedder_module
-from prep.models import runtime
 
 if TYPE_CHECKING:
     from prep.config.schema import HardwareConfig, MinerConfig
@@ -40,10 +40,12 @@ MODEL_FILES = frozenset({"model_name_or_path", "examples_for_task"})  # count by
 
 
 def embedder_identity(miner: MinerConfig, hardware: HardwareConfig) -> dict[str, Any]:
-    """Everything that changes an embedding: the miner's settings but ``NOT_IN_EMBEDDINGS``, and the dtype
-    the forward passes run in (the only way the hardware settings reach an embedding)."""
+    """Everything that changes an embedding: the miner's settings but ``NOT_IN_EMBEDDINGS``, the dtype the forward
+    passes run in, and the passes' shape (``batching.passes_identity``): the ways the hardware settings reach an
+    embedding."""
     return {**identity_of(miner, ignore=NOT_IN_EMBEDDINGS, files=MODEL_FILES),
-            "dtype": runtime.effective_dtype(hardware)}
+            "dtype": runtime.effective_dtype(hardware),
+            "passes": batching.passes_identity(miner.batch_size, hardware)}
 
 
 def chunk_starts(count: int, chunk: int) -> list[int]:

@@ -73,6 +73,7 @@ def check(settings: Config) -> None:
     if hardware.use_bf16 not in (True, False, "auto"):
         raise UsageError(f"hardware.use_bf16: '{hardware.use_bf16}' is not true, false or auto")
     _positive(hardware.max_batch_tokens, "hardware.max_batch_tokens")
+    _positive(hardware.pad_to_multiple_of, "hardware.pad_to_multiple_of")
     _positive(settings.reranker.batch_size, "reranker.batch_size")
     _positive(settings.reranker.max_length, "reranker.max_length")
     parse_length_list(settings.splitter.length_list)

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prep.models import runtime
+from prep.models import batching, runtime
 
 if TYPE_CHECKING:
     from prep.config.schema import HardwareConfig, MinerConfig
 
 log = logging.getLogger(__name__)
 
-TOKENIZE_CHUNK = 8192  # texts tokenized together; also the unit of length sorting
+TOKENIZE_CHUNK = 8192  # texts tokenized together
 
 
 def load_embedder(miner: MinerConfig, hardware: HardwareConfig) -> Any:
@@ -82,24 +82,6 @@ def _pooling_function(embedder: Any):
     return None
 
 
-def token_batches(lengths_longest_first: list[int], batch_size: int, max_tokens: int) -> list[tuple[int, int]]:
-    """(start, end) of consecutive batches over texts sorted longest first.
-
-    A batch holds at most ``batch_size`` texts and at most ``max_tokens`` padded tokens (its first,
-    longest text's length times its count): long passages go in small batches, short ones in large.
-    On a CPU a 128 x 512 batch runs at half the speed of four 32 x 512 ones (cache and page faults).
-    """
-    batches = []
-    start = 0
-    while start < len(lengths_longest_first):
-        longest = max(lengths_longest_first[start], 1)
-        count = max(1, min(batch_size, max_tokens // longest))
-        end = min(start + count, len(lengths_longest_first))
-        batches.append((start, end))
-        start = end
-    return batches
-
-
 def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
     # Only the ids: the attention masks and token types would be two more lists of Python ints per
     # text (about 0.1 GB per chunk of 8,192 passages), and padding rebuilds the mask anyway.
@@ -128,16 +110,23 @@ def _token_chunks(tokenizer: Any, texts: list[str], max_length: int) -> Iterator
             yield start, token_ids
 
 
-def _embed_batch(embedder: Any, model: Any, pooling: Callable, token_ids: list[list[int]], device: Any) -> np.ndarray:
-    """One forward pass: pad, run, pool, truncate and normalise as FlagEmbedding does; float32 rows."""
+def _embed_pass(embedder: Any, model: Any, pooling: Callable, step: batching.Pass, device: Any) -> np.ndarray:
+    """One forward pass: pad to the pass's length (filler rows included), run, pool, truncate and normalise as
+    FlagEmbedding does; float32 rows of the pass's own items."""
     import torch
 
-    padded = embedder.tokenizer.pad({"input_ids": token_ids}, padding=True, return_tensors="pt").to(device)
+    rows = step.items + [step.items[0]] * step.filler
+    padded = embedder.tokenizer.pad({"input_ids": rows}, padding="max_length", max_length=step.length,
+                                    return_tensors="pt").to(device)
     hidden = model(**padded, return_dict=True).last_hidden_state
     batch_embeddings = embedder._truncate_embeddings(pooling(hidden, padded["attention_mask"]))
     if embedder.normalize_embeddings:
         batch_embeddings = torch.nn.functional.normalize(batch_embeddings, dim=-1)
-    return batch_embeddings.float().cpu().numpy()
+    return batch_embeddings[:len(step.items)].float().cpu().numpy()
+
+
+# How texts are cut into passes; bench/batching.py puts batching.sorted_passes here to measure what exactness costs.
+plan_passes = batching.exact_passes
 
 
 def _encode_one_device(embedder: Any, pooling: Callable, texts: list[str], hardware: HardwareConfig,
@@ -145,30 +134,32 @@ def _encode_one_device(embedder: Any, pooling: Callable, texts: list[str], hardw
     """Embeddings of ``texts`` in their order, as float32; ``limits`` is (max length, batch size). (Six
     parameters: the embedder's parts that FlagEmbedding's own loop takes as arguments too.)
 
-    Within a chunk, texts are sorted longest first, as FlagEmbedding does, so a batch holds texts of
-    similar length and little padding; batches are capped by count and by padded tokens.
+    Passes are exact (``batching.exact_passes``): a text's embedding depends on the text alone, never on the
+    texts encoded beside it. Texts are tokenized chunk by chunk; a pass waiting for rows carries over to the next
+    chunk, so only the last pass of each length has filler rows.
     """
     import torch
     from tqdm import tqdm
 
     max_length, batch_size = limits
+    shape = batching.PassShape(batch_size, hardware.max_batch_tokens, hardware.pad_to_multiple_of, max_length)
     device = embedder.target_devices[0]
     # The dtype the cache key names (effective_dtype), so a cached embedding is what this loop gives.
     model = embedder.model.to(device=device, dtype=runtime.torch_dtype(runtime.effective_dtype(hardware)))
     model.eval()
     # We pad token ids that were tokenized once for sorting; transformers warns about that path.
     embedder.tokenizer.deprecation_warnings["Asking-to-pad-a-fast-tokenizer"] = True
+    tokenized = ((chunk_start + offset, ids, len(ids))
+                 for chunk_start, token_ids in _token_chunks(embedder.tokenizer, texts, max_length)
+                 for offset, ids in enumerate(token_ids))
     embeddings: np.ndarray | None = None
     with torch.inference_mode(), tqdm(total=len(texts), desc=description, unit="text") as progress:
-        for chunk_start, token_ids in _token_chunks(embedder.tokenizer, texts, max_length):
-            order = np.argsort([-len(ids) for ids in token_ids], kind="stable")
-            for start, end in token_batches([len(token_ids[i]) for i in order], batch_size, hardware.max_batch_tokens):
-                batch_index = order[start:end]
-                values = _embed_batch(embedder, model, pooling, [token_ids[i] for i in batch_index], device)
-                if embeddings is None:
-                    embeddings = np.empty((len(texts), values.shape[1]), dtype=np.float32)
-                embeddings[chunk_start + batch_index] = values
-                progress.update(len(batch_index))
+        for step in plan_passes(tokenized, shape):
+            values = _embed_pass(embedder, model, pooling, step, device)
+            if embeddings is None:
+                embeddings = np.empty((len(texts), values.shape[1]), dtype=np.float32)
+            embeddings[step.positions] = values
+            progress.update(len(step.items))
     return embeddings if embeddings is not None else np.empty((0, 0), dtype=np.float32)
 
 
@@ -176,6 +167,12 @@ def _fast_path(embedder: Any):
     """Our forward loop applies to FlagEmbedding's plain classes on one device."""
     pooling = _pooling_function(embedder)
     return pooling if pooling is not None and len(embedder.target_devices) == 1 else None
+
+
+def exact(embedder: Any) -> bool:
+    """Whether a text's embedding depends on it alone: true in our loop (exact passes); FlagEmbedding's own loop,
+    which the other classes and several devices take, batches texts by sorted length."""
+    return _fast_path(embedder) is not None
 
 
 def encode_queries(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, queries: list[str],
@@ -228,3 +225,47 @@ def encode(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, side: st
     if side == "queries" and instruction is not None:
         return encode_queries(embedder, miner, hardware, texts, instruction)
     return (encode_queries if side == "queries" else encode_passages)(embedder, miner, hardware, texts)
+
+
+def reproducibility(miner: MinerConfig, hardware: HardwareConfig) -> dict[str, Any]:
+    """``summary.json``'s ``reproducible`` for embeddings: the dtype, and whether a text's embedding depends on the
+    text alone (``across_batches``: then blocks, shards and the cache's history cannot change an output byte),
+    with the reason where not; ``null`` where it is designed so but not measured (a GPU)."""
+    dtype = runtime.effective_dtype(hardware)
+    why = _not_exact_because(miner, hardware)
+    if why is None and not runtime.on_cpu(hardware) and dtype == "fp16":
+        return {"dtype": dtype, "across_batches": None,
+                "why": "exact passes on a GPU are not measured yet (make bench-gpu checks them)"}
+    return {"dtype": dtype, "across_batches": why is None, **({"why": why} if why else {})}
+
+
+def _not_exact_because(miner: MinerConfig, hardware: HardwareConfig) -> str | None:
+    """Why the embeddings would go through FlagEmbedding's own loop (``exact``'s answer before loading the model),
+    or None."""
+    import os
+
+    from FlagEmbedding.inference.embedder.model_mapping import (
+        AUTO_EMBEDDER_MAPPING,
+        EMBEDDER_CLASS_MAPPING,
+        EmbedderModelClass,
+    )
+
+    if miner.model_class:
+        model_class = EMBEDDER_CLASS_MAPPING[EmbedderModelClass(str(miner.model_class))]
+    else:
+        known = AUTO_EMBEDDER_MAPPING.get(os.path.basename(str(miner.model_name_or_path).rstrip("/")))
+        model_class = known.model_class if known else None
+    from FlagEmbedding.inference.embedder.decoder_only.base import BaseLLMEmbedder
+    from FlagEmbedding.inference.embedder.encoder_only.base import BaseEmbedder
+
+    if model_class not in (BaseEmbedder, BaseLLMEmbedder):
+        name = getattr(model_class, "__name__", miner.model_class)
+        return f"{name} runs FlagEmbedding's own loop, which batches texts by sorted length"
+    devices = runtime.devices_argument(hardware)
+    if devices is None:
+        import torch
+
+        devices = list(range(torch.cuda.device_count()))  # FlagEmbedding takes every visible GPU
+    if isinstance(devices, list) and len(devices) > 1:
+        return "several devices run FlagEmbedding's own loop, which batches texts by sorted length"
+    return None

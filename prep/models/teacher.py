@@ -15,7 +15,7 @@ import numpy as np
 
 from prep.cache.embeddings import embedder_identity
 from prep.cache.identity import identity_of
-from prep.models import embedder, runtime
+from prep.models import batching, embedder, runtime
 from prep.models.sources import check_model_source
 
 if TYPE_CHECKING:
@@ -34,8 +34,9 @@ OPTIONAL_KEYS = ("peft_path", "query_instruction_for_rerank", "passage_instructi
 
 def reranker_identity(reranker: RerankerConfig, hardware: HardwareConfig) -> dict[str, Any]:
     """Everything that changes a reranker's scores: its settings but ``NOT_IN_SCORES`` (model and adapter by
-    their files' content) and the dtype its forward passes run in."""
+    their files' content), the dtype its forward passes run in and their shape (``batching.passes_identity``)."""
     return {"kind": "reranker", "dtype": runtime.effective_dtype(hardware),
+            "passes": batching.passes_identity(reranker.batch_size, hardware),
             **identity_of(reranker, ignore=NOT_IN_SCORES, files={"model_name_or_path", "peft_path"})}
 
 
@@ -48,8 +49,20 @@ class RerankerTeacher:
             check_model_source(reranker.peft_path, "reranker.peft_path")
         self.reranker, self.hardware = reranker, hardware
         self.model: Any = None
+        self.warned = False
         self.identity = reranker_identity(reranker, hardware)
         self.description = f"reranker {reranker.model_name_or_path} ({reranker.model_class})"
+
+    def reproducible(self) -> dict[str, Any]:
+        """``summary.json``'s ``reproducible`` for the scores (as ``embedder.reproducibility``)."""
+        dtype = runtime.effective_dtype(self.hardware)
+        if not self.reranker.batch_invariant:
+            return {"dtype": dtype, "across_batches": False,
+                    "why": "reranker.batch_invariant=false: length-sorted batches, scores move with their neighbours"}
+        if dtype == "fp16":
+            return {"dtype": dtype, "across_batches": None,
+                    "why": "exact passes on a GPU are not measured yet (make bench-gpu checks them)"}
+        return {"dtype": dtype, "across_batches": True}
 
     def load(self) -> None:
         from FlagEmbedding import FlagAutoReranker
@@ -62,7 +75,7 @@ class RerankerTeacher:
             "trust_remote_code": r.trust_remote_code,
             "query_instruction_format": r.query_instruction_format_for_rerank,
             "passage_instruction_format": r.passage_instruction_format_for_rerank,
-            "batch_size": 1 if r.batch_invariant else r.batch_size,
+            "batch_size": r.batch_size,
             "max_length": r.max_length,
             "normalize": r.normalize,
         }
@@ -84,13 +97,24 @@ class RerankerTeacher:
         from FlagEmbedding.inference.reranker.encoder_only.base import BaseReranker
 
         if type(self.model) is BaseReranker and len(self.model.target_devices) == 1:
-            return score_encoder_only(self.model, [list(pair) for pair in pairs], self.hardware)
-        scores = self.model.compute_score([list(pair) for pair in pairs])
+            return score_encoder_only(self.model, [list(pair) for pair in pairs], self.hardware,
+                                      self.reranker.batch_invariant)
+        options = {}
+        if self.reranker.batch_invariant:
+            # FlagEmbedding's own loop batches by sorted length: only a pass of one pair keeps a score its own.
+            if not self.warned:
+                log.warning("%s: scored one pair per forward pass (reranker.batch_invariant=true), as this class "
+                            "runs FlagEmbedding's own loop; reranker.batch_invariant=false batches it, with scores "
+                            "that move in the last digits with their batch", self.description)
+                self.warned = True
+            options["batch_size"] = 1
+        scores = self.model.compute_score([list(pair) for pair in pairs], **options)
         return [float(s) for s in np.atleast_1d(np.asarray(scores, dtype=np.float64))]
 
 
-def score_encoder_only(reranker: Any, pairs: list[list[str]], hardware: HardwareConfig) -> list[float]:
-    """FlagEmbedding's encoder-only scoring, in token-budget batches and without its probe pass.
+def score_encoder_only(reranker: Any, pairs: list[list[str]], hardware: HardwareConfig, exact: bool) -> list[float]:
+    """FlagEmbedding's encoder-only scoring in our passes: exact ones (``batching.exact_passes``: a pair's score
+    depends on the pair alone) or, with ``exact`` false, length-sorted ones; never its probe pass.
 
     Instructions, query truncation (``query_max_length``, else 3/4 of ``max_length``), pair
     truncation (``only_second``) and the sigmoid of ``normalize`` are FlagEmbedding's own, so the
@@ -112,16 +136,17 @@ def score_encoder_only(reranker: Any, pairs: list[list[str]], hardware: Hardware
                             truncation=True)["input_ids"]
     inputs = [prepare_for_model_compat(tokenizer, q, p, truncation="only_second", max_length=max_length,
                                        padding=False) for q, p in zip(query_ids, passage_ids)]
-    order = np.argsort([-len(item["input_ids"]) for item in inputs], kind="stable")
-    batches = embedder.token_batches([len(inputs[i]["input_ids"]) for i in order], reranker.batch_size,
-                                  hardware.max_batch_tokens)
+    shape = batching.PassShape(reranker.batch_size, hardware.max_batch_tokens, hardware.pad_to_multiple_of,
+                               max_length)
+    planner = batching.exact_passes if exact else batching.sorted_passes
     scores = np.empty(len(pairs), dtype=np.float64)
     with torch.inference_mode():
-        for start, end in batches:
-            index = order[start:end]
-            padded = pad_with_compat(tokenizer, [inputs[i] for i in index], padding=True,
+        for step in planner([(i, item, len(item["input_ids"])) for i, item in enumerate(inputs)], shape):
+            rows = step.items + [step.items[0]] * step.filler
+            padded = pad_with_compat(tokenizer, rows, padding="max_length", max_length=step.length,
                                      return_tensors="pt").to(device)
-            scores[index] = model(**padded, return_dict=True).logits.view(-1).float().cpu().numpy()
+            logits = model(**padded, return_dict=True).logits.view(-1)[:len(step.items)]
+            scores[step.positions] = logits.float().cpu().numpy()
     if reranker.normalize:
         scores = 1.0 / (1.0 + np.exp(-scores))
     return scores.tolist()
@@ -137,9 +162,7 @@ class EmbedderTeacher:
     def __init__(self, miner: MinerConfig, hardware: HardwareConfig, reranker: RerankerConfig):
         # reranker.model_name_or_path names another bi-encoder (the miner's by default); reranker.max_length
         # and query_max_length cap its passages and queries, as they cap a cross-encoder's inputs.
-        changes: dict[str, Any] = {"passage_max_length": reranker.max_length}
-        if reranker.batch_invariant:
-            changes["batch_size"] = 1
+        changes: dict[str, Any] = {"passage_max_length": reranker.max_length, "batch_size": reranker.batch_size}
         if reranker.query_max_length is not None:
             changes["query_max_length"] = reranker.query_max_length
         if reranker.model_name_or_path:
@@ -150,11 +173,20 @@ class EmbedderTeacher:
         check_model_source(miner.model_name_or_path, "reranker.model_name_or_path", miner.cache_dir)
         self.miner, self.hardware = miner, hardware
         self.model: Any = None
+        self.batch_invariant = reranker.batch_invariant
         self.identity = {"kind": EMBEDDER, "batch_invariant": reranker.batch_invariant,
                          **embedder_identity(miner, hardware)}
         self.description = f"bi-encoder {miner.model_name_or_path} (cosine)"
         # Embeddings of texts seen in earlier chunks: a passage shared by many queries is encoded once.
         self._memo: dict[str, dict[str, np.ndarray]] = {"queries": {}, "passages": {}}
+
+    def reproducible(self) -> dict[str, Any]:
+        """As the miner's embeddings (``embedder.reproducibility``), where a class that runs FlagEmbedding's own loop
+        is exact one text per pass (``reranker.batch_invariant``)."""
+        found = embedder.reproducibility(self.miner, self.hardware)
+        if found["across_batches"] is False and self.batch_invariant:
+            return {"dtype": found["dtype"], "across_batches": True}
+        return found
 
     def _embeddings(self, side: str, texts: list[str]) -> np.ndarray:
         memo = self._memo[side]
@@ -166,6 +198,10 @@ class EmbedderTeacher:
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:
         if self.model is None:
             self.model = embedder.load_embedder(self.miner, self.hardware)
+            if self.batch_invariant and not embedder.exact(self.model):
+                log.warning("%s: one text per forward pass (reranker.batch_invariant=true), as this class runs "
+                            "FlagEmbedding's own loop", self.description)
+                self.model.batch_size = 1
         queries = self._embeddings("queries", [q for q, _ in pairs])
         passages = self._embeddings("passages", [p for _, p in pairs])
         return np.einsum("ij,ij->i", queries, passages).astype(np.float64).tolist()

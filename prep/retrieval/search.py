@@ -107,12 +107,13 @@ def _torch_search(passages, queries: np.ndarray, top_k: int, batch_size: int, de
     # The running top-k lives on the first device (a GPU's results are merged there, not on the host), and each
     # device gets the queries once, in its dtype; a GPU takes pieces of an array 8 times as large.
     home = devices[0]
+    batch_size = search_rows(batch_size)
     if home != "cpu" and not hasattr(passages, "pieces"):
         piece_rows = max(piece_rows, GPU_PIECE_ROWS)
-    query_matrix = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    query_matrix = torch.from_numpy(full_batches(queries, batch_size))
     on_device: dict[str, Any] = {}
-    best_values = torch.full((len(queries), top_k), -torch.inf, device=home)
-    best_ids = torch.full((len(queries), top_k), -1, dtype=torch.int64, device=home)
+    best_values = torch.full((len(query_matrix), top_k), -torch.inf, device=home)
+    best_ids = torch.full((len(query_matrix), top_k), -1, dtype=torch.int64, device=home)
     with torch.inference_mode(), tqdm(total=len(passages), desc="search", unit="passage") as progress:
         for number, (first, piece) in enumerate(_pieces(passages, piece_rows)):
             device = devices[number % len(devices)]
@@ -121,7 +122,7 @@ def _torch_search(passages, queries: np.ndarray, top_k: int, batch_size: int, de
                 on_device[device] = query_matrix.to(device=device, dtype=dtype)
             matrix = torch.from_numpy(np.ascontiguousarray(piece)).to(device=device, dtype=dtype)
             depth = min(top_k, matrix.shape[0])
-            for start in range(0, len(queries), batch_size):
+            for start in range(0, len(query_matrix), batch_size):
                 stop = start + batch_size
                 scores = on_device[device][start:stop] @ matrix.T
                 values, indices = canonical_topk(scores, depth)
@@ -132,7 +133,29 @@ def _torch_search(passages, queries: np.ndarray, top_k: int, batch_size: int, de
                 best_values[start:stop], best_ids[start:stop] = values.gather(1, order), indices.gather(1, order)
             progress.update(len(piece))
             del matrix, piece
-    return best_values.cpu().numpy(), best_ids.cpu().numpy()
+    return best_values[:len(queries)].cpu().numpy(), best_ids[:len(queries)].cpu().numpy()
+
+
+def search_rows(batch_size: int) -> int:
+    """Queries per search batch: ``miner.search_batch_size`` rounded up to a whole number of kernel rows."""
+    from prep.models.batching import whole_rows
+
+    return whole_rows(batch_size)
+
+
+def full_batches(queries: np.ndarray, batch_size: int) -> np.ndarray:
+    """``queries`` as float32 rows, with zero rows added up to a whole number of batches.
+
+    A matrix product's kernel picks its code path by the number of rows: on this CPU, a query searched in a
+    batch of 1, 2, 3 or 7 rows gets similarities up to 2e-7 away from the same query in a batch of 1,024, enough
+    to move a rank window's edge. Every batch has ``batch_size`` rows (a multiple of ``batching.ROW_MULTIPLE``,
+    see ``search_rows``), so a query's similarities do not depend on the block or shard it came in (the added
+    rows' results are dropped).
+    """
+    count = -(-len(queries) // batch_size) * batch_size
+    padded = np.zeros((count, queries.shape[1] if queries.ndim == 2 else 0), dtype=np.float32)
+    padded[:len(queries)] = queries
+    return padded
 
 
 def resolve_backend(backend: str, use_gpu: bool, top_k: int) -> str:
@@ -204,11 +227,13 @@ def _faiss_search(index, queries: np.ndarray, top_k: int, batch_size: int,
 
     similarities = np.empty((len(queries), top_k), dtype=np.float32)
     ids = np.empty((len(queries), top_k), dtype=np.int64)
+    batch_size = search_rows(batch_size)
     with tqdm(total=len(queries), desc=description, unit="query") as progress:
         for start in range(0, len(queries), batch_size):
-            batch = np.ascontiguousarray(queries[start:start + batch_size], dtype=np.float32)
-            similarities[start:start + len(batch)], ids[start:start + len(batch)] = index.search(batch, top_k)
-            progress.update(len(batch))
+            count = min(batch_size, len(queries) - start)
+            found = index.search(full_batches(queries[start:start + count], batch_size), top_k)  # as in torch's
+            similarities[start:start + count], ids[start:start + count] = found[0][:count], found[1][:count]
+            progress.update(count)
     order = np.lexsort((ids, -similarities), axis=1)
     return np.take_along_axis(similarities, order, 1), np.take_along_axis(ids, order, 1)
 

@@ -24,6 +24,7 @@ from prep.io.jsonl import check_training_row
 from prep.io.paths import input_sources
 from prep.io.pool import open_pool
 from prep.io.sources import Reader
+from prep.models.embedder import reproducibility
 from prep.models.runtime import check_devices
 from prep.models.sources import check_model_source
 from prep.steps.frame import StepRun
@@ -68,6 +69,7 @@ def run(cfg: Any) -> dict[str, Any]:
         "chunks_cached": encoder.chunks["cached"],
         "encoded": encoder.encoded,
         "cache": cache.stats(),
+        "reproducible": reproducibility(settings.miner, settings.hardware),
         "input": source.label if pool_source is None else None,
         "candidate_pool": pool_source.label if pool_source else None,
     }, ("load", "encode"))

@@ -29,9 +29,9 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,6 +54,9 @@ from prep.retrieval import sampling
 from prep.retrieval.sampling import Candidate, MiningRules, RowResult
 from prep.steps.frame import StepRun
 
+if TYPE_CHECKING:
+    from prep.config.schema import Config
+
 log = logging.getLogger(__name__)
 
 PHASES = ("load", "encode", "search", "teacher", "sample", "write")
@@ -66,6 +69,7 @@ class Mining:
     step: StepRun
     rules: MiningRules
     cache: Cache
+    reproducible: dict[str, Any] = field(default_factory=dict)  # summary.json's: see ``reproducible``
 
 
 @dataclass
@@ -298,6 +302,7 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         from prep.models.teacher import make_teacher
 
         teacher = make_teacher(settings)  # a missing teacher model fails here, before any encoding
+    mining.reproducible = reproducible(settings, teacher)
     # The pool's texts (an Arrow file) and, with cache=false, its embeddings live in this folder.
     with mining.step.work_dir(".mine-") as work_dir:
         source = load(mining, Path(work_dir), rows)
@@ -310,6 +315,22 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
                       for number, span in enumerate(spans))
             written = write(mining, blocks)
     return report(mining, source, pooled, tally, written)
+
+
+def reproducible(settings: Config, teacher: Any) -> dict[str, Any]:
+    """Whether output bytes hold across ``miner.query_block``, shards and the cache's history (README,
+    "Reproducible"): the embeddings' answer, or the teacher's where ``miner.teacher_filter`` uses one that holds
+    less; said in the log at start when it does not hold."""
+    from prep.models.embedder import reproducibility
+
+    found = reproducibility(settings.miner, settings.hardware)
+    if teacher is not None and found["across_batches"] is True:
+        scored = teacher.reproducible()
+        if scored["across_batches"] is not True:
+            found = {**scored, "why": f"teacher: {scored['why']}"}
+    if found["across_batches"] is not True:
+        log.warning("the output may change with miner.query_block, shards and what the cache held: %s", found["why"])
+    return found
 
 
 def query_blocks(rows: range, size: int) -> list[range]:
@@ -784,6 +805,7 @@ def report(mining: Mining, source: Input, pooled: Pooled, tally: Tally, written:
         "other_positives": {"negatives_that_are_other_rows_positives": tally.other_positives},
         "input_negatives_kept": tally.own,
         "retriever": str(mining.step.settings.miner.retriever),
+        "reproducible": mining.reproducible,
         "negatives_by_retriever": dict(tally.by_retriever),
         **source.sources,
     }

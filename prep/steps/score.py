@@ -114,6 +114,7 @@ def report(step: StepRun, scored_rows: list[dict[str, Any]], scores: CachedScore
         "pairs_cached": scores.pairs - scores.pairs_scored,
         "pairs_scored": scores.pairs_scored,
         "teacher": scores.teacher.description,
+        "reproducible": scores.teacher.reproducible(),
         "scores": statistics,
         "cache": cache.stats(),
         "input": input_path,

@@ -5,8 +5,8 @@ import pytest
 
 from prep.io.jsonl import read_jsonl
 from prep.io.paths import SAMPLE_POOL, SAMPLE_TRAIN
+from prep.models import batching, runtime
 from prep.models import embedder as embed
-from prep.models import runtime
 from tests.conftest import compose_config
 
 
@@ -59,16 +59,6 @@ def test_instructions_change_the_embeddings(texts):
     assert not np.allclose(a, b, atol=1e-3)
     assert embed.with_instruction(embedder, ["x"], "passage: ", "{}{}") == ["passage: x"]
     assert embed.with_instruction(embedder, ["x"], None, "{}{}") == ["x"]
-
-
-def test_token_batches_cap_count_and_padded_tokens():
-    lengths = [512, 500, 300, 100, 100, 100, 10, 10, 10, 10]
-    batches = embed.token_batches(lengths, batch_size=4, max_tokens=1024)
-    assert batches == [(0, 2), (2, 5), (5, 9), (9, 10)]
-    for start, end in batches:
-        assert end - start <= 4 and (end - start) * lengths[start] <= 1024 or end - start == 1
-    assert embed.token_batches([4000], batch_size=8, max_tokens=1024) == [(0, 1)]  # one text never splits
-    assert embed.token_batches([], batch_size=8, max_tokens=1024) == []
 
 
 @pytest.mark.parametrize("setting, devices, flags, expected", [
@@ -142,3 +132,25 @@ def test_every_embedder_class_mines_as_flagembedding_ranks(make_config, tmp_path
         assert len(row["neg"]) == min(3, len(allowed))
         third_best = similarity[allowed[len(row["neg"]) - 1]]
         assert all(similarity[t] >= third_best - 1e-4 for t in row["neg"]), (model_class, index)
+
+
+@pytest.mark.parametrize("bf16", ["false", "true"])
+def test_a_texts_embedding_depends_on_the_text_alone(texts, monkeypatch, bf16):
+    """Texts of mixed lengths encoded all together, one by one, and in another order with a chunk boundary inside:
+    the same bytes in fp32 and in bf16 (forced, so it runs on every CPU). Length-sorted passes (FlagEmbedding's
+    way) fail the same comparison, so the test can tell."""
+    passages, queries = texts
+    mixed = passages[:24] + queries[:24]
+    cfg = compose_config([f"hardware.use_bf16={bf16}", "miner.batch_size=8"])
+    embedder = embed.load_embedder(cfg.miner, cfg.hardware)
+
+    def encoded(items):
+        return embed.encode_passages(embedder, cfg.miner, cfg.hardware, items)
+
+    together = encoded(mixed)
+    alone = np.concatenate([encoded([text]) for text in mixed])
+    monkeypatch.setattr(embed, "TOKENIZE_CHUNK", 5)
+    reordered = encoded(mixed[::-1])[::-1]
+    assert together.tobytes() == alone.tobytes() == reordered.tobytes()
+    monkeypatch.setattr(embed, "plan_passes", batching.sorted_passes)
+    assert encoded(mixed).tobytes() != np.concatenate([encoded([text]) for text in mixed]).tobytes()

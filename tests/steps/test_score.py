@@ -124,10 +124,12 @@ def test_hub_name_offline_says_how_to_run_offline(tmp_path):
     assert not list(tmp_path.rglob("scored.jsonl"))
 
 
+@pytest.mark.parametrize("bf16", ["false", "true"])
 @pytest.mark.parametrize("teacher", ["embedder", "cross_encoder"])
-def test_scores_do_not_depend_on_what_the_cache_held(make_config, tmp_path, tiny_cross_encoder, teacher):
-    """A score computed in a batch depends on its neighbours in the 7th digit; with batch_invariant (the
-    default) a file scores to the same bytes whether the cache was cold, held some of its pairs, or is off."""
+def test_scores_do_not_depend_on_what_the_cache_held(make_config, tmp_path, tiny_cross_encoder, teacher, bf16):
+    """In length-sorted batches a score moves with its neighbours in the last digits; in exact passes (the
+    default) a file scores to the same bytes whether the cache was cold, held some of its pairs, or is off, in
+    fp32 and in bf16."""
     rows = paths.SAMPLE_MINED.read_text(encoding="utf-8").splitlines()[:20]
     whole, part = tmp_path / "all.jsonl", tmp_path / "two.jsonl"
     whole.write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -136,8 +138,10 @@ def test_scores_do_not_depend_on_what_the_cache_held(make_config, tmp_path, tiny
         if teacher == "cross_encoder" else []
 
     def scored(name, data, *extra):
-        score.run(make_config("step=score", f"input={data}", f"output={tmp_path / name}", "hardware.use_bf16=false",
-                              f"run_dir={tmp_path / ('run-' + name)}", *chosen, *extra))
+        summary = score.run(make_config("step=score", f"input={data}", f"output={tmp_path / name}",
+                                        f"hardware.use_bf16={bf16}", f"run_dir={tmp_path / ('run-' + name)}",
+                                        *chosen, *extra))
+        assert summary["reproducible"]["across_batches"] is True
         return (tmp_path / name).read_bytes()
 
     cold = scored("cold.jsonl", whole, f"cache_dir={tmp_path / 'cold'}")
@@ -145,3 +149,29 @@ def test_scores_do_not_depend_on_what_the_cache_held(make_config, tmp_path, tiny
     after_part = scored("after.jsonl", whole)
     uncached = scored("off.jsonl", whole, "cache=false")
     assert cold == after_part == uncached
+
+
+@pytest.mark.parametrize("bf16", ["false", "true"])
+def test_a_pairs_score_depends_on_the_pair_alone(tiny_cross_encoder, bf16, monkeypatch):
+    """Pairs of mixed lengths scored all together and one by one: the same float bytes, in fp32 and bf16; in
+    length-sorted batches (reranker.batch_invariant=false) they differ, so the comparison can tell."""
+    from FlagEmbedding import FlagAutoReranker
+
+    from prep.models import teacher
+    from tests.conftest import compose_config
+
+    rows = read_jsonl(paths.SAMPLE_MINED)[:6]
+    pairs = [[row["query"], passage] for row in rows for passage in (*row["pos"], *row["neg"])]
+    hardware = compose_config([f"hardware.use_bf16={bf16}"]).hardware
+    reranker = FlagAutoReranker.from_finetuned(str(tiny_cross_encoder), model_class="encoder-only-base",
+                                               use_fp16=False, devices="cpu", batch_size=16)
+
+    def scored(exact):
+        together = teacher.score_encoder_only(reranker, pairs, hardware, exact)
+        alone = [s for pair in pairs for s in teacher.score_encoder_only(reranker, [pair], hardware, exact)]
+        return np.asarray(together).tobytes(), np.asarray(alone).tobytes()
+
+    together, alone = scored(True)
+    assert together == alone
+    together, alone = scored(False)
+    assert together != alone

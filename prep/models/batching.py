@@ -1,0 +1,130 @@
+"""How tokenized texts (or pairs) are cut into forward passes.
+
+``exact_passes`` makes a text's result depend on that text alone. Two things move a row's result in the last
+bits of a float, in fp32 and more in bf16 and fp16: the length it is padded to (the attention's and the
+pooling's sums run over other lengths and in other blocks), and the shape of the pass (a matrix kernel picks
+its blocking, and a few rows at the edge of a tile another code path, by the number of rows). So each text is
+padded to a length decided by its own token count (the next multiple of ``pad_to_multiple_of``), texts
+share a pass only with texts padded to the same length, and every pass of one length has the same number of
+rows: a short last pass is filled with copies of its first row, whose results are dropped. What was measured
+(torch 2.13 on the CPU; bench/README.md "Exact batches"): with the length fixed, rows were bit-identical
+whatever shared their pass on an AVX512-BF16 CPU at any row count, and on an AMX CPU from 3 rows in bf16 and 2
+in fp32, so a fixed row count is what makes it hold on every backend.
+
+``sorted_passes`` is FlagEmbedding's way, longest first, each pass padded to its longest text: a little less
+padding, and a result that moves with its neighbours (``reranker.batch_invariant=false``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PassShape:
+    """The settings that shape passes: ``batch_size`` rows at most, ``max_tokens`` padded tokens at most (rows x
+    length), lengths rounded up to a multiple of ``pad_to_multiple_of`` and capped at ``max_length`` (the
+    truncation length, so a padded length never exceeds what the model takes)."""
+
+    batch_size: int
+    max_tokens: int
+    pad_to_multiple_of: int
+    max_length: int
+
+
+@dataclass
+class Pass:
+    """One forward pass: ``items`` (token ids or tokenized pairs) at ``positions`` in the caller's list, each padded
+    to ``length`` tokens; ``rows`` is the pass's row count, of which the rows after the items are copies of the
+    first item (an exact pass's fixed shape) and are dropped."""
+
+    length: int
+    rows: int
+    positions: list[int] = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
+
+    @property
+    def filler(self) -> int:
+        return self.rows - len(self.items)
+
+
+def padded_length(tokens: int, shape: PassShape) -> int:
+    """The length a text of ``tokens`` tokens is padded to, a function of its own count alone: the next multiple of
+    ``pad_to_multiple_of`` above ``tokens`` (never equal: see ``exact_passes``), at most ``max_length``."""
+    step = shape.pad_to_multiple_of
+    return min((tokens // step + 1) * step, max(shape.max_length, tokens))
+
+
+# Rows of an exact pass come in multiples of this. A small matrix product over the rows (a cross-encoder's pooler
+# and classifier) rounds its last rows otherwise when their count is not a multiple of its kernel's unrolling:
+# in fp32 on this CPU, one row of 3, 5, 7 or 42 came out differently at another place in the same pass, none of
+# 4, 8, 12, ..., 64 did.
+ROW_MULTIPLE = 8
+
+
+def rows_per_pass(length: int, shape: PassShape) -> int:
+    """Rows of every exact pass of padded ``length``: ``batch_size``, fewer for long texts so that a pass holds at
+    most ``max_tokens`` padded tokens, rounded down to a multiple of ``ROW_MULTIPLE`` and never fewer (so a pass of
+    long texts may hold more than ``max_tokens``, and ``batch_size`` below 8 means 8)."""
+    fits = min(shape.batch_size, shape.max_tokens // max(length, 1))
+    return max(ROW_MULTIPLE, fits // ROW_MULTIPLE * ROW_MULTIPLE)
+
+
+def whole_rows(count: int) -> int:
+    """``count`` rounded up to a multiple of ``ROW_MULTIPLE``: the row count of a fixed-shape batch of ``count``."""
+    return -(-count // ROW_MULTIPLE) * ROW_MULTIPLE
+
+
+def exact_passes(items: Iterable[tuple[int, Any, int]], shape: PassShape) -> Iterator[Pass]:
+    """Passes over ``(position, item, token count)``: a pass is yielded as soon as its length has ``rows`` items,
+    so items may come chunk by chunk; the short passes left at the end are yielded longest first, their rows
+    completed with copies (``Pass.filler``).
+
+    Every row has a padding position, except texts cut at ``max_length``, which go in passes of their own: where
+    no row of a pass is padded, transformers drops the attention mask and attention takes another code path,
+    whose sums round otherwise (seen in fp32 on a BERT cross-encoder), so a pass must never be mask-free by
+    chance of its neighbours.
+    """
+    pending: dict[tuple[int, bool], Pass] = {}
+    for position, item, tokens in items:
+        length = padded_length(tokens, shape)
+        key = (length, tokens >= length)
+        waiting = pending.get(key)
+        if waiting is None:
+            waiting = pending[key] = Pass(length, rows_per_pass(length, shape))
+        waiting.positions.append(position)
+        waiting.items.append(item)
+        if len(waiting.items) == waiting.rows:
+            yield pending.pop(key)
+    for key in sorted(pending, reverse=True):
+        yield pending[key]
+
+
+def sorted_passes(items: list[tuple[int, Any, int]], shape: PassShape) -> Iterator[Pass]:
+    """FlagEmbedding's batching: longest first, each pass as many rows as fit (``rows_per_pass`` of its longest
+    text), padded to its longest text; no filler rows."""
+    ordered = sorted(items, key=lambda item: -item[2])  # stable: equal lengths keep their order
+    start = 0
+    while start < len(ordered):
+        longest = max(ordered[start][2], 1)
+        chosen = ordered[start:start + max(1, min(shape.batch_size, shape.max_tokens // longest))]
+        yield Pass(longest, len(chosen), [c[0] for c in chosen], [c[1] for c in chosen])
+        start += len(chosen)
+
+
+def padded_tokens(passes: Iterable[Pass]) -> int:
+    """Tokens the passes run (filler rows and padding included): the cost side of ``exact_passes``."""
+    return sum(p.rows * p.length for p in passes)
+
+
+# Bumped when the way passes are cut changes, so cache entries made another way are not reused.
+PASSES_VERSION = 1
+
+
+def passes_identity(batch_size: int, hardware: Any) -> dict[str, Any]:
+    """What of the batching reaches a vector or a score: the padded length's rule and the passes' shape (on some
+    backends the kernels, and so the last bits, follow the row count), for cache keys."""
+    return {"version": PASSES_VERSION, "pad_to_multiple_of": hardware.pad_to_multiple_of, "batch_size": batch_size,
+            "max_batch_tokens": hardware.max_batch_tokens}
