@@ -21,11 +21,16 @@ It measures, one after the other on the same card, and prints each figure beside
    fp16 matrix product and ``topk`` of the same vectors already on the card. Goal: at least 60% of the bare speed.
 3. ``mine``: ``python run.py step=mine hardware=gpu`` on 2,000 of the corpus's training rows over its passages
    with that model, cache off: the exit status and the seconds of each phase.
-4. ``rerank``: the project's teacher (``prep.models.teacher.RerankerTeacher``) against FlagEmbedding's
+4. ``shards``: the same rows mined in 2 shards of rows and merged against one run (a shared cache): the same
+   bytes in fp16 (exact passes, fixed search batches).
+5. ``rerank``: the project's teacher (``prep.models.teacher.RerankerTeacher``) against FlagEmbedding's
    ``FlagReranker.compute_score`` on 20,000 (query, passage) pairs of the corpus, with a random cross-encoder
-   of bge-reranker-base's shape in fp16.
+   of bge-reranker-base's shape in fp16, in exact passes (the default) and length-sorted ones.
 
-Where torch sees no GPU (or with ``--smoke``), the same four run at toy sizes on the CPU, to check the script
+``encode`` and ``rerank`` also encode (score) the first texts (pairs) again in another batching: the same bytes
+are the goal (issue 31); a difference is what ``summary.json``'s ``reproducible`` must then say on a GPU.
+
+Where torch sees no GPU (or with ``--smoke``), the same five run at toy sizes on the CPU, to check the script
 itself (the tests do): the goals are then not judged. The results also go to ``gpu.jsonl`` in ``--out``.
 """
 
@@ -194,14 +199,19 @@ def measure_encode(kit: Path, model: str, texts: list[str], device: str, sizes: 
     embedder = load_embedder(config.miner, config.hardware)
     encode_passages(embedder, config.miner, config.hardware, texts[:512])
     seconds, ours = timed(device, lambda: encode_passages(embedder, config.miner, config.hardware, texts))
+    cosines = np.sum(np.asarray(ours, np.float32) * np.asarray(expected, np.float32), axis=1)
+    # Exact passes: the first texts again, in reverse order beside other texts, must give the same bytes.
+    sample = texts[:2048]
+    again = encode_passages(embedder, config.miner, config.hardware, sample[::-1] + texts[-1000:])[:len(sample)][::-1]
+    differing = int((np.asarray(again) != np.asarray(ours[:len(sample)])).any(axis=1).sum())
     embedder = None
     free(device)
-    cosines = np.sum(np.asarray(ours, np.float32) * np.asarray(expected, np.float32), axis=1)
     return {"passages": len(texts), "ours_s": round(seconds, 3), "flagembedding_s": round(reference_seconds, 3),
             "ours_per_s": round(len(texts) / seconds), "flagembedding_per_s": round(len(texts) / reference_seconds),
             "speedup": round(reference_seconds / seconds, 2),
             "min_cosine_to_flagembedding": round(float(cosines.min()), 4),
-            "goal": "speedup >= 2.5 and about 14,000 passages/s on an H200"}
+            "exact": {"texts": len(sample), "rows_differing_in_another_batching": differing},
+            "goal": "speedup >= 2.5 and about 14,000 passages/s on an H200; rows_differing 0"}
 
 
 def measure_search(device: str, sizes: Sizes) -> dict:
@@ -290,19 +300,60 @@ def measure_rerank(kit: Path, model: str, pairs: list[list[str]], device: str, s
     reference_seconds, expected = timed(device, lambda: reference.compute_score(pairs))
     reference = None
     free(device)
-    # in batches of 256, as FlagEmbedding's; the default (reranker.batch_invariant=true) scores pair by pair
-    config = settings(kit, "score", device, **{"reranker.model_name_or_path": model,
-                                               "reranker.model_class": "encoder-only-base",
-                                               "reranker.max_length": sizes.max_length, "reranker.batch_size": 256,
-                                               "reranker.batch_invariant": False})
-    teacher = RerankerTeacher(config.reranker, config.hardware)
-    teacher.score([tuple(pair) for pair in pairs[:256]])
-    seconds, ours = timed(device, lambda: teacher.score([tuple(pair) for pair in pairs]))
-    difference = np.abs(np.asarray(ours, np.float64) - np.asarray(expected, np.float64))
-    return {"pairs": len(pairs), "ours_s": round(seconds, 3), "flagembedding_s": round(reference_seconds, 3),
-            "ours_per_s": round(len(pairs) / seconds), "speedup": round(reference_seconds / seconds, 2),
-            "max_score_difference": round(float(difference.max()), 4), "batch_invariant": False,
-            "goal": "speedup >= 1 (no goal in the issue)"}
+    # in batches of 256, as FlagEmbedding's: exact passes (the default) and length-sorted ones
+    record = {"pairs": len(pairs), "flagembedding_s": round(reference_seconds, 3)}
+    for invariant in (True, False):
+        config = settings(kit, "score", device, **{"reranker.model_name_or_path": model,
+                                                   "reranker.model_class": "encoder-only-base",
+                                                   "reranker.max_length": sizes.max_length, "reranker.batch_size": 256,
+                                                   "reranker.batch_invariant": invariant})
+        teacher = RerankerTeacher(config.reranker, config.hardware)
+        teacher.score([tuple(pair) for pair in pairs[:256]])
+        seconds, ours = timed(device, lambda: teacher.score([tuple(pair) for pair in pairs]))  # noqa: B023
+        difference = np.abs(np.asarray(ours, np.float64) - np.asarray(expected, np.float64))
+        name = "exact" if invariant else "sorted"
+        record.update({f"{name}_s": round(seconds, 3), f"{name}_per_s": round(len(pairs) / seconds),
+                       f"{name}_speedup": round(reference_seconds / seconds, 2),
+                       f"{name}_max_score_difference": round(float(difference.max()), 4)})
+        if invariant:  # the first pairs again, in reverse order beside others: the same scores
+            sample = [tuple(pair) for pair in pairs[:2048]]
+            again = teacher.score(sample[::-1] + [tuple(pair) for pair in pairs[-500:]])[:len(sample)][::-1]
+            record["exact_pairs_differing_in_another_batching"] = sum(a != b for a, b in zip(again, ours))
+        teacher = None
+        free(device)
+    record["goal"] = "exact_speedup >= 0.9 (within 10% of compute_score); exact_pairs_differing 0"
+    return record
+
+
+def measure_shards(kit: Path, model: str, work: Path, device: str, sizes: Sizes) -> dict:
+    """Two shards of rows merged against one run (exact passes and fixed search batches in fp16): the same bytes."""
+    train, pool = work / "train.jsonl", work / "corpus.jsonl"  # written by measure_mine
+    hardware = ["hardware=gpu", f"hardware.devices={device}"] if device != "cpu" else ["hardware=cpu"]
+    common = [sys.executable, str(ROOT / "run.py"), "step=mine", *hardware, f"input={train}",
+              f"miner.candidate_pool={pool}", f"miner.model_name_or_path={model}",
+              "miner.model_class=encoder-only-base", "miner.pooling_method=cls",
+              f"miner.passage_max_length={sizes.max_length}", f"cache_dir={work / 'cache'}",
+              f"splitter.model_name_or_path={kit / 'tokenizer'}"]
+    runs = {"single": [f"run_dir={work / 'single'}", f"hydra.run.dir={work / 'single'}"]}
+    for index in range(2):
+        folder = work / "parts" / str(index)
+        runs[f"shard {index}"] = [f"run_dir={folder}", f"hydra.run.dir={folder}", f"shard.index={index}",
+                                  "shard.count=2"]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for name, extra in runs.items():
+        done = subprocess.run(common + extra, capture_output=True, text=True, env=environment)
+        if done.returncode != 0:
+            return {"error": f"{name}: " + " | ".join(done.stderr.strip().splitlines()[-5:])}
+    merged = work / "merged.jsonl"
+    done = subprocess.run([sys.executable, str(ROOT / "run.py"), "step=merge", f"input={work / 'parts'}",
+                           f"output={merged}", f"run_dir={work / 'merge'}", f"hydra.run.dir={work / 'merge'}"],
+                          capture_output=True, text=True, env=environment)
+    if done.returncode != 0:
+        return {"error": "merge: " + " | ".join(done.stderr.strip().splitlines()[-5:])}
+    single = json.loads((work / "single" / "summary.json").read_text(encoding="utf-8"))
+    return {"rows": single["rows"], "merged_equals_single": merged.read_bytes() == (work / "single" /
+                                                                                     "mined.jsonl").read_bytes(),
+            "reproducible": single.get("reproducible"), "goal": "merged_equals_single true"}
 
 
 def check(kit: Path, out: Path, smoke: bool) -> int:
@@ -330,6 +381,7 @@ def check(kit: Path, out: Path, smoke: bool) -> int:
         steps = {"encode": lambda: measure_encode(kit, embedder, passages, device, sizes),
                  "search": lambda: measure_search(device, sizes),
                  "mine": lambda: measure_mine(kit, embedder, work, device, sizes),
+                 "shards": lambda: measure_shards(kit, embedder, work, device, sizes),
                  "rerank": lambda: measure_rerank(kit, reranker, pairs, device, sizes)}
         for name, step in steps.items():
             started = time.perf_counter()

@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Miner settings that cannot change an embedding: how much is encoded at once, where Hugging Face keeps its
-# downloads, and what mining does with the embeddings afterwards (the sampling recipe, the search). Every other
-# miner setting counts.
+# Miner settings that cannot change an embedding: where Hugging Face keeps its downloads, and what mining does
+# with the embeddings afterwards (the sampling recipe, the search). Every other miner setting counts, batch_size
+# too: it shapes the forward passes (prep/models/batching.py).
 NOT_IN_EMBEDDINGS = frozenset({
-    *SAMPLING_KEYS, "batch_size", "cache_dir", "candidate_pool", "search_batch_size", "query_block", "search_backend",
+    *SAMPLING_KEYS, "cache_dir", "candidate_pool", "search_batch_size", "query_block", "search_backend",
     "index",
     "index_nlist", "index_nprobe", "hnsw_m", "hnsw_ef_search", "index_recall_queries",
     "query_instruction_from_row",  # a row's own instruction is part of its queries' key (CachedEncoder.key)
@@ -45,7 +45,7 @@ def embedder_identity(miner: MinerConfig, hardware: HardwareConfig) -> dict[str,
     embedding."""
     return {**identity_of(miner, ignore=NOT_IN_EMBEDDINGS, files=MODEL_FILES),
             "dtype": runtime.effective_dtype(hardware),
-            "passes": batching.passes_identity(miner.batch_size, hardware)}
+            "passes": batching.passes_identity(hardware)}
 
 
 def chunk_starts(count: int, chunk: int) -> list[int]:

@@ -23,11 +23,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Miner settings that cannot change which neighbours a search finds: the sampling recipe, how much is
-# searched at once, where Hugging Face keeps downloads, how recall is sampled. Every other one counts (the
-# model's settings again, harmlessly: they are in the embeddings' keys too). search_backend counts as resolved.
-NOT_IN_SEARCH = frozenset({*SAMPLING_KEYS, "batch_size", "cache_dir", "candidate_pool", "search_batch_size",
-                           "query_block", "search_backend", "index_recall_queries", "query_instruction_from_row"})
+# Miner settings that cannot change which neighbours a search finds: the sampling recipe, the rows mined at once,
+# where Hugging Face keeps downloads, how recall is sampled. Every other one counts (the model's settings again,
+# harmlessly: they are in the embeddings' keys too; search_batch_size shapes the matrix products, so a
+# similarity's last bits may follow it). search_backend counts as resolved.
+NOT_IN_SEARCH = frozenset({*SAMPLING_KEYS, "batch_size", "cache_dir", "candidate_pool", "query_block",
+                           "search_backend", "index_recall_queries", "query_instruction_from_row"})
 APPROXIMATE_ONLY = frozenset({"index_nlist", "index_nprobe", "hnsw_m", "hnsw_ef_search"})
 
 

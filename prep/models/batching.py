@@ -123,8 +123,8 @@ def padded_tokens(passes: Iterable[Pass]) -> int:
 PASSES_VERSION = 1
 
 
-def passes_identity(batch_size: int, hardware: Any) -> dict[str, Any]:
-    """What of the batching reaches a vector or a score: the padded length's rule and the passes' shape (on some
-    backends the kernels, and so the last bits, follow the row count), for cache keys."""
-    return {"version": PASSES_VERSION, "pad_to_multiple_of": hardware.pad_to_multiple_of, "batch_size": batch_size,
+def passes_identity(hardware: Any) -> dict[str, Any]:
+    """The hardware settings that shape passes (the padded length's rule, the tokens a pass holds), for the cache
+    keys of embeddings and scores; the row cap (``batch_size``) is the model's own setting and counts there."""
+    return {"version": PASSES_VERSION, "pad_to_multiple_of": hardware.pad_to_multiple_of,
             "max_batch_tokens": hardware.max_batch_tokens}

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EMBEDDER = "embedder"
-# Reranker settings that cannot change a score; every other one counts (model files by their content).
-NOT_IN_SCORES = frozenset({"batch_size", "cache_dir"})
+# Reranker settings that cannot change a score; every other one counts (model files by their content), batch_size
+# too: it shapes the forward passes (prep/models/batching.py).
+NOT_IN_SCORES = frozenset({"cache_dir"})
 # Passed to FlagEmbedding only when set, so a class keeps its own defaults (decoder-only rerankers
 # default to the "A: " / "B: " instructions and their own prompt).
 OPTIONAL_KEYS = ("peft_path", "query_instruction_for_rerank", "passage_instruction_for_rerank", "query_max_length",
@@ -36,7 +37,7 @@ def reranker_identity(reranker: RerankerConfig, hardware: HardwareConfig) -> dic
     """Everything that changes a reranker's scores: its settings but ``NOT_IN_SCORES`` (model and adapter by
     their files' content), the dtype its forward passes run in and their shape (``batching.passes_identity``)."""
     return {"kind": "reranker", "dtype": runtime.effective_dtype(hardware),
-            "passes": batching.passes_identity(reranker.batch_size, hardware),
+            "passes": batching.passes_identity(hardware),
             **identity_of(reranker, ignore=NOT_IN_SCORES, files={"model_name_or_path", "peft_path"})}
 
 

@@ -51,12 +51,17 @@ def test_each_input_of_the_embedding_key_changes_it(change):
     assert key("hardware.use_bf16=true") != key("hardware.use_bf16=false")
 
 
-def test_batch_size_does_not_change_the_key():
+@pytest.mark.parametrize("change", ["miner.batch_size=8", "hardware.max_batch_tokens=4096",
+                                    "hardware.pad_to_multiple_of=16"])
+def test_the_shape_of_the_passes_is_part_of_the_key(change):
+    """The padded length follows pad_to_multiple_of, the rows of a pass batch_size and max_batch_tokens: where a
+    backend's kernels follow the row count, a vector's last bits do too, so entries made in other passes are not
+    reused."""
     def key(*overrides):
         cfg = compose_config(list(overrides))
         return fingerprint(embeddings.embedder_identity(cfg.miner, cfg.hardware))
 
-    assert key("miner.batch_size=8") == key("miner.batch_size=128")
+    assert key(change) != key()
 
 
 def test_entries_round_trip_and_corrupt_ones_are_rebuilt(tmp_path, caplog):
