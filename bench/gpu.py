@@ -346,7 +346,8 @@ def measure_shards(kit: Path, model: str, work: Path, device: str, sizes: Sizes)
             return {"error": f"{name}: " + " | ".join(done.stderr.strip().splitlines()[-5:])}
     merged = work / "merged.jsonl"
     done = subprocess.run([sys.executable, str(ROOT / "run.py"), "step=merge", f"input={work / 'parts'}",
-                           f"output={merged}", f"run_dir={work / 'merge'}", f"hydra.run.dir={work / 'merge'}"],
+                           f"output={merged}", f"run_dir={work / 'merge'}", f"hydra.run.dir={work / 'merge'}",
+                           f"miner.model_name_or_path={model}", f"splitter.model_name_or_path={kit / 'tokenizer'}"],
                           capture_output=True, text=True, env=environment)
     if done.returncode != 0:
         return {"error": "merge: " + " | ".join(done.stderr.strip().splitlines()[-5:])}

@@ -1,6 +1,6 @@
 """Benchmarks on the Debian corpus (../shared/bench/debian_corpus.py), timed with /usr/bin/time -v.
 
-    python bench/run_bench.py [--dir .bench] [--only mine,bf16,reference,search,score,split,sweep]
+    python bench/run_bench.py [--dir .bench] [--only mine,bf16,reference,search,score,split,sweep,formats,batching]
 
 Each benchmark prints wall seconds and peak memory and appends a JSON line to DIR/results.jsonl;
 at the end a table puts each figure beside its reference and target. `reference` times
@@ -112,7 +112,7 @@ def run_args(*args: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=".bench")
-    parser.add_argument("--only", default="mine,bf16,reference,search,score,split,sweep,formats")
+    parser.add_argument("--only", default="mine,bf16,reference,search,score,split,sweep,formats,batching")
     args = parser.parse_args()
     out = (ROOT / args.dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -150,6 +150,14 @@ def main() -> None:
         for line in result.stdout.splitlines():
             measured = json.loads(line)
             keep({"bench": "search 10k x 60,835, k=200: " + measured["method"], "wall_s": measured["seconds"]}, out)
+    if "batching" in wanted:  # what exact passes cost (bench/batching.py): one line per measurement
+        result = subprocess.run([PY, str(ROOT / "bench" / "batching.py"), "--corpus", str(mine_data)],
+                                capture_output=True, text=True, check=True, cwd=ROOT)
+        for line in result.stdout.splitlines():
+            measured = json.loads(line)
+            name = " ".join(measured[key] for key in ("what", "dtype", "passes", "way")
+                            if isinstance(measured.get(key), str))
+            keep({"bench": f"batching: {name}", **measured}, out)
     if "sweep" in wanted:
         cache = out / "runs" / stamp / "sweep-cache"
         timed("mine cold single run", run_args("step=mine", *mine_common, f"cache_dir={cache}-single",

@@ -1,15 +1,16 @@
 """How tokenized texts (or pairs) are cut into forward passes.
 
-``exact_passes`` makes a text's result depend on that text alone. Two things move a row's result in the last
-bits of a float, in fp32 and more in bf16 and fp16: the length it is padded to (the attention's and the
-pooling's sums run over other lengths and in other blocks), and the shape of the pass (a matrix kernel picks
-its blocking, and a few rows at the edge of a tile another code path, by the number of rows). So each text is
-padded to a length decided by its own token count (the next multiple of ``pad_to_multiple_of``), texts
-share a pass only with texts padded to the same length, and every pass of one length has the same number of
-rows: a short last pass is filled with copies of its first row, whose results are dropped. What was measured
-(torch 2.13 on the CPU; bench/README.md "Exact batches"): with the length fixed, rows were bit-identical
-whatever shared their pass on an AVX512-BF16 CPU at any row count, and on an AMX CPU from 3 rows in bf16 and 2
-in fp32, so a fixed row count is what makes it hold on every backend.
+``exact_passes`` makes a text's result depend on that text alone. Three things can move a row's result in the last
+bits of a float (bench/invariance.py measures them; bench/README.md "Exact passes" has the figures): the length it
+is padded to (on an AMX CPU, 3 of 16 rows changed between 128 and 160 tokens), the number of rows in its pass and
+its place there (a matrix product's kernel treats the rows past a multiple of its unrolling otherwise: in fp32 a
+cross-encoder's head scored a row of a 7- or 42-row pass otherwise at another place), and whether the pass has an
+attention mask at all (transformers drops one that is all ones, and on a GPU attention then runs another kernel).
+So each text is padded to a length decided by its own token count (the next multiple of ``pad_to_multiple_of``
+above it, so every row has a padding position, except texts cut at the maximum length, which make passes of their
+own), texts share a pass only with texts padded to the same length, and every pass of one length has the same
+number of rows, a multiple of 8: a short last pass is filled with copies of its first row, whose results are
+dropped.
 
 ``sorted_passes`` is FlagEmbedding's way, longest first, each pass padded to its longest text: a little less
 padding, and a result that moves with its neighbours (``reranker.batch_invariant=false``).
@@ -59,8 +60,8 @@ def padded_length(tokens: int, shape: PassShape) -> int:
 
 # Rows of an exact pass come in multiples of this. A small matrix product over the rows (a cross-encoder's pooler
 # and classifier) rounds its last rows otherwise when their count is not a multiple of its kernel's unrolling:
-# in fp32 on this CPU, one row of 3, 5, 7 or 42 came out differently at another place in the same pass, none of
-# 4, 8, 12, ..., 64 did.
+# in fp32 on an AVX512 CPU, rows of passes of 3, 5, 7 or 42 rows scored otherwise at another place in the same
+# pass, none of passes of 4, 8, 12, 16 or 48 rows did.
 ROW_MULTIPLE = 8
 
 
@@ -83,9 +84,8 @@ def exact_passes(items: Iterable[tuple[int, Any, int]], shape: PassShape) -> Ite
     completed with copies (``Pass.filler``).
 
     Every row has a padding position, except texts cut at ``max_length``, which go in passes of their own: where
-    no row of a pass is padded, transformers drops the attention mask and attention takes another code path,
-    whose sums round otherwise (seen in fp32 on a BERT cross-encoder), so a pass must never be mask-free by
-    chance of its neighbours.
+    no row of a pass is padded, transformers drops the attention mask, and a pass must not change its attention
+    kernel by chance of its neighbours.
     """
     pending: dict[tuple[int, bool], Pass] = {}
     for position, item, tokens in items:

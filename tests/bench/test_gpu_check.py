@@ -34,9 +34,13 @@ def test_the_gpu_check_runs_each_measurement_at_toy_sizes_on_the_cpu(tmp_path, c
     printed = capsys.readouterr().out
     assert "toy sizes on the CPU" in printed and "card: cpu" in printed
     records = {record["check"]: record for record in map(json.loads, (tmp_path / "out" / "gpu.jsonl").open())}
-    assert list(records) == ["encode", "search", "mine", "rerank"], records
+    assert list(records) == ["encode", "search", "mine", "shards", "rerank"], records
     assert records["encode"]["passages"] == 200 and records["encode"]["min_cosine_to_flagembedding"] >= 0.999
+    assert records["encode"]["exact"]["rows_differing_in_another_batching"] == 0
+    assert records["shards"]["merged_equals_single"] is True and records["shards"]["rows"] == 30
     assert records["search"]["top_k_overlap_with_bare"] == 1.0  # exact search on both sides
     assert records["mine"]["exit_status"] == 0 and records["mine"]["rows"] == 30
     assert records["mine"]["index"]["backend"] == "torch"
-    assert records["rerank"]["pairs"] == 100 and records["rerank"]["max_score_difference"] < 1e-3
+    rerank = records["rerank"]
+    assert rerank["pairs"] == 100 and rerank["exact_max_score_difference"] < 1e-3
+    assert rerank["sorted_max_score_difference"] < 1e-3 and rerank["exact_pairs_differing_in_another_batching"] == 0
