@@ -3,7 +3,7 @@ ones, padded tokens per real token, and pairs per second of exact batched scorin
 FlagEmbedding's ``compute_score`` at the same batch size; in fp32 and in bf16 (forced: emulated on a CPU without
 AVX512-BF16 or AMX, so say which CPU ran it).
 
-    python bench/batching.py --corpus .bench/debian-2k-20k [--passages 8000] [--pairs 2000] [--dtypes fp32,bf16]
+    python bench/batching.py --corpus .bench/debian-2k-20k [--passages N] [--pairs 2000] [--dtypes fp32,bf16]
 
 Prints one JSON line per measurement and appends them to CORPUS/../batching.jsonl.
 """
@@ -43,13 +43,14 @@ def cpu_name() -> str:
 
 
 def padding(tokenizer, texts: list[str], max_length: int, batch_size: int, hardware) -> dict[str, float]:
-    """Padded tokens per real token of each way of cutting passes."""
+    """Padded tokens per real token of each way of cutting passes (exact ones as on the CPU)."""
     from prep.models import batching
 
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     items = [(i, x, len(x)) for i, x in enumerate(ids)]
     real = sum(len(x) for x in ids)
-    shape = batching.PassShape(batch_size, hardware.max_batch_tokens, hardware.pad_to_multiple_of, max_length)
+    shape = batching.PassShape(batch_size, hardware.max_batch_tokens, hardware.pad_to_multiple_of, max_length,
+                               fixed_rows=False)  # as on the CPU
     return {name: round(batching.padded_tokens(planner(items, shape)) / real, 3)
             for name, planner in (("exact", batching.exact_passes), ("sorted", batching.sorted_passes))}
 
@@ -116,7 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, required=True,
                         help="a debian_corpus.py folder (corpus.jsonl, train.jsonl)")
-    parser.add_argument("--passages", type=int, default=8000)
+    parser.add_argument("--passages", type=int, default=None, help="the first N of the pool (default: all)")
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--dtypes", default="fp32,bf16")
     parser.add_argument("--only", default="encode,score")
@@ -140,7 +141,7 @@ def main() -> None:
         if "score" in args.only:
             measured += measure_scoring(folder, pairs, dtype)
         for record in measured:
-            record = {"cpu": cpu_name(), "passages": args.passages, "pairs": len(pairs), **record}
+            record = {"cpu": cpu_name(), "passages": len(texts[: args.passages]), "pairs": len(pairs), **record}
             print(json.dumps(record), flush=True)
             with out.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")

@@ -245,7 +245,7 @@ class HardwareConfig:
     # Texts are padded to their own token count rounded up to a multiple of this, and a pass holds texts of one
     # padded length in a fixed number of rows, so a text's vector (a pair's score) depends on it alone in every
     # precision (prep/models/batching.py). Larger: fewer distinct shapes, more padding.
-    pad_to_multiple_of: int = 8
+    pad_to_multiple_of: int = 4
     # In a multirun, job N takes GPU N mod (visible GPUs) when devices names one GPU or is null.
     per_job_device: bool = True
 

@@ -6,11 +6,11 @@ is padded to (on an AMX CPU, 3 of 16 rows changed between 128 and 160 tokens), t
 its place there (a matrix product's kernel treats the rows past a multiple of its unrolling otherwise: in fp32 a
 cross-encoder's head scored a row of a 7- or 42-row pass otherwise at another place), and whether the pass has an
 attention mask at all (transformers drops one that is all ones, and on a GPU attention then runs another kernel).
-So each text is padded to a length decided by its own token count (the next multiple of ``pad_to_multiple_of``
-above it, so every row has a padding position, except texts cut at the maximum length, which make passes of their
-own), texts share a pass only with texts padded to the same length, and every pass of one length has the same
-number of rows, a multiple of 8: a short last pass is filled with copies of its first row, whose results are
-dropped.
+So each text is padded to a length decided by its own token count (``padded_length``: above it, so every row has a
+padding position, except texts cut at the maximum length, which make passes of their own), texts share a pass only
+with texts padded to the same length, and a pass has a multiple of 8 rows: on a GPU every pass of one length has
+the same number (a short last pass is filled with copies of its first row, whose results are dropped); on a CPU,
+where passes of any multiple of 8 rows gave the same rows, the last pass of a length only as many as it needs.
 
 ``sorted_passes`` is FlagEmbedding's way, longest first, each pass padded to its longest text: a little less
 padding, and a result that moves with its neighbours (``reranker.batch_invariant=false``).
@@ -33,6 +33,9 @@ class PassShape:
     max_tokens: int
     pad_to_multiple_of: int
     max_length: int
+    # true (a GPU): every pass of one length has rows_per_pass rows; false (a CPU): the last pass of a length only
+    # as many as its texts need, a multiple of ROW_MULTIPLE (measured invariant, see exact_passes)
+    fixed_rows: bool = True
 
 
 @dataclass
@@ -53,8 +56,10 @@ class Pass:
 
 def padded_length(tokens: int, shape: PassShape) -> int:
     """The length a text of ``tokens`` tokens is padded to, a function of its own count alone: the next multiple of
-    ``pad_to_multiple_of`` above ``tokens`` (never equal: see ``exact_passes``), at most ``max_length``."""
-    step = shape.pad_to_multiple_of
+    a step above ``tokens`` (never equal: see ``exact_passes``), at most ``max_length``. The step is
+    ``pad_to_multiple_of`` below 64 tokens and doubles at 64, 128, 256, ...: padding stays a similar share of a
+    text, and long texts, which are few, fall into few lengths (each length costs a last pass with filler rows)."""
+    step = shape.pad_to_multiple_of << max(0, tokens.bit_length() - 6)
     return min((tokens // step + 1) * step, max(shape.max_length, tokens))
 
 
@@ -66,11 +71,10 @@ ROW_MULTIPLE = 8
 
 
 def rows_per_pass(length: int, shape: PassShape) -> int:
-    """Rows of every exact pass of padded ``length``: ``batch_size``, fewer for long texts so that a pass holds at
-    most ``max_tokens`` padded tokens, rounded down to a multiple of ``ROW_MULTIPLE`` and never fewer (so a pass of
-    long texts may hold more than ``max_tokens``, and ``batch_size`` below 8 means 8)."""
-    fits = min(shape.batch_size, shape.max_tokens // max(length, 1))
-    return max(ROW_MULTIPLE, fits // ROW_MULTIPLE * ROW_MULTIPLE)
+    """Rows of a full exact pass of padded ``length``: ``batch_size``, fewer for long texts so that a pass holds
+    about ``max_tokens`` padded tokens, rounded up to a multiple of ``ROW_MULTIPLE`` (so a pass may hold up to 7
+    rows more than fit, and a ``batch_size`` below 8 means 8)."""
+    return whole_rows(max(1, min(shape.batch_size, shape.max_tokens // max(length, 1))))
 
 
 def whole_rows(count: int) -> int:
@@ -99,7 +103,10 @@ def exact_passes(items: Iterable[tuple[int, Any, int]], shape: PassShape) -> Ite
         if len(waiting.items) == waiting.rows:
             yield pending.pop(key)
     for key in sorted(pending, reverse=True):
-        yield pending[key]
+        last = pending[key]
+        if not shape.fixed_rows:
+            last.rows = whole_rows(len(last.items))
+        yield last
 
 
 def sorted_passes(items: list[tuple[int, Any, int]], shape: PassShape) -> Iterator[Pass]:
