@@ -53,6 +53,10 @@ class Pass:
     def filler(self) -> int:
         return self.rows - len(self.items)
 
+    def filled(self) -> list[Any]:
+        """The pass's rows as the model takes them: its items, then copies of the first up to ``rows``."""
+        return self.items + [self.items[0]] * self.filler
+
 
 def padded_length(tokens: int, shape: PassShape) -> int:
     """The length a text of ``tokens`` tokens is padded to, a function of its own count alone: the next multiple of

@@ -115,8 +115,7 @@ def _embed_pass(embedder: Any, model: Any, pooling: Callable, step: batching.Pas
     FlagEmbedding does; float32 rows of the pass's own items."""
     import torch
 
-    rows = step.items + [step.items[0]] * step.filler
-    padded = embedder.tokenizer.pad({"input_ids": rows}, padding="max_length", max_length=step.length,
+    padded = embedder.tokenizer.pad({"input_ids": step.filled()}, padding="max_length", max_length=step.length,
                                     return_tensors="pt").to(device)
     hidden = model(**padded, return_dict=True).last_hidden_state
     batch_embeddings = embedder._truncate_embeddings(pooling(hidden, padded["attention_mask"]))

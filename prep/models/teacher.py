@@ -143,8 +143,7 @@ def score_encoder_only(reranker: Any, pairs: list[list[str]], hardware: Hardware
     scores = np.empty(len(pairs), dtype=np.float64)
     with torch.inference_mode():
         for step in planner([(i, item, len(item["input_ids"])) for i, item in enumerate(inputs)], shape):
-            rows = step.items + [step.items[0]] * step.filler
-            padded = pad_with_compat(tokenizer, rows, padding="max_length", max_length=step.length,
+            padded = pad_with_compat(tokenizer, step.filled(), padding="max_length", max_length=step.length,
                                      return_tensors="pt").to(device)
             logits = model(**padded, return_dict=True).logits.view(-1)[:len(step.items)]
             scores[step.positions] = logits.float().cpu().numpy()
