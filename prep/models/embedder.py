@@ -230,10 +230,10 @@ def encode(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, side: st
 def reproducibility(miner: MinerConfig, hardware: HardwareConfig) -> dict[str, Any]:
     """``summary.json``'s ``reproducible`` for embeddings: the dtype, and whether a text's embedding depends on the
     text alone (``across_batches``: then blocks, shards and the cache's history cannot change an output byte),
-    with the reason where not; ``null`` where it is designed so but not measured (a GPU)."""
+    with the reason where not; ``null`` where it is designed so but not measured (a GPU, in any dtype)."""
     dtype = runtime.effective_dtype(hardware)
     why = _not_exact_because(miner, hardware)
-    if why is None and not runtime.on_cpu(hardware) and dtype == "fp16":
+    if why is None and runtime.on_gpu(hardware):
         return {"dtype": dtype, "across_batches": None,
                 "why": "exact passes on a GPU are not measured yet (make bench-gpu checks them)"}
     return {"dtype": dtype, "across_batches": why is None, **({"why": why} if why else {})}

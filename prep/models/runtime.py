@@ -68,6 +68,16 @@ def on_cpu(hardware: HardwareConfig) -> bool:
     return isinstance(devices, str) and devices.startswith("cpu")
 
 
+def on_gpu(hardware: HardwareConfig) -> bool:
+    """Whether the forward passes run on a GPU: one is named, or none is named and torch sees one."""
+    devices = hardware.devices
+    if devices is None:
+        import torch
+
+        return torch.cuda.is_available()
+    return not on_cpu(hardware)
+
+
 def use_bf16(hardware: HardwareConfig, flags: set[str] | None = None) -> bool:
     """``hardware.use_bf16`` resolved: ``auto`` means bf16 on a CPU with AMX or AVX512-BF16, else not."""
     value = hardware.use_bf16

@@ -60,7 +60,7 @@ class RerankerTeacher:
         if not self.reranker.batch_invariant:
             return {"dtype": dtype, "across_batches": False,
                     "why": "reranker.batch_invariant=false: length-sorted batches, scores move with their neighbours"}
-        if dtype == "fp16":
+        if runtime.on_gpu(self.hardware):
             return {"dtype": dtype, "across_batches": None,
                     "why": "exact passes on a GPU are not measured yet (make bench-gpu checks them)"}
         return {"dtype": dtype, "across_batches": True}

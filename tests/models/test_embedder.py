@@ -154,3 +154,16 @@ def test_a_texts_embedding_depends_on_the_text_alone(texts, monkeypatch, bf16):
     assert together.tobytes() == alone.tobytes() == reordered.tobytes()
     monkeypatch.setattr(embed, "plan_passes", batching.sorted_passes)
     assert encoded(mixed).tobytes() != np.concatenate([encoded([text]) for text in mixed]).tobytes()
+
+
+def test_reproducible_says_what_was_measured_and_why_not():
+    """True on our loop on a CPU; false, with the reason, for a class that runs FlagEmbedding's own loop; null on a
+    GPU in any dtype, where exact passes are not measured yet."""
+    cpu = compose_config(["hardware.use_bf16=true"])
+    assert embed.reproducibility(cpu.miner, cpu.hardware) == {"dtype": "bf16", "across_batches": True}
+    m3 = compose_config(["hardware.use_bf16=false", "miner.model_class=encoder-only-m3"])
+    found = embed.reproducibility(m3.miner, m3.hardware)
+    assert found["across_batches"] is False and "FlagEmbedding's own loop" in found["why"]
+    for overrides in (["hardware=gpu"], ["hardware=gpu", "hardware.use_fp16=false"]):
+        gpu = compose_config(overrides)
+        assert embed.reproducibility(gpu.miner, gpu.hardware)["across_batches"] is None
