@@ -49,8 +49,7 @@ def padding(tokenizer, texts: list[str], max_length: int, batch_size: int, hardw
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     items = [(i, x, len(x)) for i, x in enumerate(ids)]
     real = sum(len(x) for x in ids)
-    shape = batching.PassShape(batch_size, hardware.max_batch_tokens, hardware.pad_to_multiple_of, max_length,
-                               fixed_rows=False)  # as on the CPU
+    shape = batching.PassShape.on("cpu", batch_size, hardware, max_length)
     return {name: round(batching.padded_tokens(planner(items, shape)) / real, 3)
             for name, planner in (("exact", batching.exact_passes), ("sorted", batching.sorted_passes))}
 

@@ -25,9 +25,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class PassShape:
-    """The settings that shape passes: ``batch_size`` rows at most, ``max_tokens`` padded tokens at most (rows x
-    length), lengths rounded up to a multiple of ``pad_to_multiple_of`` and capped at ``max_length`` (the
-    truncation length, so a padded length never exceeds what the model takes)."""
+    """The settings that shape passes: ``batch_size`` rows, fewer for long texts so that a pass holds about
+    ``max_tokens`` padded tokens (``rows_per_pass``), lengths by ``pad_to_multiple_of`` (``padded_length``) capped
+    at ``max_length`` (the truncation length, so a padded length never exceeds what the model takes)."""
 
     batch_size: int
     max_tokens: int
@@ -36,6 +36,12 @@ class PassShape:
     # true (a GPU): every pass of one length has rows_per_pass rows; false (a CPU): the last pass of a length only
     # as many as its texts need, a multiple of ROW_MULTIPLE (measured invariant, see exact_passes)
     fixed_rows: bool = True
+
+    @classmethod
+    def on(cls, device: Any, batch_size: int, hardware: Any, max_length: int) -> PassShape:
+        """The shape of passes on ``device`` (fixed rows anywhere but on the CPU) from the hardware settings."""
+        return cls(batch_size, hardware.max_batch_tokens, hardware.pad_to_multiple_of, max_length,
+                   fixed_rows=str(device) != "cpu")
 
 
 @dataclass
@@ -114,8 +120,8 @@ def exact_passes(items: Iterable[tuple[int, Any, int]], shape: PassShape) -> Ite
 
 
 def sorted_passes(items: list[tuple[int, Any, int]], shape: PassShape) -> Iterator[Pass]:
-    """FlagEmbedding's batching: longest first, each pass as many rows as fit (``rows_per_pass`` of its longest
-    text), padded to its longest text; no filler rows."""
+    """FlagEmbedding's batching: longest first, each pass as many rows as fit (at most ``batch_size``, and
+    ``max_tokens`` padded tokens at its longest text's length), padded to its longest text; no filler rows."""
     ordered = sorted(items, key=lambda item: -item[2])  # stable: equal lengths keep their order
     start = 0
     while start < len(ordered):

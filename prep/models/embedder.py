@@ -142,8 +142,7 @@ def _encode_one_device(embedder: Any, pooling: Callable, texts: list[str], hardw
 
     max_length, batch_size = limits
     device = embedder.target_devices[0]
-    shape = batching.PassShape(batch_size, hardware.max_batch_tokens, hardware.pad_to_multiple_of, max_length,
-                               fixed_rows=str(device) != "cpu")
+    shape = batching.PassShape.on(device, batch_size, hardware, max_length)
     # The dtype the cache key names (effective_dtype), so a cached embedding is what this loop gives.
     model = embedder.model.to(device=device, dtype=runtime.torch_dtype(runtime.effective_dtype(hardware)))
     model.eval()

@@ -137,8 +137,7 @@ def score_encoder_only(reranker: Any, pairs: list[list[str]], hardware: Hardware
                             truncation=True)["input_ids"]
     inputs = [prepare_for_model_compat(tokenizer, q, p, truncation="only_second", max_length=max_length,
                                        padding=False) for q, p in zip(query_ids, passage_ids)]
-    shape = batching.PassShape(reranker.batch_size, hardware.max_batch_tokens, hardware.pad_to_multiple_of,
-                               max_length, fixed_rows=str(device) != "cpu")
+    shape = batching.PassShape.on(device, reranker.batch_size, hardware, max_length)
     planner = batching.exact_passes if exact else batching.sorted_passes
     scores = np.empty(len(pairs), dtype=np.float64)
     with torch.inference_mode():
