@@ -305,6 +305,9 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--mine-max-length", type=int, default=None,
+                        help="miner.query_max_length and passage_max_length (default: the model's own, 256; 512 is "
+                             "FlagEmbedding's): use another --dir per length")
     parser.add_argument("--train-max-length", type=int, default=128)
     parser.add_argument("--eval-max-length", type=int, default=256)
     parser.add_argument("--teacher-sweep", default="0.0,0.05,0.1",
@@ -350,6 +353,8 @@ def main() -> None:
     recipes = dict(RECIPES)
     wanted = args.recipes.split(",")
 
+    lengths = ([] if args.mine_max_length is None else
+               [f"miner.{side}_max_length={args.mine_max_length}" for side in ("query", "passage")])
     teacher = (ROOT / args.teacher).absolute()
     if {"f", "g", "h"} & set(wanted):
         if not (teacher / "config.json").exists():
@@ -357,7 +362,7 @@ def main() -> None:
     teacher_keys = ["miner.teacher_filter=true", "reranker=embedder", f"reranker.model_name_or_path={teacher}",
                     "reranker.max_length=256"]
     if "f" in wanted:
-        base = ["sampling=topk_percpos", *teacher_keys]
+        base = ["sampling=topk_percpos", *teacher_keys, *lengths]
         sweep = {}
         for margin in args.teacher_sweep.split(","):
             name = f"f-sweep-{margin}"
@@ -399,10 +404,12 @@ def main() -> None:
             rows = [{"query": r["query"], "pos": r["pos"], "neg": []} for r in train_rows]
             negatives = 0
         else:
-            summary = mine(key, overrides, train_path, corpus_dir / "corpus.jsonl", out, args.negatives, cache)
+            summary = mine(key, [*overrides, *lengths], train_path, corpus_dir / "corpus.jsonl", out, args.negatives,
+                           cache)
             rows = read_jsonl(Path(summary["output"]))
             negatives = args.negatives
             entry["proxy"] = proxies(summary, rows, source_of, negatives)
+            entry["lengths"] = summary.get("lengths")
         twin = twin_recipe(out, key, results)
         for seed in args.seeds.split(","):
             if seed in entry["runs"] or reuse_run(results, key, twin, seed):
@@ -485,11 +492,25 @@ def dev_range(pick: dict) -> str:
     return f"dev {pick['dev_objective']:.4f}; the sweep's settings {objectives[0]:.4f}-{objectives[-1]:.4f}"
 
 
+def mining_lengths(results: dict) -> str:
+    """The lengths the recipes mined at, as their summaries said (runs before 2026-12-06 mined at 512, unrecorded)."""
+    seen = {}
+    for key in sorted(k for k in results if len(k) == 1):
+        found = results[key].get("lengths") if isinstance(results[key], dict) else None
+        if found:
+            text = ", ".join(f"{side} {length['tokens']} ({length['from']})" for side, length in found.items())
+            seen.setdefault(text, []).append(f"({key})")
+    if not seen:
+        return "Mined at lengths not recorded (runs before 2026-12-06: 512 tokens, the old default)."
+    return "Mined at " + "; ".join(f"{text}: {' '.join(keys)}" for text, keys in seen.items()) + "."
+
+
 def write_table(out: Path, results: dict, args: argparse.Namespace) -> None:
     lines = [f"Settings: {args.train_queries} training queries, {args.negatives} negatives, batch {args.batch_size}, "
              f"lr {args.lr}, 1 epoch, max length {args.train_max_length}/{args.eval_max_length}, "
              f"{args.test_queries} test queries over {args.eval_passages or 'all'} passages, seeds {args.seeds}, "
              f"corpus digest {results.get('corpus_digest', 'not recorded')}.",
+             mining_lengths(results),
              "",
              "| recipe | same-source share | neg sim | neg rank | nDCG@10 strict | nDCG@10 sibling | "
              "R@10 strict | MRR@10 strict | MRR@10 sibling |",

@@ -21,6 +21,7 @@ from prep.cache.store import ArrayEntries, Cache
 from prep.config.schema import SAMPLING_KEYS
 from prep.models import batching, runtime
 from prep.models import embedder as embedder_module
+from prep.models.lengths import with_own_lengths
 
 if TYPE_CHECKING:
     from prep.config.schema import HardwareConfig, MinerConfig
@@ -68,6 +69,7 @@ class CachedEncoder:
 
     def __init__(self, miner: MinerConfig, hardware: HardwareConfig, cache: Cache, timer: Any,
                  storage_dtype: str = "float32", chunk_size: int = 16384):
+        miner = with_own_lengths(miner)
         self.miner, self.hardware, self.timer = miner, hardware, timer
         self.entries = ArrayEntries(cache, embedder_identity(miner, hardware))
         self.chunk_size = int(chunk_size)

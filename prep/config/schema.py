@@ -119,8 +119,10 @@ class MinerConfig:
     trust_remote_code: bool = False
     cache_dir: str | None = None  # where Hugging Face keeps downloaded model files
     batch_size: int = 64
-    query_max_length: int = 512
-    passage_max_length: int = 512
+    # Tokens per text; null: the model's own (sentence_bert_config.json's max_seq_length, else the tokenizer's
+    # model_max_length, else 512: prep/models/lengths.py). 512 reproduces FlagEmbedding's hn_mine.py.
+    query_max_length: int | None = None
+    passage_max_length: int | None = None
     candidate_pool: str | None = None
     range_for_sampling: Any = "10-210"  # Any: "A-B" string or [A, B]; ranks [A, B), 0-based
     similarity_range: Any = None  # Any: "L-H" string or [L, H], inclusive; null: no bound
@@ -209,8 +211,8 @@ class RerankerConfig:
     # pairs were scored beside it and output bytes never depend on what the cache held. false: batches of
     # batch_size, faster (on a GPU, much faster); scores then move in the 7th digit with their batch.
     batch_invariant: bool = True
-    query_max_length: int | None = None
-    max_length: int = 512
+    query_max_length: int | None = None  # null: a cross-encoder's 3/4 of max_length; a bi-encoder's own length
+    max_length: int | None = None  # null: the teacher model's own (as miner.passage_max_length)
     normalize: bool = False  # raw logits, as FlagEmbedding's distillation expects; true: a sigmoid
     prompt: str | None = None
     cutoff_layers: list[int] | None = None
@@ -294,7 +296,7 @@ class ProbeConfig:
     # train_group_size 8: 7 negatives); 3 ranked the presets unlike full training (bench/README.md, "Probe").
     negatives: int = 7
     learning_rate: float = 2e-5
-    max_length: int = 128  # tokens per text, in training and evaluation
+    max_length: int | None = None  # tokens per text, in training and evaluation; null: the student's own
     loss: ProbeLoss = ProbeLoss.mnrl
     mini_batch_size: int = 16  # loss=cached_mnrl: texts per forward pass
     metric: ProbeMetric = ProbeMetric["ndcg@10"]

@@ -60,9 +60,11 @@ def check(settings: Config) -> None:
     _positive(settings.encode_chunk, "encode_chunk")
     MiningRules.from_settings(settings)
     miner = settings.miner
-    for key in ("batch_size", "query_max_length", "passage_max_length", "search_batch_size", "query_block",
-                "index_nprobe", "hnsw_m", "hnsw_ef_search"):
+    for key in ("batch_size", "search_batch_size", "query_block", "index_nprobe", "hnsw_m", "hnsw_ef_search"):
         _positive(getattr(miner, key), f"miner.{key}")
+    for key in ("query_max_length", "passage_max_length"):  # null: the model's own (prep/models/lengths.py)
+        if getattr(miner, key) is not None:
+            _positive(getattr(miner, key), f"miner.{key}")
     if miner.index_nlist is not None:
         _positive(miner.index_nlist, "miner.index_nlist")
     check_retrieval(miner)
@@ -75,7 +77,9 @@ def check(settings: Config) -> None:
     _positive(hardware.max_batch_tokens, "hardware.max_batch_tokens")
     _positive(hardware.pad_to_multiple_of, "hardware.pad_to_multiple_of")
     _positive(settings.reranker.batch_size, "reranker.batch_size")
-    _positive(settings.reranker.max_length, "reranker.max_length")
+    for key in ("max_length", "query_max_length"):
+        if getattr(settings.reranker, key) is not None:
+            _positive(getattr(settings.reranker, key), f"reranker.{key}")
     parse_length_list(settings.splitter.length_list)
     if settings.splitter.num_proc < 1:
         raise UsageError(f"splitter.num_proc must be >= 1, got {settings.splitter.num_proc}")
@@ -111,8 +115,10 @@ def check_tracking(tracking: Any) -> None:
 
 
 def check_probe(probe: ProbeConfig) -> None:
-    for key in ("steps", "max_length", "mini_batch_size"):
+    for key in ("steps", "mini_batch_size"):
         _positive(getattr(probe, key), f"probe.{key}")
+    if probe.max_length is not None:
+        _positive(probe.max_length, "probe.max_length")
     if probe.batch_size < 2:
         raise UsageError(f"probe.batch_size: need 2 or more (the loss ranks each query's positive against the "
                          f"batch's other passages), got {probe.batch_size}")

@@ -29,11 +29,13 @@ class DevSet:
     relevant: dict[str, set[str]]
 
 
-def load_student(name_or_path: str, max_length: int, on_cpu: bool) -> Any:
+def load_student(name_or_path: str, max_length: int | None, on_cpu: bool) -> Any:
+    """The student, reading at most ``max_length`` tokens per text (None: its own, as sentence-transformers sets)."""
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(name_or_path, device="cpu" if on_cpu else None, local_files_only=True)
-    model.max_seq_length = max_length
+    if max_length is not None:
+        model.max_seq_length = max_length
     return model
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from prep.models import batching, runtime
+from prep.models.lengths import with_own_lengths
 
 if TYPE_CHECKING:
     from prep.config.schema import HardwareConfig, MinerConfig
@@ -32,6 +33,7 @@ def load_embedder(miner: MinerConfig, hardware: HardwareConfig) -> Any:
     so a model class keeps its own pooling and instruction format unless the config names one."""
     from FlagEmbedding import FlagAutoModel
 
+    miner = with_own_lengths(miner)  # FlagEmbedding's own loop (the classes ours does not run) reads them
     log.info("embedder %s, forward passes in %s", miner.model_name_or_path, runtime.describe_dtype(hardware))
     options: dict[str, Any] = {
         "normalize_embeddings": miner.normalize_embeddings,
@@ -204,6 +206,7 @@ def dense(result: Any) -> np.ndarray:
 def _encode_side(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, side: str,
                  texts: list[str]) -> np.ndarray:
     """Our loop where it applies, else FlagEmbedding's own ``encode_queries`` / ``encode_corpus``."""
+    miner = with_own_lengths(miner)
     if side == "queries":
         own, max_length = embedder.encode_queries, miner.query_max_length
         instruction = (embedder.query_instruction_for_retrieval, embedder.query_instruction_format)

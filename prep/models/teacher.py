@@ -16,6 +16,7 @@ import numpy as np
 from prep.cache.embeddings import embedder_identity
 from prep.cache.identity import identity_of
 from prep.models import batching, embedder, runtime
+from prep.models.lengths import teacher_lengths, with_own_lengths
 from prep.models.sources import check_model_source
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class RerankerTeacher:
         self.warned = False
         self.identity = reranker_identity(reranker, hardware)
         self.description = f"reranker {reranker.model_name_or_path} ({reranker.model_class})"
+        self.lengths: dict[str, Any] = {}  # summary.json's: each length and its source (make_teacher)
 
     def reproducible(self) -> dict[str, Any]:
         """``summary.json``'s ``reproducible`` for the scores (as ``embedder.reproducibility``)."""
@@ -161,14 +163,13 @@ class EmbedderTeacher:
     def __init__(self, miner: MinerConfig, hardware: HardwareConfig, reranker: RerankerConfig):
         # reranker.model_name_or_path names another bi-encoder (the miner's by default); reranker.max_length
         # and query_max_length cap its passages and queries, as they cap a cross-encoder's inputs.
-        changes: dict[str, Any] = {"passage_max_length": reranker.max_length, "batch_size": reranker.batch_size}
-        if reranker.query_max_length is not None:
-            changes["query_max_length"] = reranker.query_max_length
+        changes: dict[str, Any] = {"passage_max_length": reranker.max_length,
+                                   "query_max_length": reranker.query_max_length, "batch_size": reranker.batch_size}
         if reranker.model_name_or_path:
             changes["model_name_or_path"] = reranker.model_name_or_path
         if reranker.query_instruction_from_row:  # the step formats each query with its row's instruction
             changes["query_instruction_for_retrieval"] = None
-        miner = dataclasses.replace(miner, **changes)
+        miner = with_own_lengths(dataclasses.replace(miner, **changes))
         check_model_source(miner.model_name_or_path, "reranker.model_name_or_path", miner.cache_dir)
         self.miner, self.hardware = miner, hardware
         self.model: Any = None
@@ -176,6 +177,7 @@ class EmbedderTeacher:
         self.identity = {"kind": EMBEDDER, "batch_invariant": reranker.batch_invariant,
                          **embedder_identity(miner, hardware)}
         self.description = f"bi-encoder {miner.model_name_or_path} (cosine)"
+        self.lengths: dict[str, Any] = {}  # summary.json's: each length and its source (make_teacher)
         # Embeddings of texts seen in earlier chunks: a passage shared by many queries is encoded once.
         self._memo: dict[str, dict[str, np.ndarray]] = {"queries": {}, "passages": {}}
 
@@ -225,10 +227,18 @@ def query_text(row: dict[str, Any], settings: Config) -> str:
 
 
 def make_teacher(settings: Config) -> RerankerTeacher | EmbedderTeacher:
-    """The ``reranker`` group's teacher; its model source is checked here, before any data is read."""
-    if settings.reranker.model_class == EMBEDDER:
+    """The ``reranker`` group's teacher; its model source is checked here, before any data is read (a missing model
+    reads as one stating no length, then fails its check), and its lengths resolved (``lengths.teacher_lengths``:
+    the model's own unless set), kept in ``teacher.lengths``."""
+    resolved = teacher_lengths(settings)
+    reranker = resolved.settings.reranker
+    teacher: RerankerTeacher | EmbedderTeacher
+    if reranker.model_class == EMBEDDER:
         log.info("teacher: the bi-encoder %s (cosine similarity). A cross-encoder reranker, e.g. "
                  "reranker=bge_reranker_base, is the stronger teacher for distillation.",
-                 settings.reranker.model_name_or_path or settings.miner.model_name_or_path)
-        return EmbedderTeacher(settings.miner, settings.hardware, settings.reranker)
-    return RerankerTeacher(settings.reranker, settings.hardware)
+                 reranker.model_name_or_path or settings.miner.model_name_or_path)
+        teacher = EmbedderTeacher(settings.miner, settings.hardware, reranker)
+    else:
+        teacher = RerankerTeacher(reranker, settings.hardware)
+    teacher.lengths = resolved.summary()
+    return teacher

@@ -25,6 +25,7 @@ from prep.io.paths import input_sources
 from prep.io.pool import open_pool
 from prep.io.sources import Reader
 from prep.models.embedder import reproducibility
+from prep.models.lengths import miner_lengths
 from prep.models.runtime import check_devices
 from prep.models.sources import check_model_source
 from prep.steps.frame import StepRun
@@ -36,6 +37,8 @@ def run(cfg: Any) -> dict[str, Any]:
     settings = settings_of(cfg)
     check_model_source(settings.miner.model_name_or_path, "miner.model_name_or_path", settings.miner.cache_dir)
     check_devices(settings.hardware)
+    resolved = miner_lengths(settings)
+    settings = resolved.settings
     if not settings.cache:
         raise UsageError("step=encode writes embeddings into the cache: cache=false leaves nothing for step=mine")
     step = StepRun(settings, "encode")
@@ -70,6 +73,7 @@ def run(cfg: Any) -> dict[str, Any]:
         "encoded": encoder.encoded,
         "cache": cache.stats(),
         "reproducible": reproducibility(settings.miner, settings.hardware),
+        "lengths": resolved.summary(),
         "input": source.label if pool_source is None else None,
         "candidate_pool": pool_source.label if pool_source else None,
     }, ("load", "encode"))

@@ -47,6 +47,7 @@ from prep.io.pool import PassagePool, corpus_texts, open_pool
 from prep.io.rawjson import replaced
 from prep.io.rowstore import ListRows, RowStore, SourceRows
 from prep.io.sources import Reader
+from prep.models.lengths import miner_lengths
 from prep.models.runtime import check_devices
 from prep.models.sources import check_model_source
 from prep.report.stats import describe, table
@@ -70,6 +71,7 @@ class Mining:
     rules: MiningRules
     cache: Cache
     reproducible: dict[str, Any] = field(default_factory=dict)  # summary.json's: see ``reproducible``
+    lengths: dict[str, Any] = field(default_factory=dict)  # summary.json's: each length and its source
 
 
 @dataclass
@@ -289,12 +291,14 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Mine the input file's rows, or ``rows`` when given (``step=probe`` mines its training rows, already read
     and checked)."""
     settings = settings_of(cfg)
+    check_model_source(settings.miner.model_name_or_path, "miner.model_name_or_path", settings.miner.cache_dir)
+    resolved = miner_lengths(settings)
+    settings = resolved.settings  # the numbers a finished shard's summary holds, too
     if settings.shard.count > 1 and (done := finished_shard(settings)) is not None:
         return done
-    check_model_source(settings.miner.model_name_or_path, "miner.model_name_or_path", settings.miner.cache_dir)
     check_devices(settings.hardware)
     mining = Mining(StepRun(settings, "mine", default_output="mined.jsonl"), MiningRules.from_settings(settings),
-                    Cache(settings.cache_dir, settings.cache))
+                    Cache(settings.cache_dir, settings.cache), lengths=resolved.summary())
     if mining.rules.max_positive_rank is not None:
         check_output(rejected_path(mining.step), settings.overwrite)
     teacher = None
@@ -302,6 +306,7 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         from prep.models.teacher import make_teacher
 
         teacher = make_teacher(settings)  # a missing teacher model fails here, before any encoding
+        mining.lengths.update(teacher.lengths)
     mining.reproducible = reproducible(settings, teacher)
     # The pool's texts (an Arrow file) and, with cache=false, its embeddings live in this folder.
     with mining.step.work_dir(".mine-") as work_dir:
@@ -806,6 +811,7 @@ def report(mining: Mining, source: Input, pooled: Pooled, tally: Tally, written:
         "input_negatives_kept": tally.own,
         "retriever": str(mining.step.settings.miner.retriever),
         "reproducible": mining.reproducible,
+        "lengths": mining.lengths,
         "negatives_by_retriever": dict(tally.by_retriever),
         **source.sources,
     }

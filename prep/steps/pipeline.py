@@ -16,6 +16,7 @@ from prep.config.schema import ColumnsConfig, OutputFormat, Step
 from prep.config.settings import settings_of
 from prep.io import paths
 from prep.io.atomic import ensure_writable
+from prep.models.lengths import miner_lengths
 from prep.models.sources import check_model_source
 from prep.models.teacher import make_teacher
 from prep.steps import mine, score, split
@@ -33,6 +34,7 @@ def run(cfg: Any) -> dict[str, Any]:
         ensure_writable(path, settings.overwrite)
     # What the later steps need is found (not loaded) now, so a missing teacher or tokenizer does not
     # surface after mining has run.
+    miner_lengths(settings)  # a length past the model's positions is said now, not when mining starts
     make_teacher(settings)
     check_model_source(settings.splitter.model_name_or_path, "splitter.model_name_or_path", settings.splitter.cache_dir)
     # The files between steps are FlagEmbedding's JSON lines in its own column names; output_format applies to

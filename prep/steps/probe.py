@@ -31,6 +31,7 @@ from prep.io.atomic import write_json
 from prep.io.jsonl import check_training_row, read_jsonl
 from prep.io.pool import corpus_texts, open_pool
 from prep.io.sources import Reader, Source
+from prep.models.lengths import miner_lengths, student_length
 from prep.models.runtime import check_devices, on_cpu
 from prep.models.sources import check_model_source
 from prep.steps import mine
@@ -45,6 +46,9 @@ def run(cfg: Any) -> dict[str, Any]:
     student_name = probe.student or settings.miner.model_name_or_path
     check_model_source(student_name, "probe.student" if probe.student else "miner.model_name_or_path")
     check_devices(settings.hardware)
+    resolved = student_length(settings, student_name)
+    settings = resolved.settings
+    miner_lengths(settings)  # a miner length past the model's positions is said now, not after the hold-out
     step = StepRun(settings, "probe")
     source, pool_source = paths.input_sources(settings)
     reader = Reader.of(settings)
@@ -65,6 +69,7 @@ def run(cfg: Any) -> dict[str, Any]:
                           "split": str(step.run_dir / "probe_split.json")},
                   "mine": {k: mined["summary"].get(k) for k in ("negatives", "candidates", "similarity",
                                                                  "negative_rank", "encoded")}},
+        "lengths": {**resolved.summary(), **mined["summary"]["lengths"]},
         "input": source.label,
         "candidate_pool": pool_source.label if pool_source else None,
     }, ("load", "mine", "evaluate", "train"))

@@ -115,6 +115,7 @@ def report(step: StepRun, scored_rows: list[dict[str, Any]], scores: CachedScore
         "pairs_scored": scores.pairs_scored,
         "teacher": scores.teacher.description,
         "reproducible": scores.teacher.reproducible(),
+        "lengths": scores.teacher.lengths,
         "scores": statistics,
         "cache": cache.stats(),
         "input": input_path,
