@@ -29,9 +29,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# Debian corpus benchmarks (see bench/README.md); the corpus is built once under $(BENCH_DIR).
+# Debian corpus benchmarks (see bench/README.md); the corpus is built once under $(BENCH_DIR). SCRIPTS=DIR: a
+# folder with FlagEmbedding's scripts/hn_mine.py (fetched elsewhere, never committed) for the peers comparison.
 bench: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/run_bench.py --dir $(BENCH_DIR)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/run_bench.py --dir $(BENCH_DIR) $(if $(SCRIPTS),--scripts $(SCRIPTS))
 
 # One GPU check (bench/gpu.py; README "A GPU check"): makes the kit a GPU machine lacks (wheels, tokenizer, the
 # Debian corpus) under $(BENCH_DIR)/gpu-kit, then runs the check: on a GPU when torch sees one, else at toy sizes.

@@ -31,6 +31,7 @@ TOKENIZE_CHUNK = 8192  # texts tokenized together
 def load_embedder(miner: MinerConfig, hardware: HardwareConfig) -> Any:
     """Build FlagEmbedding's embedder for the ``miner`` config. Only keys that are set are passed,
     so a model class keeps its own pooling and instruction format unless the config names one."""
+    runtime.before_model_imports()
     from FlagEmbedding import FlagAutoModel
 
     miner = with_own_lengths(miner)  # FlagEmbedding's own loop (the classes ours does not run) reads them
@@ -246,6 +247,7 @@ def _not_exact_because(miner: MinerConfig, hardware: HardwareConfig) -> str | No
     or None."""
     import os
 
+    runtime.before_model_imports()
     from FlagEmbedding.inference.embedder.model_mapping import (
         AUTO_EMBEDDER_MAPPING,
         EMBEDDER_CLASS_MAPPING,

@@ -29,6 +29,25 @@ def configure_process() -> None:
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "4")
 
 
+def before_model_imports() -> None:
+    """Called before FlagEmbedding is first imported: transformers then leaves scikit-learn out.
+
+    transformers imports scikit-learn (and scipy with it) when its generation code loads, which every model class
+    pulls in, for one use: the candidate threshold of assisted generation (``roc_curve``). Nothing prep runs
+    generates text, and that import is about 1 s of a 2-core machine's start, a fifth of the time before the first
+    forward pass. transformers reads its availability flag when that code is imported, so the flag is cleared
+    before, unless the code is loaded already (tests/models/test_runtime.py fails if transformers changes this).
+    """
+    import sys
+
+    if "transformers.generation.candidate_generator" in sys.modules:
+        return
+    from transformers.utils import import_utils
+
+    if getattr(import_utils, "_sklearn_available", False):
+        import_utils._sklearn_available = False
+
+
 def check_devices(hardware: HardwareConfig) -> None:
     """A GPU named in ``hardware.devices`` must be there: said at start-up, not after the data is read."""
     devices = hardware.devices

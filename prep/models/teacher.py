@@ -68,6 +68,7 @@ class RerankerTeacher:
         return {"dtype": dtype, "across_batches": True}
 
     def load(self) -> None:
+        runtime.before_model_imports()
         from FlagEmbedding import FlagAutoReranker
 
         r = self.reranker

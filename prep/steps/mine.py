@@ -307,7 +307,8 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
 
         teacher = make_teacher(settings)  # a missing teacher model fails here, before any encoding
         mining.lengths.update(teacher.lengths)
-    mining.reproducible = reproducible(settings, teacher)
+    with mining.step.phase("load"):  # the first FlagEmbedding import (torch, transformers): most of the load phase
+        mining.reproducible = reproducible(settings, teacher)
     # The pool's texts (an Arrow file) and, with cache=false, its embeddings live in this folder.
     with mining.step.work_dir(".mine-") as work_dir:
         source = load(mining, Path(work_dir), rows)
