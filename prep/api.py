@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-GROUP_NAMES = ("miner", "reranker", "splitter", "hardware", "sampling")
 
 
 class Result(NamedTuple):
@@ -36,19 +35,25 @@ def compose(step: str, overrides: dict[str, Any]) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
     from omegaconf import OmegaConf, open_dict
 
     from prep.config.dotted import dotted
-    from prep.config.schema import register
+    from prep.config.schema import OPTION_GROUPS, register
     from prep.errors import UsageError
 
     register()
-    choices = [f"{name}={overrides.pop(name)}" for name in GROUP_NAMES if isinstance(overrides.get(name), str)]
+    if "step" in overrides:
+        raise UsageError(f"step={overrides['step']!r}: each function runs its own step (prep.mine, prep.score, "
+                         "prep.split, ...); leave step out")
+    choices = [f"{name}={overrides.pop(name)}" for name in OPTION_GROUPS if isinstance(overrides.get(name), str)]
     values = dotted(overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
             cfg = hydra_compose(config_name="config", overrides=[f"step={step}", *choices])
+    except HydraException as exc:  # an option that is not in conf/ (miner="nope", hardware="tpu")
+        raise UsageError(f"{' '.join(choices)}: {str(exc).splitlines()[0]}") from None
     finally:
         GlobalHydra.instance().clear()
     for key, value in values.items():
@@ -75,6 +80,7 @@ def _has_key(cfg: Any, key: str) -> bool:
 
 
 def _run(step: str, data: Any, overrides: dict[str, Any]) -> Result:
+    from prep.config.settings import settings_of
     from prep.steps import run_step
 
     overrides = dict(overrides)
@@ -83,6 +89,7 @@ def _run(step: str, data: Any, overrides: dict[str, Any]) -> Result:
     run_dir = _fresh(run_dir)
     overrides["run_dir"] = str(run_dir)
     cfg = compose(step, overrides)  # a bad key or value fails here, before anything is written
+    settings_of(cfg)  # and so do the checks of values (a negative seed, a margin past 1)
     run_dir.mkdir(parents=True)
     if data is not None:
         cfg.input = _input_of(data, run_dir)
@@ -106,7 +113,11 @@ def _input_of(data: Any, run_dir: Path) -> str:
     import datasets
 
     if isinstance(data, datasets.Dataset):
+        from prep.errors import UsageError
         from prep.io.sources import quiet_datasets
+
+        if len(data) == 0:
+            raise UsageError("data: the Dataset holds no rows")
 
         folder = run_dir / "input"
         with quiet_datasets():

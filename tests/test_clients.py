@@ -58,6 +58,38 @@ def test_a_bad_key_fails_before_anything_is_written(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("arguments, message", [
+    ({"miner": "nope"}, "miner=nope: "),
+    ({"hardware": "tpu"}, "hardware=tpu: "),
+    ({"step": "split"}, "each function runs its own step"),
+    ({"seed": -1}, "seed: need a whole number from 0"),
+])
+def test_bad_api_arguments_are_usage_errors_before_anything_is_written(tmp_path, arguments, message):
+    """Issue 32, defect 15: each a UsageError naming the argument, never Hydra's exception or a step run half."""
+    from prep.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        prep.mine(str(paths.SAMPLE_TRAIN), run_dir=str(tmp_path / "run"), **arguments)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_dataset_is_refused(tmp_path):
+    import datasets
+
+    from prep.errors import UsageError
+
+    with pytest.raises(UsageError, match="the Dataset holds no rows"):
+        prep.mine(datasets.Dataset.from_dict({"query": [], "pos": []}), run_dir=str(tmp_path / "run"))
+
+
+def test_every_option_group_can_be_picked_by_name():
+    """The API's group names come from the schema: tracking (once missing) too."""
+    from prep.api import compose
+
+    cfg = compose("mine", {"tracking": "mlflow", "sampling": "top_k", "hardware": "cpu"})
+    assert cfg.tracking.backend == "mlflow" and cfg.miner.sampling_strategy == "top"
+
+
 def _flag_args(train_data, tmp):
     from FlagEmbedding.abc.finetune.embedder import AbsEmbedderDataArguments
 

@@ -144,7 +144,7 @@ class MinerConfig:
     # other_positive in summary.json, which reports in every run how many negatives are other rows' positives.
     exclude_other_positives: bool = False
     other_positive_threshold: float | None = None
-    # Rows whose best positive ranks K or lower for its own query (likely label noise) go to rejected.jsonl beside
+    # Rows whose best positive ranks K or lower for its own query (likely label noise) go to NAME.rejected.jsonl beside
     # the output, with the reason; null keeps every row. Every run reports where positives rank.
     max_positive_rank: int | None = None
     # true: a row's own neg is kept (first occurrences, none equal to a positive or the query) and mined negatives
@@ -339,6 +339,9 @@ class Config:
 
 GROUPS = {"miner": MinerConfig, "reranker": RerankerConfig, "splitter": SplitterConfig, "hardware": HardwareConfig,
           "tracking": TrackingConfig}
+# Every config group an option is picked from (`miner=bge_base_en`): the schema's, and `sampling`, whose presets
+# set keys of `miner` (conf/sampling/, `# @package miner`).
+OPTION_GROUPS = (*GROUPS, "sampling")
 
 
 def package_model_path(package: str) -> str:

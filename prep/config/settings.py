@@ -9,10 +9,15 @@ values are plain Python (enums that compare equal to their strings, lists, tuple
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from typing import Any
 
 from prep.config.schema import GROUPS, ColumnsConfig, Config, MinerConfig, ProbeConfig, ShardConfig
 from prep.errors import UsageError
+
+SEED_LIMIT = 2**32
+DEVICE_NAME = re.compile(r"cpu|cuda(:\d+)?|mps|npu(:\d+)?")
 
 
 def reject_unknown_keys(cfg: Any) -> None:
@@ -50,6 +55,8 @@ def check(settings: Config) -> None:
     from prep.retrieval.sampling import MiningRules
     from prep.steps.split import parse_length_list
 
+    if not 0 <= settings.seed < SEED_LIMIT:  # numpy's and torch's generators take no negative seed
+        raise UsageError(f"seed: need a whole number from 0 to {SEED_LIMIT - 1}, got {settings.seed}")
     shard = settings.shard
     if shard.count < 1 or not 0 <= shard.index < shard.count:
         raise UsageError(f"shard.index={shard.index} shard.count={shard.count}: need shard.count >= 1 and "
@@ -72,6 +79,7 @@ def check(settings: Config) -> None:
         raise UsageError(f"miner.pooling_method={miner.pooling_method} with miner.model_class={miner.model_class}: "
                          "decoder-only embedders pool the last token; pass miner.pooling_method=null")
     hardware = settings.hardware
+    check_device_names(hardware.devices)
     if hardware.use_bf16 not in (True, False, "auto"):
         raise UsageError(f"hardware.use_bf16: '{hardware.use_bf16}' is not true, false or auto")
     _positive(hardware.max_batch_tokens, "hardware.max_batch_tokens")
@@ -87,6 +95,17 @@ def check(settings: Config) -> None:
     check_tracking(settings.tracking)
 
 
+def check_device_names(devices: Any) -> None:
+    """Each of ``hardware.devices`` names a device FlagEmbedding and torch know (whether it is there is
+    ``runtime.check_devices``'s question)."""
+    named = [devices] if isinstance(devices, (str, int)) else list(devices or [])
+    for device in named:
+        if isinstance(device, bool) or not (isinstance(device, int) and device >= 0
+                                            or isinstance(device, str) and DEVICE_NAME.fullmatch(device)):
+            raise UsageError(f"hardware.devices={devices}: '{device}' is not a device; name cpu, cuda, cuda:N, mps, "
+                             "npu:N or a GPU number (or a list of them), or pick hardware=cpu|gpu|multi_gpu")
+
+
 def check_retrieval(miner: MinerConfig) -> None:
     """BM25's and the fusion's settings (``not x >= 0`` also refuses NaN)."""
     if miner.rrf_k < 0:
@@ -94,8 +113,8 @@ def check_retrieval(miner: MinerConfig) -> None:
     if not 0 < miner.bm25_share < 1:
         raise UsageError(f"miner.bm25_share: need 0 < value < 1 (the share of the fused list taken from BM25's), got "
                          f"{miner.bm25_share}; for one retriever alone use miner.retriever=dense or bm25")
-    if not miner.bm25_k1 >= 0:
-        raise UsageError(f"miner.bm25_k1: need a number >= 0, got {miner.bm25_k1}")
+    if not (math.isfinite(miner.bm25_k1) and miner.bm25_k1 >= 0):
+        raise UsageError(f"miner.bm25_k1: need a finite number >= 0, got {miner.bm25_k1}")
     if not 0 <= miner.bm25_b <= 1:
         raise UsageError(f"miner.bm25_b: need 0 <= value <= 1, got {miner.bm25_b}")
 
@@ -124,8 +143,8 @@ def check_probe(probe: ProbeConfig) -> None:
                          f"batch's other passages), got {probe.batch_size}")
     if probe.negatives < 0 or probe.dev_distractors < 0:
         raise UsageError("probe.negatives and probe.dev_distractors: need a whole number >= 0")
-    if not probe.learning_rate > 0:
-        raise UsageError(f"probe.learning_rate: need a number > 0, got {probe.learning_rate}")
+    if not (math.isfinite(probe.learning_rate) and probe.learning_rate > 0):
+        raise UsageError(f"probe.learning_rate: need a finite number > 0, got {probe.learning_rate}")
     if not 0 < probe.dev_fraction < 1:
         raise UsageError(f"probe.dev_fraction: need 0 < value < 1, got {probe.dev_fraction}")
     if probe.dev_corpus and not probe.dev:

@@ -58,3 +58,10 @@ def newest_output(settings: Config, step: str, name: str) -> Path | None:
     """The newest ``<outputs_dir>/<step>/<run>/<name>`` (run folders are named by their start time), or None."""
     found = sorted(Path(settings.outputs_dir).glob(f"{step}/*/{name}"))
     return found[-1].absolute() if found else None
+
+
+def rejected_beside(output: Path) -> Path:
+    """The rejected rows' file of an output (``NAME.jsonl``, ``NAME.parquet`` or a folder ``NAME``):
+    ``NAME.rejected.jsonl`` beside it (shared/DESIGN.md)."""
+    name = output.name if output.is_dir() or not output.suffix else output.stem
+    return output.parent / f"{name}.rejected.jsonl"

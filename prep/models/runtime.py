@@ -49,17 +49,22 @@ def before_model_imports() -> None:
 
 
 def check_devices(hardware: HardwareConfig) -> None:
-    """A GPU named in ``hardware.devices`` must be there: said at start-up, not after the data is read."""
+    """A GPU that ``hardware`` asks for must be there: one named in ``hardware.devices``, or every visible one
+    (``hardware=multi_gpu``: devices null with the search on the GPU). Said at start-up, not after the data is
+    read."""
     devices = hardware.devices
     named = [devices] if isinstance(devices, (str, int)) else list(devices or [])
-    if not any(isinstance(d, int) or str(d).startswith("cuda") for d in named):
+    wants_gpu = any(isinstance(d, int) or str(d).startswith("cuda") for d in named)
+    if not wants_gpu and not (devices is None and hardware.use_gpu_for_searching):
         return
     import torch
 
     if not torch.cuda.is_available():
         from prep.errors import UsageError
 
-        raise UsageError(f"hardware.devices={devices}: torch sees no CUDA GPU on this machine; use hardware=cpu")
+        asked = (f"hardware.devices={devices}" if wants_gpu else
+                 "hardware.devices=null with hardware.use_gpu_for_searching=true (hardware=multi_gpu)")
+        raise UsageError(f"{asked}: torch sees no CUDA GPU on this machine; use hardware=cpu")
 
 
 def devices_argument(hardware: HardwareConfig) -> Any:

@@ -38,8 +38,9 @@ def _two_numbers(value: object, key: str) -> tuple[float, float]:
     if isinstance(value, Iterable) and not isinstance(value, (bytes, dict)):
         items = list(value)
         if len(items) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
-            if any(math.isnan(v) for v in items):
-                raise RangeError(f"{key}: {value!r} holds nan; give two numbers")
+            bad = [v for v in items if not math.isfinite(v)]
+            if bad:
+                raise RangeError(f"{key}: {value!r} holds {bad[0]}; give two finite numbers")
             return float(items[0]), float(items[1])
     raise RangeError(f"{key}: {value!r} is not a range; write it as 'LOW-HIGH' (e.g. 2-200) or [LOW, HIGH]")
 
@@ -81,8 +82,8 @@ def check_margin(value: float | None, key: str) -> float | None:
     """A margin is null or a number >= 0 (a relative margin also < 1)."""
     if value is None:
         return None
-    if math.isnan(value):
-        raise RangeError(f"{key}: nan is not a margin; give a number or null")
+    if not math.isfinite(value):
+        raise RangeError(f"{key}: {value} is not a margin; give a finite number or null")
     if value < 0 or (key.endswith("relative_margin") and value >= 1):
         bound = "0 <= value < 1" if key.endswith("relative_margin") else "value >= 0"
         raise RangeError(f"{key}: need {bound}, got {value}")

@@ -7,7 +7,7 @@ Each job folder of the multirun holds the job's ``summary.json``, which names it
 runs before anything is written: each shard of ``0..count-1`` present exactly once, every part mined with the
 same settings but for the shard, every part on disk. JSON-lines parts are joined byte for byte (the joined file is
 the single run's, byte for byte: each row's sampling is seeded by its input row number); parquet and saved-dataset
-parts are joined as Arrow tables. ``rejected.jsonl`` parts (``miner.max_positive_rank``) are joined beside the
+parts are joined as Arrow tables. ``NAME.rejected.jsonl`` parts (``miner.max_positive_rank``) are joined beside the
 output the same way.
 """
 
@@ -24,6 +24,7 @@ from prep.config.settings import settings_of
 from prep.errors import UsageError
 from prep.io import paths
 from prep.io.atomic import atomic_file, ensure_writable
+from prep.io.digest import digest
 from prep.io.formats import container_of, write_saved_dataset
 from prep.steps.frame import StepRun
 
@@ -41,11 +42,15 @@ def run(cfg: Any) -> dict[str, Any]:
     parts = find_parts(folder)
     suffix = Path(parts[0]["output"]).suffix
     step = StepRun(settings, "merge", default_output=f"merged{suffix}")
+    taken = {Path(part[key]).resolve() for part in parts for key in ("output", "rejected") if part.get(key)}
+    if step.output.resolve() in taken or paths.rejected_beside(step.output).resolve() in taken:
+        raise UsageError(f"output={step.output}: that is one of the parts being merged (or their rejected rows); "
+                         "name another file")
     if container_of(step.output) != container_of(parts[0]["output"]):
         raise UsageError(f"output={step.output}: the parts are {container_of(parts[0]['output'])} "
                          f"({parts[0]['output']}); name an output of the same kind")
     rejected = [part["rejected"] for part in parts if part.get("rejected")]
-    rejected_output = step.output.parent / "rejected.jsonl"
+    rejected_output = paths.rejected_beside(step.output)
     if rejected:
         ensure_writable(rejected_output, settings.overwrite)
     with step.phase("write"):
@@ -100,11 +105,39 @@ def find_parts(folder: Path) -> list[dict[str, Any]]:
             key = differs[0]
             raise UsageError(f"{job}: mined with other settings than {first_job}: {key}={settings.get(key)} "
                              f"against {reference.get(key)}")
-    parts = [by_index[index][1] for index in range(count)]
+    parts = [located(*by_index[index]) for index in range(count)]
     for (job, _), part in zip((by_index[i] for i in range(count)), parts):
         if not Path(part["output"]).exists():
             raise UsageError(f"{job}: its part {part['output']} is not there")
+        check_digest(job, part, "output", "digest")
+        if part.get("rejected"):
+            check_digest(job, part, "rejected", "rejected_digest")
     return parts
+
+
+def located(job: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """The part's summary with its files where they are now: a file its shard wrote into its own run folder is read
+    from the job folder given (a copied or moved sweep folder merges its own parts, not the originals); an
+    ``output=`` outside the run folder stays where it was written."""
+    written_in = Path(summary.get("summary", job / "summary.json")).parent
+    moved = dict(summary)
+    for key in ("output", "rejected"):
+        if summary.get(key) and Path(summary[key]).parent == written_in:
+            moved[key] = str(job / Path(summary[key]).name)
+    return moved
+
+
+def check_digest(job: Path, part: dict[str, Any], key: str, digest_key: str) -> None:
+    """A part whose bytes are not what its shard wrote (truncated, appended to, a line deleted) is refused."""
+    recorded = part["shard"].get(digest_key)
+    if recorded is None:
+        log.warning("%s: its summary records no digest of %s (a shard run before digests were kept): not checked",
+                    job, part[key])
+        return
+    if digest(Path(part[key])) != recorded:
+        raise UsageError(f"{job}: {part[key]} is not what shard {part['shard']['index']} wrote (its digest differs "
+                         "from the one in its summary.json): rerun that shard (delete its summary.json and rerun the "
+                         "multirun), or restore the file")
 
 
 def shared_settings(summary: dict[str, Any]) -> dict[str, Any]:

@@ -40,9 +40,10 @@ from prep.cache.identity import fingerprint
 from prep.cache.store import Cache
 from prep.config.settings import settings_of
 from prep.io.atomic import atomic_file
+from prep.io.digest import digest
 from prep.io.formats import Written, check_output, log_written, output_counts, write_rows
 from prep.io.jsonl import check_training_row
-from prep.io.paths import input_sources
+from prep.io.paths import input_sources, rejected_beside
 from prep.io.pool import PassagePool, corpus_texts, open_pool
 from prep.io.rawjson import replaced
 from prep.io.rowstore import ListRows, RowStore, SourceRows
@@ -380,7 +381,7 @@ def finished_shard(settings: Any) -> dict[str, Any] | None:
     path = folder / "summary.json"
     if not path.is_file():
         if settings.output is None:  # a job killed before its summary: what it left in its own folder is stale
-            for leftover in (folder / "mined.jsonl", folder / "rejected.jsonl"):
+            for leftover in (folder / "mined.jsonl", rejected_beside(folder / "mined.jsonl")):
                 if leftover.is_file():
                     log.info("shard %d of %d did not finish here before: %s is replaced", settings.shard.index,
                              settings.shard.count, leftover)
@@ -712,13 +713,15 @@ def negative_sources(searched: Searched, index: int, result: RowResult) -> list[
 
 
 def rejected_path(step: StepRun) -> Path:
-    """``rejected.jsonl`` beside the output: the rows ``miner.max_positive_rank`` rejects, each with its reason."""
-    return step.output.parent / "rejected.jsonl"
+    """``NAME.rejected.jsonl`` beside the output ``NAME.jsonl`` (or ``NAME.parquet``, or the folder ``NAME``): the
+    rows ``miner.max_positive_rank`` rejects, each with its reason. Named after the output, so that it can never be
+    the output, nor another run's output or rejected file in the same folder."""
+    return rejected_beside(step.output)
 
 
 def write(mining: Mining, blocks: Iterator[Block]) -> Written:
     """The rows with their new ``neg`` (after their own kept ones), written block by block as each block is mined,
-    their texts read from the pool as they are written; rejected rows go to ``rejected.jsonl`` with the reason, as
+    their texts read from the pool as they are written; rejected rows go to ``NAME.rejected.jsonl`` with the reason, as
     they came. The write phase's seconds are the writing's, not the mining of the blocks it waits for.
 
     A row's ``neg_scores`` scored its old negatives: FlagEmbedding's distillation would read them as the
@@ -778,8 +781,8 @@ def report(mining: Mining, source: Input, pooled: Pooled, tally: Tally, written:
     rules = mining.rules
     positives, negatives = tally.values("positives"), tally.values("negatives")
     if tally.rejected:
-        log.warning("%d of %d rows rejected: their positive ranks %d or lower for their own query (rejected.jsonl)",
-                    tally.rejected, tally.rows, rules.max_positive_rank)
+        log.warning("%d of %d rows rejected: their positive ranks %d or lower for their own query (%s)",
+                    tally.rejected, tally.rows, rules.max_positive_rank, rejected_path(mining.step))
     if tally.stale:
         log.warning("%d rows had neg_scores for their old negatives: removed (step=score adds scores for the new "
                     "ones)", tally.stale)
@@ -817,9 +820,11 @@ def report(mining: Mining, source: Input, pooled: Pooled, tally: Tally, written:
         **source.sources,
     }
     shard = mining.step.settings.shard
-    if shard.count > 1:  # step=merge joins the parts in this order
+    if shard.count > 1:  # step=merge joins the parts in this order, once their digests match what was written
         summary["shard"] = {"index": shard.index, "count": shard.count, "first_row": source.span.start,
-                            "input_rows": len(source.store)}
+                            "input_rows": len(source.store), "digest": digest(mining.step.output)}
+        if rules.max_positive_rank is not None:
+            summary["shard"]["rejected_digest"] = digest(rejected_path(mining.step))
     log_summary(summary)
     write_similarities(mining.step, positives.astype(np.float32), negatives.astype(np.float32),
                        f"{tally.rows} rows, ranks {rules.rank_window[0]}-{rules.rank_window[1]}, "

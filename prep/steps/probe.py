@@ -87,6 +87,10 @@ def split(step: StepRun, rows: list[dict[str, Any]], pool: Source | None, reader
             log.warning("probe.dev shares positives with the training rows: the probe rewards memorising them")
     else:
         training_index, dev_index = hold_out([row["pos"] for row in rows], probe.dev_fraction, seed)
+        if not dev_index:
+            raise UsageError(f"step=probe: none of the {len(rows)} input rows can be held out as dev queries (a "
+                             "row's group, the rows linked to it by shared positives, must leave rows to train on); "
+                             "give more rows with distinct positives, or a dev set as probe.dev=FILE")
         dev_rows = [rows[i] for i in dev_index]
     write_json(step.run_dir / "probe_split.json", {"seed": seed, "train": training_index, "dev": dev_index})
     training = [rows[i] for i in training_index]
@@ -155,6 +159,12 @@ def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) 
     log.info("training the student for %d steps of %d rows (%s)", settings.probe.steps, settings.probe.batch_size,
              "the untouched student's metrics on this dev set came from the cache" if before_cached else
              f"about {step.timer.seconds()['evaluate']:.0f} s per evaluation here")
+    if len(mined["rows"]) < settings.probe.batch_size:  # a batch never fills: the trainer would run no step
+        log.warning("probe: %d training rows, fewer than probe.batch_size=%d: the student is not trained, and its "
+                    "metrics after are those before", len(mined["rows"]), settings.probe.batch_size)
+        trained = {"steps": 0, "rows": len(mined["rows"]),
+                   "not_trained": f"fewer training rows than probe.batch_size={settings.probe.batch_size}"}
+        return {"before": before, "after": before, "before_cached": before_cached}, trained
     with step.phase("train"):
         trained = train(model, mined["rows"], settings.probe, settings.seed, cpu)
     with step.phase("evaluate"):

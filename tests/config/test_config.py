@@ -85,7 +85,7 @@ def test_closed_sets_are_checked_while_composing_naming_the_key(override, key):
     ("miner.bm25_share=1.0", "miner.bm25_share: need 0 < value < 1"), ("miner.bm25_share=0", "miner.bm25_share"),
     ("miner.rrf_k=-1", "miner.rrf_k: need a whole number >= 0, got -1"),
     ("miner.bm25_b=1.5", "miner.bm25_b: need 0 <= value <= 1, got 1.5"),
-    ("miner.bm25_k1=nan", "miner.bm25_k1: need a number >= 0, got nan"),
+    ("miner.bm25_k1=nan", "miner.bm25_k1: need a finite number >= 0, got nan"),
 ])
 def test_settings_are_checked_once_before_any_step_naming_the_key(override, key):
     from prep.config.settings import settings_of

@@ -22,6 +22,15 @@ from tests.conftest import ROOT, run_cli
     ("miner.teacher_relative_margin=nan", "nan is not a margin"),
     ("miner.similarity_range=2-3", "outside [-1, 1]"),
     ("miner.search_batch_size=0", "miner.search_batch_size"),
+    # issue 32, defects 5, 13 and 14: a negative seed, a device that does not exist, inf where nan is refused
+    ("seed=-1", "seed: need a whole number from 0 to 4294967295, got -1"),
+    ("hardware.devices=banana", "'banana' is not a device"),
+    ("hardware.devices=[cpu,cuda:x]", "'cuda:x' is not a device"),
+    ("miner.bm25_k1=inf", "miner.bm25_k1: need a finite number >= 0, got inf"),
+    ("miner.absolute_margin=inf", "miner.absolute_margin: inf is not a margin"),
+    ("miner.teacher_relative_margin=-inf", "miner.teacher_relative_margin: -inf is not a margin"),
+    ("miner.similarity_range=[0.1,inf]", "holds inf"),
+    ("probe.learning_rate=inf", "probe.learning_rate: need a finite number > 0"),
 ])
 def test_values_that_would_mine_nothing_or_fail_late_are_refused(make_config, override, message):
     with pytest.raises(UsageError, match=message.replace("[", r"\[")):
@@ -61,15 +70,20 @@ def test_the_pipeline_finds_what_its_later_steps_need_before_mining(make_config,
     assert not (tmp_path / "run" / "mined.jsonl").exists() and not (tmp_path / "cache").exists()
 
 
-def test_gpu_settings_on_a_machine_without_cuda_exit_2_at_once(tmp_path):
+@pytest.mark.parametrize("hardware, message", [
+    ("gpu", "hardware.devices=cuda:0: torch sees no CUDA GPU"),
+    ("multi_gpu", "hardware.devices=null with hardware.use_gpu_for_searching=true (hardware=multi_gpu): torch sees "
+                  "no CUDA GPU"),
+])
+def test_gpu_settings_on_a_machine_without_cuda_exit_2_at_once(tmp_path, hardware, message):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
     started = time.monotonic()
-    result = run_cli("step=mine", "hardware=gpu", f"cache_dir={tmp_path / 'c'}", cwd=tmp_path, timeout=120)
+    result = run_cli("step=mine", f"hardware={hardware}", f"cache_dir={tmp_path / 'c'}", cwd=tmp_path, timeout=120)
     assert result.returncode == 2
-    assert "hardware.devices=cuda:0: torch sees no CUDA GPU" in result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
     assert time.monotonic() - started < 60 and not (tmp_path / "c").exists()
 
 

@@ -83,15 +83,29 @@ def test_rows_whose_positive_ranks_low_are_rejected_with_the_reason(make_config,
     ranks = everything["positive_rank"]
     assert ranks["count"] + ranks["past_searched_depth"] == everything["rows"] and everything["rows_rejected"] == 0
     summary, kept = sample_run(make_config, tmp_path, "kept.jsonl", "miner.max_positive_rank=1")
-    rejected = read_jsonl(tmp_path / "rejected.jsonl")
+    rejected = read_jsonl(tmp_path / "kept.rejected.jsonl")
     assert summary["rows_rejected"] == len(rejected) > 0 and len(kept) + len(rejected) == summary["rows"]
     assert all("its best positive ranks" in row["rejected"] and "max_positive_rank=1" in row["rejected"]
                for row in rejected)
     originals = {row["query"]: row for row in read_jsonl(paths.SAMPLE_MINED)}
     assert all({k: v for k, v in row.items() if k != "rejected"} == originals[row["query"]] for row in rejected)
     assert sorted(r["query"] for r in kept + rejected) == sorted(originals)
-    with pytest.raises(Exception, match="rejected.jsonl: output exists"):
-        sample_run(make_config, tmp_path, "again.jsonl", "miner.max_positive_rank=1")
+    # Named after its output: a second run into the folder has its own (issue 32, defect 12: they refused each other)
+    again, _ = sample_run(make_config, tmp_path, "again.jsonl", "miner.max_positive_rank=1")
+    assert again["rejected"] == str(tmp_path / "again.rejected.jsonl")
+    assert (tmp_path / "again.rejected.jsonl").read_bytes() == (tmp_path / "kept.rejected.jsonl").read_bytes()
+    (tmp_path / "kept.jsonl").unlink()  # its rejected file is checked at start with the output
+    with pytest.raises(Exception, match="kept.rejected.jsonl: output exists"):
+        sample_run(make_config, tmp_path, "kept.jsonl", "miner.max_positive_rank=1")
+
+
+def test_an_output_named_rejected_keeps_the_mined_rows(make_config, tmp_path):
+    """``output=o/rejected.jsonl`` once had its mined rows replaced by the rejected ones (with overwrite=true)."""
+    summary, kept = sample_run(make_config, tmp_path, "rejected.jsonl", "miner.max_positive_rank=1", "overwrite=true")
+    rejected = read_jsonl(tmp_path / "rejected.rejected.jsonl")
+    assert summary["rejected"] == str(tmp_path / "rejected.rejected.jsonl")
+    assert len(kept) == summary["rows"] - summary["rows_rejected"] and len(rejected) == summary["rows_rejected"] > 0
+    assert read_jsonl(tmp_path / "rejected.jsonl") == kept and all("rejected" not in row for row in kept)
 
 
 def test_kept_input_negatives_come_first_and_are_never_repeated(make_config, tmp_path):

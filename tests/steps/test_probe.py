@@ -69,3 +69,29 @@ def test_a_probe_sweep_marks_the_best_job_and_optuna_receives_each_objective(tmp
     assert (sweep / "best_sampling.yaml").read_text().startswith("# @package miner\n# python run.py")
     if optuna:
         assert OmegaConf.load(sweep / "optimization_results.yaml").best_value == float(best["objective"])
+
+
+@pytest.mark.parametrize("rows", [
+    [{"query": "only one row", "pos": ["its passage"]}],
+    [{"query": f"query {n}", "pos": ["the one passage they share"]} for n in range(4)],
+])
+def test_no_dev_set_to_hold_out_is_refused_before_mining(make_config, tmp_path, rows):
+    """Issue 32, defect 11: one row, or rows linked into one group by a shared positive, leave no dev set."""
+    from prep.errors import UsageError
+    from tests.conftest import write_jsonl
+
+    data = write_jsonl(tmp_path / "rows.jsonl", rows)
+    with pytest.raises(UsageError, match="none of the .* input rows can be held out as dev queries"):
+        probe.run(make_config(*TINY, f"input={data}"))
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run" / "mine").exists()
+
+
+def test_fewer_training_rows_than_a_batch_are_not_trained_and_the_summary_says_so(make_config, tmp_path, caplog):
+    from tests.conftest import write_jsonl
+
+    data = write_jsonl(tmp_path / "rows.jsonl", read_jsonl(SAMPLE_TRAIN)[:10])  # 8 train, 2 dev
+    summary = probe.run(make_config(*TINY, "probe.batch_size=16", f"input={data}", "probe.dev_distractors=20"))
+    trained = summary["probe"]["train"]
+    assert trained["steps"] == 0 and "fewer training rows than probe.batch_size=16" in trained["not_trained"]
+    assert summary["probe"]["after"] == summary["probe"]["before"]
+    assert "the student is not trained" in caplog.text

@@ -56,6 +56,61 @@ def single_and_parts(tmp_path_factory):
     return tmp, single, parts
 
 
+def _merge(folder: Path, tmp_path: Path, *overrides: str) -> dict:
+    return merge.run(compose_config(["step=merge", f"input={folder}", f"output={tmp_path / 'all.jsonl'}",
+                                     f"run_dir={tmp_path / 'merge'}", *overrides]))
+
+
+def _damaged(data: bytes, how: str) -> bytes:
+    lines = data.splitlines(keepends=True)
+    return {"truncated": data[:-7], "appended": data + bytes(range(256)) * 4,
+            "a line deleted": b"".join(lines[1:])}[how]
+
+
+@pytest.mark.parametrize("how", ["truncated", "appended", "a line deleted"])
+@pytest.mark.parametrize("which", ["mined.jsonl", "mined.rejected.jsonl"])
+def test_a_part_changed_since_its_shard_wrote_it_is_refused(single_and_parts, tmp_path, how, which):
+    """Issue 32, defects 7 and 8: each shard's summary holds its part's digest; merge reads the parts in the folder
+    it is given (a copy), checks them, and writes nothing when one differs."""
+    import shutil
+
+    tmp, _, _ = single_and_parts
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp / "sweep", copy)
+    job = max(("0", "1", "2"), key=lambda name: (copy / name / which).stat().st_size)  # one with rows in it
+    part = copy / job / which
+    part.write_bytes(_damaged(part.read_bytes(), how))
+    with pytest.raises(UsageError, match=f"{part} is not what shard {job} wrote"):
+        _merge(copy, tmp_path)
+    assert not (tmp_path / "all.jsonl").exists() and not (tmp_path / "all.rejected.jsonl").exists()
+
+
+def test_a_copied_sweep_folder_merges_its_own_parts(single_and_parts, tmp_path):
+    import shutil
+
+    tmp, single, _ = single_and_parts
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp / "sweep", copy)
+    summary = _merge(copy, tmp_path)
+    # the copy's parts were joined, not the files its summaries name (the originals, still there)
+    assert [Path(part["output"]).parent.parent for part in summary["parts"]] == [copy] * 3
+    assert summary["rejected"] == str(tmp_path / "all.rejected.jsonl")
+    assert (tmp_path / "all.jsonl").read_bytes() == open(single["output"], "rb").read()
+
+
+def test_an_output_that_is_a_part_is_refused(single_and_parts, tmp_path):
+    import shutil
+
+    tmp, _, _ = single_and_parts
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp / "sweep", copy)
+    before = (copy / "0" / "mined.jsonl").read_bytes()
+    with pytest.raises(UsageError, match="that is one of the parts being merged"):
+        merge.run(compose_config(["step=merge", f"input={copy}", f"output={copy / '0' / 'mined.jsonl'}",
+                                  "overwrite=true", f"run_dir={tmp_path / 'merge'}"]))
+    assert (copy / "0" / "mined.jsonl").read_bytes() == before
+
+
 def test_merged_parts_are_the_single_run_byte_for_byte(single_and_parts, tmp_path):
     tmp, single, parts = single_and_parts
     assert [part["shard"]["first_row"] for part in parts] == [0, 57, 114]  # 170 rows: 57, 57, 56
@@ -68,7 +123,7 @@ def test_merged_parts_are_the_single_run_byte_for_byte(single_and_parts, tmp_pat
     summary = merge.run(compose_config(["step=merge", f"input={tmp / 'sweep'}", f"output={tmp_path / 'all.jsonl'}",
                                         f"run_dir={tmp_path / 'merge'}"]))
     assert (tmp_path / "all.jsonl").read_bytes() == open(single["output"], "rb").read()
-    assert (tmp_path / "rejected.jsonl").read_bytes() == open(single["rejected"], "rb").read()
+    assert (tmp_path / "all.rejected.jsonl").read_bytes() == open(single["rejected"], "rb").read()
     assert summary["rows"] == 170 and summary["rows_out"] == 170 - single["rows_rejected"]
     assert [p["shard"] for p in summary["parts"]] == [0, 1, 2]
 
@@ -145,7 +200,7 @@ def test_a_sharded_multirun_on_joblib_resumes_and_merges_into_the_single_run(tmp
     assert first.returncode == 0, first.stderr[-3000:]
     outputs = [tmp_path / "parts" / str(index) / "mined.jsonl" for index in range(3)]
     written = [output.stat().st_mtime_ns for output in outputs]
-    outputs[1].unlink()  # rejected.jsonl stays, as a job killed between its two files would leave it
+    outputs[1].unlink()  # mined.rejected.jsonl stays, as a job killed between its two files would leave it
     (tmp_path / "parts" / "1" / "summary.json").unlink()
     again = run_cli(*sharded, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
