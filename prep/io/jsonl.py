@@ -86,6 +86,9 @@ def parse_line(path: str | os.PathLike, line_number: int, line: str, check: RowC
         raise DataError(path, line_number, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
     except ValueError as exc:  # a repeated key, NaN or Infinity
         raise DataError(path, line_number, f"not valid JSON ({exc})") from None
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        raise DataError(path, line_number, "nested too deeply to read (arrays or objects inside each other "
+                                           "thousands of levels deep)") from None
     if not isinstance(row, dict):
         raise DataError(path, line_number, f"a row must be a JSON object, got {type(row).__name__}")
     if check is not None:

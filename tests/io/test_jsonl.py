@@ -36,6 +36,8 @@ def bad_file(tmp_path: Path, second_line: str) -> Path:
         ('{"query": "q", "query": "r", "pos": ["p"]}', None, 'key "query" appears twice'),
         ('{"query": "q", "pos": ["p"], "meta": NaN}', None, "NaN is not a JSON value"),
         ('{"query": "q", "pos": ["p"], "meta": -Infinity}', None, "-Infinity is not a JSON value"),
+        # issue 32, defect 6: a RecursionError traceback before
+        ('{"query": "q", "pos": ["p"], "deep": ' + "[" * 100_000 + "]" * 100_000 + "}", None, "nested too deeply"),
     ],
 )
 def test_bad_rows_name_file_line_and_field(tmp_path, line, field, message):
