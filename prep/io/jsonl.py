@@ -72,6 +72,26 @@ def check_training_row(row: dict[str, Any], *, need_neg: bool = False) -> None:
         raise FieldError("neg", "is missing; mine negatives first (step=mine)")
 
 
+def check_instruction(row: dict[str, Any], column: str) -> None:
+    """A row's own query instruction (``*.query_instruction_from_row``): absent, null or "" takes the configured
+    one; anything else must be text (a number or a list was silently no instruction once)."""
+    value = row.get(column)
+    if value is not None and value != "":
+        check_text(value, column)
+
+
+def with_instruction_check(check: Callable[[dict[str, Any]], None], column: str | None) -> Callable:
+    """``check`` and, when a per-row instruction ``column`` is configured, ``check_instruction`` on it."""
+    if not column:
+        return check
+
+    def checked(row: dict[str, Any]) -> None:
+        check(row)
+        check_instruction(row, column)
+
+    return checked
+
+
 def check_pool_row(row: dict[str, Any]) -> None:
     if "text" not in row:
         raise FieldError("text", "is missing")

@@ -28,7 +28,7 @@ import logging
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,7 @@ from prep.config.settings import settings_of
 from prep.io.atomic import atomic_file
 from prep.io.digest import digest
 from prep.io.formats import Written, check_output, log_written, output_counts, write_rows
-from prep.io.jsonl import check_training_row
+from prep.io.jsonl import check_training_row, with_instruction_check
 from prep.io.paths import input_sources, rejected_beside
 from prep.io.pool import PassagePool, corpus_texts, open_pool
 from prep.io.rawjson import replaced
@@ -405,7 +405,7 @@ def load(mining: Mining, work_dir: Path, rows: list[dict[str, Any]] | None) -> I
     shard = mining.step.settings.shard
     with mining.step.phase("load"):
         if rows is None:
-            store: RowStore = SourceRows(source, reader.columns, check_training_row,
+            store: RowStore = SourceRows(source, reader.columns, row_check(mining.step.settings),
                                          reader.datasets_cache or str(work_dir / "datasets"))
             scanned = store.scan()
         else:
@@ -427,6 +427,15 @@ def load(mining: Mining, work_dir: Path, rows: list[dict[str, Any]] | None) -> I
                  len(store))
     return Input(store, pool, placement,
                  {"input": source.label, "candidate_pool": pool_source.label if pool_source else None}, span)
+
+
+def row_check(settings: Config) -> Callable[[dict[str, Any]], None]:
+    """A training row's check, with the per-row instruction columns the run reads (the miner's, and the teacher's
+    when ``miner.teacher_filter`` scores)."""
+    check = with_instruction_check(check_training_row, settings.miner.query_instruction_from_row)
+    if settings.miner.teacher_filter:
+        check = with_instruction_check(check, settings.reranker.query_instruction_from_row)
+    return check
 
 
 def row_block(rows: int, index: int, count: int) -> range:

@@ -118,3 +118,26 @@ def test_score_reads_each_rows_instruction_in_the_teachers_format(make_config, t
     a, b = read_jsonl(by_row["output"]), read_jsonl(by_hand["output"])
     assert [r["neg_scores"] for r in a] == [r["neg_scores"] for r in b]
     assert [r["query"] for r in a] == ["q one", "q two"] and json.loads(json.dumps(a[0]))["prompt"] == "Find: "
+
+
+@pytest.mark.parametrize("prompt, message", [
+    (5, "field 'prompt': must be a string, got int"),
+    (["Find: "], "field 'prompt': must be a string, got list"),
+    ("Find \ud800: ", "field 'prompt': holds a lone surrogate \\ud800"),
+])
+@pytest.mark.parametrize("step", ["mine", "score"])
+def test_a_row_instruction_that_is_not_text_is_refused_before_any_work(make_config, tmp_path, step, prompt, message):
+    """Issue 32, defect 4: a number or a list was silently no instruction; a lone surrogate crashed in the cache key
+    after the pool was encoded."""
+    from prep.errors import DataError
+
+    rows = [{"query": "q one", "pos": ["p one"], "neg": ["n"], "prompt": "Find: "},
+            {"query": "q two", "pos": ["p two"], "neg": ["n"], "prompt": prompt},
+            {"query": "q three", "pos": ["p three"], "neg": ["n"], "prompt": ""}]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    run = {"mine": mine.run, "score": score.run}[step]
+    with pytest.raises(DataError, match=f"rows.jsonl:2: {message}".replace("\\", "\\\\")):
+        run(make_config(f"step={step}", f"input={path}", f"{'miner' if step == 'mine' else 'reranker'}"
+                        ".query_instruction_from_row=prompt"))
+    assert not (tmp_path / "cache").exists()
