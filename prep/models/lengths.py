@@ -105,8 +105,9 @@ def model_lengths(name: str, cache_dir: str | None = None) -> ModelLengths:
     config = _read_json(name, "config.json", cache_dir) or {}
     positions = config.get("max_position_embeddings")
     if isinstance(positions, int) and positions > 0:
-        offset = config.get("pad_token_id", 1) + 1 if config.get("model_type") in OFFSET_POSITIONS else 0
-        positions = positions - offset if isinstance(offset, int) and positions > offset else positions
+        pad = config.get("pad_token_id")
+        offset = (pad if isinstance(pad, int) else 1) + 1 if config.get("model_type") in OFFSET_POSITIONS else 0
+        positions = positions - offset if positions > offset else positions
     else:
         positions = None
     sentence = _read_json(name, "sentence_bert_config.json", cache_dir) or {}

@@ -43,6 +43,8 @@ BERT = {"model_type": "bert", "max_position_embeddings": 512}
      "length)", 8192),
     ({"config": {"model_type": "bert", "max_position_embeddings": 128}}, 128, "config.json max_position_embeddings",
      128),
+    ({"config": {"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": None}}, 512,
+     "default (FlagEmbedding's 512; the model states no length)", 512),
     ({}, 512, "default (FlagEmbedding's 512; the model states no length)", None),
 ])
 def test_the_models_own_length_is_read_as_sentence_transformers_reads_it(tmp_path, files, tokens, source, positions):
