@@ -27,7 +27,8 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,19 +152,37 @@ def converted(rows: Iterable[dict[str, Any]], output_format: str, negatives: int
             yield item
 
 
-def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any]], output_format: str = "flagembedding",
-               overwrite: bool = False, negatives: int = 0) -> Written:
-    """Write ``rows`` (FlagEmbedding rows) in ``output_format`` to ``path``, atomically: whole or not at all."""
-    written = Written()
-    items = converted(rows, str(output_format), negatives, written)
+class RowSink:
+    """Rows added as they are made, converted into the output's format as they come (counts in ``written``):
+    ``write_item`` takes each converted row."""
+
+    def __init__(self, output_format: str, negatives: int, write_item: Callable[[dict[str, Any]], Any]):
+        self.output_format, self.negatives, self.write_item = str(output_format), negatives, write_item
+        self.written = Written()
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        for item in converted(rows, self.output_format, self.negatives, self.written):
+            self.write_item(item)
+
+
+@contextmanager
+def open_rows(path: str | os.PathLike, output_format: str = "flagembedding", overwrite: bool = False,
+              negatives: int = 0) -> Iterator[RowSink]:
+    """A sink for FlagEmbedding rows, written in ``output_format`` to ``path`` when the ``with`` block ends, whole
+    or not at all (an exception in the block leaves no output): JSON lines stream into a temporary file beside
+    ``path``; tables gather in Arrow batches and are written at the end."""
     container = container_of(path)
     if container == "jsonl":
         flag = str(output_format) == "flagembedding"
         with atomic_file(path, overwrite) as handle:
-            for item in items:
+            def write_line(item: dict[str, Any]) -> None:
                 handle.write(dump_row(item) if flag else json.dumps(item, ensure_ascii=False, allow_nan=False) + "\n")
-        return written
-    table = arrow_table(items)
+
+            yield RowSink(output_format, negatives, write_line)
+        return
+    batches = ArrowBatches()
+    yield RowSink(output_format, negatives, batches.append)
+    table = batches.table()
     if container == "parquet":
         import pyarrow.parquet as pq
 
@@ -171,23 +190,41 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any]], output_f
             pq.write_table(table, handle)
     else:
         write_saved_dataset(Path(path), table, overwrite)
-    return written
 
 
-def arrow_table(items: Iterable[dict[str, Any]]) -> Any:
-    """An Arrow table of the rows, built a batch at a time; batches with different keys are unified (a key
-    missing from a row is null there)."""
-    import pyarrow as pa
+def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any]], output_format: str = "flagembedding",
+               overwrite: bool = False, negatives: int = 0) -> Written:
+    """Write ``rows`` (FlagEmbedding rows) in ``output_format`` to ``path``, atomically: whole or not at all."""
+    with open_rows(path, output_format, overwrite, negatives) as sink:
+        sink.add(rows)
+    return sink.written
 
-    tables, batch = [], []
-    for item in items:
-        batch.append(item)
-        if len(batch) == BATCH_ROWS:
-            tables.append(pa.Table.from_pylist(batch))
-            batch = []
-    if batch or not tables:
-        tables.append(pa.Table.from_pylist(batch))
-    return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+
+class ArrowBatches:
+    """Rows gathered into Arrow tables ``BATCH_ROWS`` at a time; ``table()`` unifies the batches (a key missing
+    from a row is null there)."""
+
+    def __init__(self) -> None:
+        self.tables: list[Any] = []
+        self.batch: list[dict[str, Any]] = []
+
+    def append(self, item: dict[str, Any]) -> None:
+        self.batch.append(item)
+        if len(self.batch) == BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        self.tables.append(pa.Table.from_pylist(self.batch))
+        self.batch = []
+
+    def table(self) -> Any:
+        import pyarrow as pa
+
+        if self.batch or not self.tables:
+            self.flush()
+        return pa.concat_tables(self.tables, promote_options="permissive") if len(self.tables) > 1 else self.tables[0]
 
 
 def write_saved_dataset(path: Path, table: Any, overwrite: bool) -> None:

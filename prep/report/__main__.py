@@ -8,22 +8,24 @@ import logging
 import sys
 from pathlib import Path
 
+from prep import contract
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m prep.report", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a run folder (holds summary.json) or a sweep folder (its jobs do)")
     folder = parser.parse_args(argv).folder
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if (folder / "summary.json").is_file():
+    if (folder / contract.SUMMARY).is_file():
         from prep.report.html import write_run_report
 
         print(write_run_report(folder))
         return 0
-    if any(folder.glob("*/summary.json")):
+    if any(folder.glob(f"*/{contract.SUMMARY}")):
         from prep.report.sweep import write_sweep_summary
 
         write_sweep_summary(folder)
-        print(folder / "sweep_report.html")
+        print(folder / contract.SWEEP_REPORT)
         return 0
     print(f"{folder}: neither a run folder (no summary.json) nor a sweep folder (no <job>/summary.json)",
           file=sys.stderr)

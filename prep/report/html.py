@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from prep import contract
 from prep.config.dotted import dotted
 
 STYLE = """
@@ -111,13 +112,13 @@ def plots_of(run_dir: Path, summary: dict[str, Any]) -> list[str]:
     from prep.report.plots import bar_chart
 
     figures = []
-    for histogram in (run_dir / "similarity.png", run_dir / "mine" / "similarity.png"):
+    for histogram in (run_dir / contract.SIMILARITY_PLOT, run_dir / "mine" / contract.SIMILARITY_PLOT):
         if histogram.is_file():
             figures.append(image(histogram, "similarity to the query: the positives against the mined negatives"))
             break
     removed = removed_counts(summary)
     if removed:
-        bars = run_dir / "filters.png"
+        bars = run_dir / contract.FILTERS_PLOT
         bar_chart(bars, list(removed), [float(v) for v in removed.values()],
                   "candidates each filter removed (in the order they apply)", "candidates")
         figures.append(image(bars, "what each filter removed from the candidate windows"))
@@ -152,8 +153,8 @@ def run_report(run_dir: Path, summary: dict[str, Any]) -> str:
 def write_run_report(run_dir: Path, summary: dict[str, Any] | None = None) -> Path:
     """``report.html`` in the run folder, from ``summary`` (or the folder's ``summary.json``)."""
     if summary is None:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    return write_page(run_dir / "report.html", run_report(run_dir, summary))
+        summary = json.loads((run_dir / contract.SUMMARY).read_text(encoding="utf-8"))
+    return write_page(run_dir / contract.RUN_REPORT, run_report(run_dir, summary))
 
 
 def sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str], best: int | None) -> str:
@@ -173,28 +174,28 @@ def sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str],
                     + "; its sampling settings are in <code>best_sampling.yaml</code>."
                     "</p>")
     links = [f'<a href="{esc(row["job"])}/report.html">job {esc(row["job"])}</a>' for row in rows
-             if (sweep_dir / str(row["job"]) / "report.html").is_file()]
+             if (sweep_dir / str(row["job"]) / contract.RUN_REPORT).is_file()]
     if links:
         body.append("<p>Each job's own report: " + ", ".join(links) + ".</p>")
     body += ["<h2>Jobs</h2>", table(columns, [[row.get(c) for c in columns] for row in rows], best)]
     objectives = [(str(row["job"]), row["objective"]) for row in rows if isinstance(row.get("objective"), (int, float))]
     if objectives:
-        bars = sweep_dir / "sweep_objective.png"
+        bars = sweep_dir / contract.SWEEP_OBJECTIVE_PLOT
         labels = [f"job {job}" for job, _ in objectives]
         best_job = str(rows[best]["job"]) if best is not None else None
         marked = next((i for i, (job, _) in enumerate(objectives) if job == best_job), None)
         bar_chart(bars, labels, [float(v) for _, v in objectives], "the objective per job (best in orange)",
                   "objective on held-out queries", highlight=marked)
         body += ["<h2>Plots</h2>", image(bars, "the probe's objective per job")]
-    if (sweep_dir / "sweep_similarity.png").is_file():
+    if (sweep_dir / contract.SWEEP_SIMILARITY_PLOT).is_file():
         if not objectives:
             body.append("<h2>Plots</h2>")
-        body.append(image(sweep_dir / "sweep_similarity.png", "per job, mined negatives against positives"))
+        body.append(image(sweep_dir / contract.SWEEP_SIMILARITY_PLOT, "per job, mined negatives against positives"))
     return page(f"prep sweep: {sweep_dir.name}", body)
 
 
 def write_sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str], best: int | None) -> Path:
-    return write_page(sweep_dir / "sweep_report.html", sweep_report(sweep_dir, rows, common, best))
+    return write_page(sweep_dir / contract.SWEEP_REPORT, sweep_report(sweep_dir, rows, common, best))
 
 
 def write_page(path: Path, text: str) -> Path:

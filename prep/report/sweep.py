@@ -18,6 +18,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from prep import contract
+
 log = logging.getLogger(__name__)
 
 COLUMNS = [
@@ -105,7 +107,7 @@ def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     from prep.report.plots import sweep_boxplot
 
     folders = _job_folders(sweep_dir)
-    summaries = [json.loads((folder / "summary.json").read_text(encoding="utf-8")) for folder in folders]
+    summaries = [json.loads((folder / contract.SUMMARY).read_text(encoding="utf-8")) for folder in folders]
     # Overrides that every job shares are said once, above the table; each row shows what varies.
     shared = set.intersection(*(set(s.get("overrides", [])) for s in summaries)) if summaries else set()
     rows, distributions = [], []
@@ -113,9 +115,9 @@ def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
         varying = {**summary, "overrides": [o for o in summary.get("overrides", []) if o not in shared]}
         row = job_row(folder.name, varying)
         rows.append(row)
-        similarities = folder / "similarities.npz"
+        similarities = folder / contract.SIMILARITIES
         if not similarities.is_file():
-            similarities = folder / "mine" / "similarities.npz"  # a probe job mines in its mine/ folder
+            similarities = folder / "mine" / contract.SIMILARITIES  # a probe job mines in its mine/ folder
         if similarities.is_file():
             with np.load(similarities) as data:
                 label = short_label(folder.name, row["overrides"])
@@ -127,14 +129,14 @@ def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    with atomic_file(sweep_dir / "sweep_summary.csv", overwrite=True) as handle:
+    with atomic_file(sweep_dir / contract.SWEEP_CSV, overwrite=True) as handle:
         handle.write(text.getvalue())
     common = [o for o in summaries[0].get("overrides", []) if o in shared] if summaries else []
-    with atomic_file(sweep_dir / "sweep_summary.md", overwrite=True) as handle:
+    with atomic_file(sweep_dir / contract.SWEEP_MARKDOWN, overwrite=True) as handle:
         handle.write(f"Sweep of {len(rows)} jobs in {sweep_dir}\n\nEvery job: `{' '.join(common) or '(defaults)'}`\n\n")
         handle.write(markdown_table(rows))
     if distributions:
-        sweep_boxplot(sweep_dir / "sweep_similarity.png", distributions)
+        sweep_boxplot(sweep_dir / contract.SWEEP_SIMILARITY_PLOT, distributions)
     write_sweep_report(sweep_dir, rows, common, best)
     return rows
 
@@ -179,10 +181,10 @@ def write_best_sampling(sweep_dir: Path, folder: Path, summary: dict[str, Any]) 
               f"conf/sampling/; the best job, {folder.name}, of the sweep {sweep_dir}:\n"
               f"# {summary.get('probe', {}).get('metric')} {summary['objective']} on held-out queries; its overrides: "
               f"{' '.join(summary.get('overrides', []))})\n")
-    with atomic_file(sweep_dir / "best_sampling.yaml", overwrite=True) as handle:
+    with atomic_file(sweep_dir / contract.BEST_SAMPLING, overwrite=True) as handle:
         handle.write(header + recipe)
     log.info("best job %s (objective %s): its sampling settings in %s", folder.name, summary["objective"],
-             sweep_dir / "best_sampling.yaml")
+             sweep_dir / contract.BEST_SAMPLING)
 
 
 class SweepSummary(Callback):
@@ -198,7 +200,7 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         rows = write_sweep_summary(sweep_dir)
-        log.info("sweep summary of %d jobs: %s (and sweep_report.html)", len(rows), sweep_dir / "sweep_summary.md")
+        log.info("sweep summary of %d jobs: %s (and sweep_report.html)", len(rows), sweep_dir / contract.SWEEP_MARKDOWN)
         from prep.report.tracking import finish_parent
 
         objectives = [row["objective"] for row in rows if isinstance(row.get("objective"), (int, float))]

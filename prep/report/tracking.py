@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from prep import contract
 from prep.config.dotted import dotted
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,9 @@ PARENT_FILE = ".mlflow_parent_run"
 PARENT_TAG = "mlflow.parentRunId"  # the tag MLflow's UI nests runs by
 BATCH = 100  # MLflow's log_batch takes at most 1,000 metrics and 100 params per call
 PARAM_CHARS = 6000  # the longest param value every MLflow store accepts
-ARTIFACTS = ("summary.json", "report.html", "similarity.png", "filters.png", "sweep_summary.csv", "sweep_summary.md",
-             "sweep_similarity.png", "sweep_objective.png", "sweep_report.html", "best_sampling.yaml")
+ARTIFACTS = (contract.SUMMARY, contract.RUN_REPORT, contract.SIMILARITY_PLOT, contract.FILTERS_PLOT, contract.SWEEP_CSV,
+             contract.SWEEP_MARKDOWN, contract.SWEEP_SIMILARITY_PLOT, contract.SWEEP_OBJECTIVE_PLOT,
+             contract.SWEEP_REPORT, contract.BEST_SAMPLING)
 
 
 def enabled(tracking: Any) -> bool:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prep import contract
 from prep.io import paths
 from prep.io.atomic import write_json
 from prep.io.formats import check_output
@@ -101,7 +102,7 @@ class StepRun:
     def finish(self, summary: dict[str, Any], phases: tuple[str, ...]) -> dict[str, Any]:
         """Complete ``summary`` (the step, seconds per phase, output, run metadata), write it as
         ``summary.json`` in the run folder, and return it."""
-        path = self.run_dir / "summary.json"
+        path = self.run_dir / contract.SUMMARY
         complete = {"step": self.step, **summary, "seconds": self.timer.seconds(phases)}
         if self.output is not None:
             complete.setdefault("output", str(self.output))

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 from typing import Any
 
+from prep import contract
 from prep.config.schema import ColumnsConfig, OutputFormat, Step
 from prep.config.settings import settings_of
 from prep.io import paths
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 def run(cfg: Any) -> dict[str, Any]:
     settings = settings_of(cfg)
     step = StepRun(settings, "pipeline")
-    mined, scored = step.run_dir / "mined.jsonl", step.run_dir / "scored.jsonl"
+    mined, scored = step.run_dir / contract.MINED, step.run_dir / contract.SCORED
     split_dir = paths.user_path(settings.output) or step.run_dir / "split"
     for path in (mined, scored):
         ensure_writable(path, settings.overwrite)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from prep import contract
 from prep.cache.evaluations import cached_evaluation
 from prep.cache.store import Cache
 from prep.config.schema import OutputFormat, Step
@@ -66,7 +67,7 @@ def run(cfg: Any) -> dict[str, Any]:
         "probe": {"metric": str(probe.metric), "student": student_name, **metrics, "train": trained,
                   "dev": {"queries": len(dev.queries), "corpus": len(dev.corpus),
                           "source": probe.dev or f"hold-out of {probe.dev_fraction} of the input",
-                          "split": str(step.run_dir / "probe_split.json")},
+                          "split": str(step.run_dir / contract.PROBE_SPLIT)},
                   "mine": {k: mined["summary"].get(k) for k in ("negatives", "candidates", "similarity",
                                                                  "negative_rank", "encoded")}},
         "lengths": {**resolved.summary(), **mined["summary"]["lengths"]},
@@ -92,7 +93,7 @@ def split(step: StepRun, rows: list[dict[str, Any]], pool: Source | None, reader
                              "row's group, the rows linked to it by shared positives, must leave rows to train on); "
                              "give more rows with distinct positives, or a dev set as probe.dev=FILE")
         dev_rows = [rows[i] for i in dev_index]
-    write_json(step.run_dir / "probe_split.json", {"seed": seed, "train": training_index, "dev": dev_index})
+    write_json(step.run_dir / contract.PROBE_SPLIT, {"seed": seed, "train": training_index, "dev": dev_index})
     training = [rows[i] for i in training_index]
     return training, dev_set(step, dev_rows, training, pool, reader)
 
@@ -133,7 +134,7 @@ def sample_ids(population: int, count: int, seed: int) -> list[int]:
 def mine_training_rows(step: StepRun, training: list[dict[str, Any]]) -> dict[str, Any]:
     """``step=mine`` on the training rows, in ``mine/`` of this run folder, through the cache."""
     settings = step.settings
-    output = step.run_dir / "mined.jsonl"
+    output = step.run_dir / contract.MINED
     stage = dataclasses.replace(settings, step=Step.mine, run_dir=str(step.run_dir / "mine"), output=str(output),
                                 output_format=OutputFormat.flagembedding)
     with step.phase("mine"):

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prep import contract
 from prep.cache.scores import CachedScores
 from prep.cache.store import Cache
 from prep.config.settings import settings_of
@@ -50,13 +51,13 @@ def check_scoring_row(row: dict[str, Any]) -> None:
 
 def default_input(settings: Config) -> Path:
     """The newest ``step=mine`` output under the outputs folder, else the bundled mined sample."""
-    return paths.newest_output(settings, "mine", "mined.jsonl") or paths.SAMPLE_MINED
+    return paths.newest_output(settings, "mine", contract.MINED) or paths.SAMPLE_MINED
 
 
 def run(cfg: Any) -> dict[str, Any]:
     settings = settings_of(cfg)
     check_devices(settings.hardware)
-    step = StepRun(settings, "score", default_output="scored.jsonl")
+    step = StepRun(settings, "score", default_output=contract.SCORED)
     teacher = make_teacher(settings)  # checks the model can be found before any data is read
     reader = Reader.of(settings)
     source = reader.source(settings.input if settings.input is not None else default_input(settings))
