@@ -47,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from prep.io.jsonl import read_jsonl, write_jsonl
+from prep.io.formats import write_jsonl
+from prep.io.jsonl import read_jsonl
 
 # As prep does when a step starts (prep/models/runtime.py): a bounded oneDNN cache, or every new batch shape
 # keeps its kernels.

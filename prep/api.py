@@ -114,7 +114,7 @@ def _input_of(data: Any, run_dir: Path) -> str:
 
     if isinstance(data, datasets.Dataset):
         from prep.errors import UsageError
-        from prep.io.sources import quiet_datasets
+        from prep.io.saved import quiet_datasets
 
         if len(data) == 0:
             raise UsageError("data: the Dataset holds no rows")
@@ -142,7 +142,7 @@ def read_output(summary: dict[str, Any], step: str) -> Any:
 
 
 def _load(path: Path, datasets: Any, arrow_cache: Path) -> Any:
-    from prep.io.sources import quiet_datasets
+    from prep.io.saved import quiet_datasets
 
     if path.is_dir():
         return datasets.load_from_disk(str(path))

@@ -16,10 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prep.cache.identity import fingerprint, identity_of, texts_fingerprint
+from prep.cache.identity import embedder_identity, fingerprint, texts_fingerprint
 from prep.cache.store import ArrayEntries, Cache
-from prep.config.schema import SAMPLING_KEYS
-from prep.models import batching, runtime
 from prep.models import embedder as embedder_module
 from prep.models.lengths import with_own_lengths
 
@@ -27,27 +25,6 @@ if TYPE_CHECKING:
     from prep.config.schema import HardwareConfig, MinerConfig
 
 log = logging.getLogger(__name__)
-
-# Miner settings that cannot change an embedding: where Hugging Face keeps its downloads, and what mining does
-# with the embeddings afterwards (the sampling recipe, the search). Every other miner setting counts, batch_size
-# too: it shapes the forward passes (prep/models/batching.py).
-NOT_IN_EMBEDDINGS = frozenset({
-    *SAMPLING_KEYS, "cache_dir", "candidate_pool", "search_batch_size", "query_block", "search_backend",
-    "index",
-    "index_nlist", "index_nprobe", "hnsw_m", "hnsw_ef_search", "index_recall_queries",
-    "query_instruction_from_row",  # a row's own instruction is part of its queries' key (CachedEncoder.key)
-})
-MODEL_FILES = frozenset({"model_name_or_path", "examples_for_task"})  # count by their files' content
-
-
-def embedder_identity(miner: MinerConfig, hardware: HardwareConfig) -> dict[str, Any]:
-    """Everything that changes an embedding: the miner's settings but ``NOT_IN_EMBEDDINGS``, the dtype the forward
-    passes run in, and the passes' shape (``batching.passes_identity``): the ways the hardware settings reach an
-    embedding."""
-    return {**identity_of(miner, ignore=NOT_IN_EMBEDDINGS, files=MODEL_FILES),
-            "dtype": runtime.effective_dtype(hardware),
-            "passes": batching.passes_identity(hardware)}
-
 
 def chunk_starts(count: int, chunk: int) -> list[int]:
     """Where each cache chunk of ``count`` passages starts."""

@@ -16,7 +16,14 @@ import json
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from prep.config.schema import SAMPLING_KEYS
+from prep.models import batching, runtime
+
+if TYPE_CHECKING:
+    from prep.config.schema import HardwareConfig, MinerConfig, RerankerConfig
+    from prep.models.teacher import EmbedderTeacher, RerankerTeacher
 
 SMALL_FILE = 1 << 20  # files up to 1 MiB are hashed whole; larger ones by size, head and tail
 
@@ -121,3 +128,48 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str):
         return str(value)
     return value
+
+
+# Miner settings that cannot change an embedding: where Hugging Face keeps its downloads, and what mining does
+# with the embeddings afterwards (the sampling recipe, the search). Every other miner setting counts, batch_size
+# too: it shapes the forward passes (prep/models/batching.py).
+NOT_IN_EMBEDDINGS = frozenset({
+    *SAMPLING_KEYS, "cache_dir", "candidate_pool", "search_batch_size", "query_block", "search_backend",
+    "index",
+    "index_nlist", "index_nprobe", "hnsw_m", "hnsw_ef_search", "index_recall_queries",
+    "query_instruction_from_row",  # a row's own instruction is part of its queries' key (CachedEncoder.key)
+})
+MODEL_FILES = frozenset({"model_name_or_path", "examples_for_task"})  # count by their files' content
+
+
+def embedder_identity(miner: MinerConfig, hardware: HardwareConfig) -> dict[str, Any]:
+    """Everything that changes an embedding: the miner's settings but ``NOT_IN_EMBEDDINGS``, the dtype the forward
+    passes run in, and the passes' shape (``batching.passes_identity``): the ways the hardware settings reach an
+    embedding."""
+    return {**identity_of(miner, ignore=NOT_IN_EMBEDDINGS, files=MODEL_FILES),
+            "dtype": runtime.effective_dtype(hardware),
+            "passes": batching.passes_identity(hardware)}
+
+
+# Reranker settings that cannot change a score; every other one counts (model files by their content), batch_size
+# too: it shapes the forward passes (prep/models/batching.py).
+NOT_IN_SCORES = frozenset({"cache_dir"})
+
+
+def reranker_identity(reranker: RerankerConfig, hardware: HardwareConfig) -> dict[str, Any]:
+    """Everything that changes a reranker's scores: its settings but ``NOT_IN_SCORES`` (model and adapter by
+    their files' content), the dtype its forward passes run in and their shape (``batching.passes_identity``)."""
+    return {"kind": "reranker", "dtype": runtime.effective_dtype(hardware),
+            "passes": batching.passes_identity(hardware),
+            **identity_of(reranker, ignore=NOT_IN_SCORES, files={"model_name_or_path", "peft_path"})}
+
+
+def teacher_identity(teacher: RerankerTeacher | EmbedderTeacher) -> dict[str, Any]:
+    """Everything that changes a teacher's scores: a reranker's (``reranker_identity``), or for the bi-encoder
+    teacher its embeddings' and whether its class runs one text per pass."""
+    from prep.models.teacher import EMBEDDER, EmbedderTeacher
+
+    if isinstance(teacher, EmbedderTeacher):
+        return {"kind": EMBEDDER, "batch_invariant": teacher.batch_invariant,
+                **embedder_identity(teacher.miner, teacher.hardware)}
+    return reranker_identity(teacher.reranker, teacher.hardware)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from prep.cache.identity import pair_key
+from prep.cache.identity import pair_key, teacher_identity
 from prep.cache.store import Cache, ScoreEntries
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ class CachedScores:
 
     def __init__(self, teacher: Any, cache: Cache):
         self.teacher = teacher
-        self.entries = ScoreEntries(cache, teacher.identity)
+        self.entries = ScoreEntries(cache, teacher_identity(teacher))
         self.known = self.entries.load()
         self.pairs = 0
         self.pairs_scored = 0

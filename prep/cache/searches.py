@@ -82,12 +82,10 @@ class CachedSearch:
 
     def _approximate(self, passages: PoolEmbeddings, queries: np.ndarray,
                      built: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        from prep.retrieval.search import approximate_search
+        from prep.retrieval.search import IndexSettings, approximate_search
 
-        miner = self.miner
-        similarities, ids, settings = approximate_search(
-            passages, queries, self.top_k, kind=str(miner.index), nlist=miner.index_nlist, nprobe=miner.index_nprobe,
-            hnsw_m=miner.hnsw_m, ef_search=miner.hnsw_ef_search, seed=self.seed, batch_size=miner.search_batch_size)
+        similarities, ids, settings = approximate_search(passages, queries, self.top_k, IndexSettings.of(self.miner),
+                                                         self.seed, batch_size=self.miner.search_batch_size)
         built.update(settings)
         return similarities, ids
 

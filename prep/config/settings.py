@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from prep.config.schema import GROUPS, ColumnsConfig, Config, MinerConfig, ProbeConfig, ShardConfig
+from prep.config.values import check_mining, parse_length_list
 from prep.errors import UsageError
 
 SEED_LIMIT = 2**32
@@ -52,9 +53,6 @@ def _positive(value: int, key: str) -> None:
 
 def check(settings: Config) -> None:
     """Every check that needs no file or model: raises ``UsageError`` naming the key."""
-    from prep.retrieval.sampling import MiningRules
-    from prep.steps.split import parse_length_list
-
     if not 0 <= settings.seed < SEED_LIMIT:  # numpy's and torch's generators take no negative seed
         raise UsageError(f"seed: need a whole number from 0 to {SEED_LIMIT - 1}, got {settings.seed}")
     shard = settings.shard
@@ -65,7 +63,7 @@ def check(settings: Config) -> None:
         raise UsageError(f"shard.count={shard.count} with step={settings.step}: shards split step=encode (the pool's "
                          "chunks) and step=mine (blocks of rows, joined by step=merge); leave shard unset")
     _positive(settings.encode_chunk, "encode_chunk")
-    MiningRules.from_settings(settings)
+    check_mining(settings.miner)
     miner = settings.miner
     for key in ("batch_size", "search_batch_size", "query_block", "index_nprobe", "hnsw_m", "hnsw_ef_search"):
         _positive(getattr(miner, key), f"miner.{key}")

@@ -36,6 +36,7 @@ from typing import Any
 from prep.errors import OutputExistsError, UsageError
 from prep.io.atomic import atomic_file, ensure_writable
 from prep.io.rawjson import dump_row
+from prep.io.saved import is_saved_dataset, quiet_datasets
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,6 @@ def check_output(path: str | os.PathLike, overwrite: bool) -> None:
     if os.path.lexists(path):
         if not overwrite:
             raise OutputExistsError(f"{path}: output exists; pass overwrite=true to replace it")
-        from prep.io.sources import is_saved_dataset
-
         if not os.path.isdir(path):
             raise OutputExistsError(f"{path}: output is a file; a folder output (no suffix) is a saved dataset")
         if not is_saved_dataset(Path(path)):
@@ -227,6 +226,11 @@ class ArrowBatches:
         return pa.concat_tables(self.tables, promote_options="permissive") if len(self.tables) > 1 else self.tables[0]
 
 
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]], overwrite: bool = False) -> int:
+    """Write FlagEmbedding rows as JSON lines, atomically (``write_rows``); returns how many."""
+    return write_rows(path, rows, "flagembedding", overwrite).rows_out
+
+
 def write_saved_dataset(path: Path, table: Any, overwrite: bool) -> None:
     """``Dataset.save_to_disk`` into a temporary folder beside ``path``, then renamed onto it (an old saved
     dataset there is replaced only with ``overwrite``, after the new one is complete)."""
@@ -236,8 +240,6 @@ def write_saved_dataset(path: Path, table: Any, overwrite: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
-        from prep.io.sources import quiet_datasets
-
         with quiet_datasets():
             datasets.Dataset(table).save_to_disk(str(temporary))
         check_output(path, overwrite)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from prep.errors import DataError
 from prep.io.rawjson import dump_row, parse_object
 
 __all__ = ["FieldError", "check_pool_row", "check_training_row", "check_text", "dump_row", "iter_jsonl",
-           "iter_line_offsets", "iter_lines", "parse_line", "read_line_at", "read_jsonl", "write_jsonl"]
+           "iter_line_offsets", "iter_lines", "parse_line", "read_line_at", "read_jsonl"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -171,10 +171,3 @@ def iter_jsonl(path: str | os.PathLike, check: RowCheck | None = None) -> Iterat
 
 def read_jsonl(path: str | os.PathLike, check: RowCheck | None = None) -> list[dict[str, Any]]:
     return list(iter_jsonl(path, check))
-
-
-def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]], overwrite: bool = False) -> int:
-    """Write FlagEmbedding rows as JSON lines, atomically (``formats.write_rows``); returns how many."""
-    from prep.io.formats import write_rows
-
-    return write_rows(path, rows, "flagembedding", overwrite).rows_out

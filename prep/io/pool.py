@@ -20,7 +20,8 @@ import numpy as np
 from prep.config.schema import ColumnsConfig
 
 if TYPE_CHECKING:
-    from prep.io.sources import Reader, Source
+    from prep.io.reader import Reader
+    from prep.io.sources import Source
 
 DIGEST = np.dtype([("high", "<u8"), ("low", "<u8")])
 BATCH = 8192  # texts per Arrow record batch
@@ -129,7 +130,8 @@ def corpus_texts(rows: Iterable[dict[str, Any]], pool: Source | Path | None, rea
     """Passages to search, duplicates included: the pool's texts (a source, or a path; read by ``reader``, by
     default finding the text column by name), or every ``pos`` and ``neg`` of the rows."""
     if pool is not None:
-        from prep.io.sources import Reader, Source, resolve
+        from prep.io.reader import Reader
+        from prep.io.sources import Source, resolve
 
         yield from (reader or Reader(ColumnsConfig())).pool_texts(pool if isinstance(pool, Source) else resolve(pool))
         return

@@ -15,7 +15,6 @@ string becomes a one-item list; FlagEmbedding's ``pos`` given as a string stays 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from prep.errors import DataError
 from prep.io.jsonl import FieldError, check_pool_row, check_text, iter_jsonl, iter_lines, parse_line
+from prep.io.saved import is_saved_dataset, quiet_datasets
 
 if TYPE_CHECKING:
     from prep.config.schema import ColumnsConfig
@@ -83,10 +83,6 @@ def _file_part(path: Path) -> Part | None:
     if suffix in TABLE_SUFFIXES:
         return Part(TABLE_SUFFIXES[suffix], str(path), str(path))
     return None
-
-
-def is_saved_dataset(path: Path) -> bool:
-    return (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()
 
 
 def resolve(value: str | os.PathLike, split: str = "train") -> Source:
@@ -174,20 +170,6 @@ def _load_hub(name: str, split: str) -> Any:
                 "with network access (or copy the dataset to a folder and pass its path)") if offline else \
             first_line(exc)
         raise DataError(f"{name}[{split}]", None, f"cannot load this dataset: {hint}") from None
-
-
-@contextlib.contextmanager
-def quiet_datasets() -> Iterator[None]:
-    """Keeps ``datasets``' progress bars out of the run's log while it converts, loads or saves a table."""
-    from datasets.utils import logging as datasets_logging
-
-    was_enabled = datasets_logging.is_progress_bar_enabled()
-    datasets_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets_logging.enable_progress_bar()
 
 
 def first_line(exc: BaseException) -> str:
@@ -296,16 +278,6 @@ RowCheck = Callable[[dict[str, Any]], None]
 IDENTITY = Columns("query", "pos", ["neg"])
 
 
-def iter_training_rows(source: Source, columns: ColumnsConfig, check: RowCheck | None,
-                       datasets_cache: str | None) -> Iterator[dict[str, Any]]:
-    """Each row of ``source`` as a FlagEmbedding row, checked; a DataError names the part, its line (JSON lines)
-    or row (tables) and the source's own column. (``rowstore.SourceRows.scan`` reads them, and also remembers
-    where each row is, for ``step=mine``.)"""
-    from prep.io.rowstore import SourceRows
-
-    yield from SourceRows(source, columns, check, datasets_cache).scan()
-
-
 class LineRows:
     """JSON lines of one file into checked FlagEmbedding rows; each line's columns are found by name (the last
     line's mapping is reused while its columns are there)."""
@@ -396,36 +368,3 @@ def _column_values(table: Any, name: str) -> Iterator[Any]:
     """One column's values, a batch at a time (only that column is read from the Arrow file)."""
     for batch in table.select_columns([name]).iter(batch_size=BATCH_ROWS * 8):
         yield from batch[name]
-
-
-@dataclass(frozen=True)
-class Reader:
-    """How this run reads its sources: the column names, the split, and where ``datasets`` keeps its Arrow
-    conversions (``<cache_dir>/datasets``; with ``cache=false``, a temporary folder per read)."""
-
-    columns: ColumnsConfig
-    split: str = "train"
-    datasets_cache: str | None = None
-
-    @classmethod
-    def of(cls, settings: Any) -> Reader:
-        cache = str(Path(settings.cache_dir).expanduser() / "datasets") if settings.cache else None
-        return cls(settings.columns, settings.input_split, cache)
-
-    def source(self, value: str | os.PathLike) -> Source:
-        return resolve(value, self.split)
-
-    def training_rows(self, source: Source, check: RowCheck | None) -> list[dict[str, Any]]:
-        with self._cache() as cache:
-            return list(iter_training_rows(source, self.columns, check, cache))
-
-    def pool_texts(self, source: Source) -> Iterator[str]:
-        with self._cache() as cache:
-            yield from iter_pool_texts(source, self.columns, cache)
-
-    def _cache(self) -> Any:
-        import tempfile
-
-        if self.datasets_cache is not None:
-            return contextlib.nullcontext(self.datasets_cache)
-        return tempfile.TemporaryDirectory(prefix="prep-datasets-")

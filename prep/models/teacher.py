@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prep.cache.embeddings import embedder_identity
-from prep.cache.identity import identity_of
 from prep.models import batching, embedder, runtime
 from prep.models.lengths import teacher_lengths, with_own_lengths
 from prep.models.sources import check_model_source
@@ -25,21 +23,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EMBEDDER = "embedder"
-# Reranker settings that cannot change a score; every other one counts (model files by their content), batch_size
-# too: it shapes the forward passes (prep/models/batching.py).
-NOT_IN_SCORES = frozenset({"cache_dir"})
 # Passed to FlagEmbedding only when set, so a class keeps its own defaults (decoder-only rerankers
 # default to the "A: " / "B: " instructions and their own prompt).
 OPTIONAL_KEYS = ("peft_path", "query_instruction_for_rerank", "passage_instruction_for_rerank", "query_max_length",
                  "prompt", "cutoff_layers", "compress_layers", "cache_dir")
-
-
-def reranker_identity(reranker: RerankerConfig, hardware: HardwareConfig) -> dict[str, Any]:
-    """Everything that changes a reranker's scores: its settings but ``NOT_IN_SCORES`` (model and adapter by
-    their files' content), the dtype its forward passes run in and their shape (``batching.passes_identity``)."""
-    return {"kind": "reranker", "dtype": runtime.effective_dtype(hardware),
-            "passes": batching.passes_identity(hardware),
-            **identity_of(reranker, ignore=NOT_IN_SCORES, files={"model_name_or_path", "peft_path"})}
 
 
 class RerankerTeacher:
@@ -52,7 +39,6 @@ class RerankerTeacher:
         self.reranker, self.hardware = reranker, hardware
         self.model: Any = None
         self.warned = False
-        self.identity = reranker_identity(reranker, hardware)
         self.description = f"reranker {reranker.model_name_or_path} ({reranker.model_class})"
         self.lengths: dict[str, Any] = {}  # summary.json's: each length and its source (make_teacher)
 
@@ -175,8 +161,6 @@ class EmbedderTeacher:
         self.miner, self.hardware = miner, hardware
         self.model: Any = None
         self.batch_invariant = reranker.batch_invariant
-        self.identity = {"kind": EMBEDDER, "batch_invariant": reranker.batch_invariant,
-                         **embedder_identity(miner, hardware)}
         self.description = f"bi-encoder {miner.model_name_or_path} (cosine)"
         self.lengths: dict[str, Any] = {}  # summary.json's: each length and its source (make_teacher)
         # Embeddings of texts seen in earlier chunks: a passage shared by many queries is encoded once.

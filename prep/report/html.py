@@ -160,9 +160,9 @@ def write_run_report(run_dir: Path, summary: dict[str, Any] | None = None) -> Pa
 def sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str], best: int | None) -> str:
     """Every job side by side (the columns some job has a value for), the best one marked, and the plots."""
     from prep.report.plots import bar_chart
-    from prep.report.sweep import COLUMNS
 
-    columns = [c for c in COLUMNS if c != "best" and any(row.get(c) not in (None, "") for row in rows)]
+    # every row holds the sweep summary's columns, in their order (report.sweep.COLUMNS)
+    columns = [c for c in (rows[0] if rows else ()) if c != "best" and any(r.get(c) not in (None, "") for r in rows)]
     body = ["<h2>What was run</h2>",
             f"<p>{len(rows)} jobs in <code>{esc(sweep_dir)}</code>; every job: "
             f"<code>{esc(' '.join(common) or '(defaults)')}</code>.</p>"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from prep.report.stats import describe
 from prep.retrieval.sampling import Candidate, MiningRules, teacher_filter
 
 
@@ -92,6 +91,6 @@ def denoise(scores: Any, rows: list[dict[str, Any]], pool: Any, candidates: list
         passes += 1
     not_needed = sum(len(q) - n for q, n in zip(candidates, next_index))
     info = {"teacher": scores.teacher.description, "pairs": scores.pairs, "pairs_scored": scores.pairs_scored,
-            "candidates_not_needed": not_needed, "positive_score": describe(positive_scores),
+            "candidates_not_needed": not_needed, "positive_score": None,  # described over every block by the summary
             "relative_margin": rules.teacher_relative_margin, "absolute_margin": rules.teacher_absolute_margin}
     return Denoised(kept, removed, not_needed, info, positive_scores)

@@ -3,9 +3,8 @@ list: reciprocal rank fusion, or the union with a share of the places per list.
 
 Tokenisation is ``bm25s``'s own: lower-cased, words of two or more word characters (``(?u)\\b\\w\\w+\\b``), its 33
 English stop words removed, no stemming; scoring is Lucene's BM25 with ``miner.bm25_k1`` and ``miner.bm25_b``.
-The index is kept in the cache (``<cache_dir>/bm25/<key>/``, ``bm25s``' own files), keyed by the pool's texts
-and these settings, so a sweep builds it once. A query's results with a score of 0 (no word in common) are not
-candidates: they are padded with id -1, as an exact search pads what it cannot fill.
+The index is kept in the cache (``cache.lexical``), so a sweep builds it once. A query's results with a score of 0
+(no word in common) are not candidates: they are padded with id -1, as an exact search pads what it cannot fill.
 """
 
 from __future__ import annotations
@@ -152,29 +151,3 @@ class BM25Index:
             all_scores[start:start + len(tokens)] = np.where(values > 0, values, 0)
             all_ids[start:start + len(tokens)] = ids
         return all_scores, all_ids
-
-
-def bm25_index(pool: Any, cache: Any, k1: float, b: float) -> tuple[BM25Index, bool]:
-    """The pool's index from the cache, or built (and stored); and whether it came from the cache."""
-    from prep.cache.identity import fingerprint, texts_fingerprint
-
-    if not cache.enabled:
-        return BM25Index.build(pool.texts(), k1, b), False
-    key = fingerprint({"pool": texts_fingerprint(pool.iter_texts()), "k1": k1, "b": b, "method": "lucene",
-                       "tokenizer": TOKENIZER, "bm25s": _bm25s_version()})
-    folder = cache.root / "bm25" / key
-    if folder.is_dir():
-        index = BM25Index.load(folder)
-        if index is not None:
-            cache.count(hits=1)
-            return index, True
-    cache.count(misses=1)
-    index = BM25Index.build(pool.texts(), k1, b)
-    index.save(folder)
-    return index, False
-
-
-def _bm25s_version() -> str:
-    import bm25s
-
-    return str(getattr(bm25s, "__version__", "unknown"))

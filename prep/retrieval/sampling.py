@@ -6,8 +6,6 @@ Ranks are 0-based positions in one query's search results; ``2-200`` keeps ranks
 
 from __future__ import annotations
 
-import math
-import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from collections.abc import Set as AbstractSet
@@ -16,54 +14,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from prep.config.schema import MinerConfig
+from prep.config.values import check_margin, parse_rank_range, parse_similarity_range
 from prep.errors import UsageError
 
 if TYPE_CHECKING:
     from prep.config.schema import Config
-
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_RANGE_STRING = re.compile(rf"^\s*({_NUMBER})\s*-\s*({_NUMBER})\s*$")
-
-
-class RangeError(UsageError):
-    """A ``range_for_sampling`` or ``similarity_range`` value that cannot be used."""
-
-
-def _two_numbers(value: object, key: str) -> tuple[float, float]:
-    if isinstance(value, str):
-        match = _RANGE_STRING.match(value)
-        if not match:
-            raise RangeError(f"{key}: '{value}' is not a range; write it as 'LOW-HIGH' (e.g. 2-200) or [LOW, HIGH]")
-        return float(match.group(1)), float(match.group(2))
-    if isinstance(value, Iterable) and not isinstance(value, (bytes, dict)):
-        items = list(value)
-        if len(items) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
-            bad = [v for v in items if not math.isfinite(v)]
-            if bad:
-                raise RangeError(f"{key}: {value!r} holds {bad[0]}; give two finite numbers")
-            return float(items[0]), float(items[1])
-    raise RangeError(f"{key}: {value!r} is not a range; write it as 'LOW-HIGH' (e.g. 2-200) or [LOW, HIGH]")
-
-
-def parse_rank_range(value: object, key: str = "miner.range_for_sampling") -> tuple[int, int]:
-    """``'2-200'`` or ``[2, 200]`` -> ``(2, 200)``: whole ranks, ``0 <= low < high``."""
-    low, high = _two_numbers(value, key)
-    if low != int(low) or high != int(high):
-        raise RangeError(f"{key}: ranks must be whole numbers, got {value!r}")
-    if low < 0 or high <= low:
-        raise RangeError(f"{key}: need 0 <= LOW < HIGH, got {value!r}")
-    return int(low), int(high)
-
-
-def parse_similarity_range(value: object, key: str = "miner.similarity_range") -> tuple[float, float] | None:
-    """``'0.3-0.8'`` or ``[0.3, 0.8]`` -> ``(0.3, 0.8)``, inclusive; ``None`` means no bound."""
-    if value is None:
-        return None
-    low, high = _two_numbers(value, key)
-    if high < low:
-        raise RangeError(f"{key}: LOW must not exceed HIGH, got {value!r}")
-    return low, high
-
 
 class Candidate(NamedTuple):
     """One search result of a query: where it ranked, which corpus passage, and its similarity. (A named tuple:
@@ -78,18 +34,6 @@ class Candidate(NamedTuple):
 FILTERS = ("positive_or_query", "other_positive", "similarity_range", "relative_margin", "absolute_margin", "teacher")
 
 
-def check_margin(value: float | None, key: str) -> float | None:
-    """A margin is null or a number >= 0 (a relative margin also < 1)."""
-    if value is None:
-        return None
-    if not math.isfinite(value):
-        raise RangeError(f"{key}: {value} is not a margin; give a finite number or null")
-    if value < 0 or (key.endswith("relative_margin") and value >= 1):
-        bound = "0 <= value < 1" if key.endswith("relative_margin") else "value >= 0"
-        raise RangeError(f"{key}: need {bound}, got {value}")
-    return float(value)
-
-
 def score_ceiling(positive_score: float, relative_margin: float | None,
                   absolute_margin: float | None) -> tuple[float | None, float | None]:
     """The highest score a negative may have under each margin, from the row's positive score.
@@ -102,32 +46,36 @@ def score_ceiling(positive_score: float, relative_margin: float | None,
     return relative, absolute
 
 
-def qualifying_candidates(
-    passage_ids: Sequence[int],
-    similarities: Sequence[float],
-    rank_window: tuple[int, int],
-    similarity_window: tuple[float, float] | None,
-    excluded_ids: set[int],
-    *,
-    positive_similarity: float | None = None,
-    relative_margin: float | None = None,
-    absolute_margin: float | None = None,
-    other_positive_ids: Collection[int] = (),
-) -> tuple[list[Candidate], Counter]:
+@dataclass(frozen=True)
+class Window:
+    """Which search results may become negatives: ranks ``[low, high)`` (``ranks``), similarities inside
+    ``similarities`` (bounds included; None: any), and scores at most each margin's ceiling below the positive's
+    (``score_ceiling``; None: no such margin). Every rule but the ranks off by default, so that a test of one rule
+    states only that rule."""
+
+    ranks: tuple[int, int]
+    similarities: tuple[float, float] | None = None
+    relative_margin: float | None = None
+    absolute_margin: float | None = None
+
+
+def qualifying_candidates(passage_ids: Sequence[int], similarities: Sequence[float], window: Window,
+                          excluded_ids: AbstractSet[int], *, positive_similarity: float | None = None,
+                          other_positive_ids: Collection[int] = ()) -> tuple[list[Candidate], Counter]:
     """Search results that may become negatives, best rank first, and how many each filter removed.
 
     ``passage_ids``/``similarities`` are one query's results in rank order (faiss pads missing
     results with id -1, which are skipped). A candidate qualifies when its rank lies in
-    ``[low, high)``, it is not excluded (a positive or the query itself), not another row's positive (or near
+    ``window.ranks``, it is not excluded (a positive or the query itself), not another row's positive (or near
     duplicate of one: ``other_positive_ids``, with ``miner.exclude_other_positives``), its similarity lies inside
-    ``similarity_window`` when one is given (bounds included), and it is at most each margin's
+    ``window.similarities`` when one is given (bounds included), and it is at most each margin's
     ceiling below ``positive_similarity`` (see ``score_ceiling``). Filters apply in that order; each
-    removed candidate is counted once, by the first filter that removed it. (One parameter per rule, the
-    margins keyword-only and off by default, so a test of one rule states only that rule.)
+    removed candidate is counted once, by the first filter that removed it.
     """
-    low, high = rank_window
+    low, high = window.ranks
+    similarity_window = window.similarities
     relative_ceiling, absolute_ceiling = (None, None) if positive_similarity is None else score_ceiling(
-        positive_similarity, relative_margin, absolute_margin)
+        positive_similarity, window.relative_margin, window.absolute_margin)
     # The rules as masks over the window (similarities in float64, as Python compares them), each candidate
     # counted by the first that removes it.
     high = max(low, min(high, len(passage_ids)))
@@ -229,43 +177,37 @@ def row_rng(seed: int, row_index: int) -> np.random.Generator:
 
 @dataclass(frozen=True)
 class MiningRules:
-    """The sampling settings of one run, parsed and checked (bad values raise ``RangeError`` naming the key)."""
+    """The sampling settings of one run, parsed (``range_for_sampling`` as ranks, ``similarity_range`` as bounds).
+    Every default is the schema's (``MinerConfig``), so a setting is stated once."""
 
     rank_window: tuple[int, int]
     similarity_window: tuple[float, float] | None
     negative_number: int
     fill_random: bool
     seed: int
-    relative_margin: float | None = None
-    absolute_margin: float | None = None
-    sampling_strategy: str = "random"
-    teacher_filter: bool = False
-    teacher_relative_margin: float | None = None
-    teacher_absolute_margin: float | None = None
-    exclude_other_positives: bool = False
-    other_positive_threshold: float | None = None
-    max_positive_rank: int | None = None
-    keep_input_negatives: bool = False
+    relative_margin: float | None = MinerConfig.relative_margin
+    absolute_margin: float | None = MinerConfig.absolute_margin
+    sampling_strategy: str = str(MinerConfig.sampling_strategy)
+    teacher_filter: bool = MinerConfig.teacher_filter
+    teacher_relative_margin: float | None = MinerConfig.teacher_relative_margin
+    teacher_absolute_margin: float | None = MinerConfig.teacher_absolute_margin
+    exclude_other_positives: bool = MinerConfig.exclude_other_positives
+    other_positive_threshold: float | None = MinerConfig.other_positive_threshold
+    max_positive_rank: int | None = MinerConfig.max_positive_rank
+    keep_input_negatives: bool = MinerConfig.keep_input_negatives
+
+    @property
+    def window(self) -> Window:
+        return Window(self.rank_window, self.similarity_window, self.relative_margin, self.absolute_margin)
 
     @classmethod
     def from_settings(cls, settings: Config) -> MiningRules:
+        """The rules of ``settings`` (checked by ``config.settings.check``, which runs the same parsers)."""
         miner = settings.miner
-        if miner.negative_number < 0:
-            raise RangeError(f"miner.negative_number must be >= 0, got {miner.negative_number}")
-        if miner.max_positive_rank is not None and miner.max_positive_rank < 1:
-            raise RangeError(f"miner.max_positive_rank must be >= 1 (or null), got {miner.max_positive_rank}")
         threshold = miner.other_positive_threshold
-        if threshold is not None and (math.isnan(threshold) or not -1 <= threshold <= 1):
-            raise RangeError(f"miner.other_positive_threshold: need a similarity in [-1, 1] (or null), got {threshold}")
-        if threshold is not None and not miner.exclude_other_positives:
-            raise RangeError("miner.other_positive_threshold applies with miner.exclude_other_positives=true")
-        similarity_window = parse_similarity_range(miner.similarity_range)
-        if similarity_window and miner.normalize_embeddings and not all(-1 <= b <= 1 for b in similarity_window):
-            raise RangeError(f"miner.similarity_range: {miner.similarity_range!r} reaches outside [-1, 1], where the "
-                             "cosine of normalised embeddings lies")
         return cls(
             rank_window=parse_rank_range(miner.range_for_sampling),
-            similarity_window=similarity_window,
+            similarity_window=parse_similarity_range(miner.similarity_range),
             negative_number=int(miner.negative_number),
             fill_random=bool(miner.fill_random),
             seed=int(settings.seed),
@@ -293,18 +235,28 @@ class RowResult:
     similarities: list[float]
 
 
-def mine_row(row_index: int, excluded_ids: set[int], qualifying: list[Candidate], corpus_size: int,
-             rules: MiningRules, wanted: int | None = None, barred: AbstractSet[int] = frozenset()) -> RowResult:
-    """Pick one row's negatives from its qualifying candidates (pure: same inputs, same ids); ``wanted``: how many
-    (default ``negative_number``; fewer when the row keeps negatives of its own); ``barred``: ids no random fill
-    may take (with ``exclude_other_positives``, every row's positives and their near duplicates)."""
+@dataclass(frozen=True)
+class Fill:
+    """Where a short row's random fills come from: pool ids ``0..size - 1``, but neither ``excluded`` (the row's
+    positives, its query, its own kept negatives) nor ``barred`` (with ``exclude_other_positives``, every row's
+    positives and their near duplicates)."""
+
+    size: int
+    excluded: AbstractSet[int] = frozenset()
+    barred: AbstractSet[int] = frozenset()
+
+
+def mine_row(row_index: int, qualifying: list[Candidate], rules: MiningRules, fill: Fill,
+             wanted: int | None = None) -> RowResult:
+    """Pick one row's negatives from its qualifying candidates, filling a short row from ``fill`` (pure: same inputs,
+    same ids); ``wanted``: how many (default ``negative_number``; fewer when the row keeps negatives of its own)."""
     wanted = rules.negative_number if wanted is None else wanted
     rng = row_rng(rules.seed, row_index)
     chosen = select_candidates(qualifying, wanted, rules.sampling_strategy, rng)
     negative_ids = [c.passage_id for c in chosen]
     missing = wanted - len(chosen)
     if missing > 0 and rules.fill_random:
-        negative_ids += random_fill(corpus_size, missing, excluded_ids | set(negative_ids), rng, barred)
+        negative_ids += random_fill(fill.size, missing, {*fill.excluded, *negative_ids}, rng, fill.barred)
     return RowResult(negative_ids, len(chosen), [c.rank for c in chosen], [c.similarity for c in chosen])
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -248,17 +249,32 @@ def check_index_kind(kind: str) -> None:
         raise UsageError(f"miner.index: '{kind}' is not one of {', '.join(INDEX_KINDS)}")
 
 
-def approximate_search(passages, queries: np.ndarray, top_k: int, *, kind: str, nlist: int | None,
-                       nprobe: int, hnsw_m: int, ef_search: int, seed: int,
+@dataclass(frozen=True)
+class IndexSettings:
+    """An approximate index's settings (``miner.index`` and its keys; their defaults are the schema's)."""
+
+    kind: str
+    nlist: int | None
+    nprobe: int
+    hnsw_m: int
+    ef_search: int
+
+    @classmethod
+    def of(cls, miner: Any) -> IndexSettings:
+        return cls(str(miner.index), miner.index_nlist, miner.index_nprobe, miner.hnsw_m, miner.hnsw_ef_search)
+
+
+def approximate_search(passages, queries: np.ndarray, top_k: int, index_settings: IndexSettings, seed: int,
                        batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, dict]:
     """Top-k by inner product through a faiss IVF or HNSW index; also returns the index's settings.
 
     IVF: ``nlist`` k-means cells (null: 4 x sqrt(pool)), trained on at most 64 x nlist passages drawn
     with ``seed``, searched in ``nprobe`` cells. HNSW: ``hnsw_m`` links per node, ``ef_search`` (at
     least ``top_k``) candidates per query. Results missing from an index (fewer than k found) come
-    back as id -1, which the sampling rules skip. (The keywords are faiss's own index settings, hence
-    more than five parameters.)
+    back as id -1, which the sampling rules skip.
     """
+    kind, nlist, nprobe = index_settings.kind, index_settings.nlist, index_settings.nprobe
+    hnsw_m, ef_search = index_settings.hnsw_m, index_settings.ef_search
     faiss = _faiss()
 
     check_index_kind(kind)

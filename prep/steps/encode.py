@@ -23,7 +23,7 @@ from prep.errors import UsageError
 from prep.io.jsonl import check_training_row
 from prep.io.paths import input_sources
 from prep.io.pool import open_pool
-from prep.io.sources import Reader
+from prep.io.reader import Reader
 from prep.models.embedder import reproducibility
 from prep.models.lengths import miner_lengths
 from prep.models.runtime import check_devices

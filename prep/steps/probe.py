@@ -31,7 +31,8 @@ from prep.io import paths
 from prep.io.atomic import write_json
 from prep.io.jsonl import check_training_row, read_jsonl
 from prep.io.pool import corpus_texts, open_pool
-from prep.io.sources import Reader, Source
+from prep.io.reader import Reader
+from prep.io.sources import Source
 from prep.models.lengths import miner_lengths, student_length
 from prep.models.runtime import check_devices, on_cpu
 from prep.models.sources import check_model_source

@@ -20,7 +20,7 @@ from prep.io import paths
 from prep.io.formats import log_written, output_counts, write_rows
 from prep.io.jsonl import FieldError, check_training_row, with_instruction_check
 from prep.io.rawjson import replaced
-from prep.io.sources import Reader
+from prep.io.reader import Reader
 from prep.models.runtime import check_devices
 from prep.models.teacher import make_teacher, query_text
 from prep.report.stats import describe, table

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from prep.cache import embeddings
+from prep.cache import embeddings, identity
 from prep.cache.identity import fingerprint, model_fingerprint, pair_key, texts_fingerprint
 from prep.cache.store import Cache, ScoreEntries, SearchEntries
 from prep.io.jsonl import read_jsonl
@@ -59,7 +59,7 @@ def test_the_shape_of_the_passes_is_part_of_the_key(change):
     reused."""
     def key(*overrides):
         cfg = compose_config(list(overrides))
-        return fingerprint(embeddings.embedder_identity(cfg.miner, cfg.hardware))
+        return fingerprint(identity.embedder_identity(cfg.miner, cfg.hardware))
 
     assert key(change) != key()
 
@@ -155,24 +155,24 @@ def _settings():
 
 
 @pytest.mark.parametrize("name, kind, counts", _identity_cases(
-    __import__("prep.config.schema", fromlist=["MinerConfig"]).MinerConfig, embeddings.NOT_IN_EMBEDDINGS))
+    __import__("prep.config.schema", fromlist=["MinerConfig"]).MinerConfig, identity.NOT_IN_EMBEDDINGS))
 def test_every_miner_setting_changes_the_embedding_identity_unless_ignored(name, kind, counts):
     import dataclasses
 
     settings = _settings()
     changed = dataclasses.replace(settings.miner, **{name: _another_value(kind, getattr(settings.miner, name))})
-    before = fingerprint(embeddings.embedder_identity(settings.miner, settings.hardware))
-    after = fingerprint(embeddings.embedder_identity(changed, settings.hardware))
+    before = fingerprint(identity.embedder_identity(settings.miner, settings.hardware))
+    after = fingerprint(identity.embedder_identity(changed, settings.hardware))
     assert (before != after) == counts
 
 
 @pytest.mark.parametrize("name, kind, counts", _identity_cases(
     __import__("prep.config.schema", fromlist=["RerankerConfig"]).RerankerConfig,
-    __import__("prep.models.teacher", fromlist=["NOT_IN_SCORES"]).NOT_IN_SCORES))
+    identity.NOT_IN_SCORES))
 def test_every_reranker_setting_changes_the_score_identity_unless_ignored(name, kind, counts):
     import dataclasses
 
-    from prep.models.teacher import reranker_identity
+    from prep.cache.identity import reranker_identity
 
     settings = _settings()
     changed = dataclasses.replace(settings.reranker, **{name: _another_value(kind, getattr(settings.reranker, name))})

@@ -5,7 +5,8 @@ import pytest
 
 from prep.errors import DataError, OutputExistsError
 from prep.io.atomic import atomic_file
-from prep.io.jsonl import check_pool_row, check_training_row, read_jsonl, write_jsonl
+from prep.io.formats import write_jsonl
+from prep.io.jsonl import check_pool_row, check_training_row, read_jsonl
 
 
 def bad_file(tmp_path: Path, second_line: str) -> Path:

@@ -10,7 +10,8 @@ import pytest
 from prep.config.schema import ColumnsConfig
 from prep.errors import DataError
 from prep.io.jsonl import check_training_row
-from prep.io.sources import Reader, resolve
+from prep.io.reader import Reader
+from prep.io.sources import resolve
 
 ROWS = [{"query": "q1", "pos": ["p1"], "neg": ["n1", "n2"], "type": "normal"},
         {"query": "q2", "pos": ["p2", "p3"], "neg": ["n3"], "type": "normal"}]

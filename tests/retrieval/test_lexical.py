@@ -10,8 +10,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from prep.cache.lexical import bm25_index
 from prep.cache.store import Cache
-from prep.retrieval.lexical import BM25Index, bm25_index, rrf_fuse, union_fuse
+from prep.retrieval.lexical import BM25Index, rrf_fuse, union_fuse
 
 CORPUS = ["The cat sat on the mat.", "Dogs chase cats and other dogs.", "A web server for static files.",
           "The apt package manager installs packages.", "Cat food for old cats, cat toys.",

@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
 
+from prep.config.values import RangeError, check_margin, parse_rank_range, parse_similarity_range
 from prep.errors import UsageError
 from prep.retrieval.sampling import (
     Candidate,
-    RangeError,
-    parse_rank_range,
-    parse_similarity_range,
+    Window,
     qualifying_candidates,
     random_fill,
     row_rng,
@@ -42,22 +41,22 @@ SIMS = [0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, -3.4e38]
 
 
 def test_rank_window_is_half_open_and_zero_based():
-    kept, _ = qualifying_candidates(IDS, SIMS, (2, 5), None, set())
+    kept, _ = qualifying_candidates(IDS, SIMS, Window((2, 5)), set())
     assert [(c.rank, c.passage_id) for c in kept] == [(2, 9), (3, 1), (4, 4)]
 
 
 def test_window_past_the_results_and_padding_ids_are_skipped():
-    kept, _ = qualifying_candidates(IDS, SIMS, (5, 100), None, set())
+    kept, _ = qualifying_candidates(IDS, SIMS, Window((5, 100)), set())
     assert [c.passage_id for c in kept] == [8, 2]
 
 
 def test_excluded_ids_are_dropped():
-    kept, _ = qualifying_candidates(IDS, SIMS, (0, 7), None, {3, 4})
+    kept, _ = qualifying_candidates(IDS, SIMS, Window((0, 7)), {3, 4})
     assert [c.passage_id for c in kept] == [7, 9, 1, 8, 2]
 
 
 def test_similarity_window_is_inclusive():
-    kept, _ = qualifying_candidates(IDS, SIMS, (0, 7), (0.5, 0.8), set())
+    kept, _ = qualifying_candidates(IDS, SIMS, Window((0, 7), (0.5, 0.8)), set())
     assert [(c.passage_id, c.similarity) for c in kept] == [(9, 0.8), (1, pytest.approx(0.7)), (4, 0.6), (8, 0.5)]
 
 
@@ -108,7 +107,8 @@ MARGIN_SIMS = [0.875, 0.75, 0.625, 0.5, 0.375, 0.25]
 
 def _kept(**filters):
     window, excluded = filters.pop("window", None), filters.pop("excluded", set())
-    kept, removed = qualifying_candidates(MARGIN_IDS, MARGIN_SIMS, (0, 6), window, excluded, **filters)
+    margins = Window((0, 6), window, filters.pop("relative_margin", None), filters.pop("absolute_margin", None))
+    kept, removed = qualifying_candidates(MARGIN_IDS, MARGIN_SIMS, margins, excluded, **filters)
     return [c.passage_id for c in kept], dict(removed)
 
 
@@ -140,8 +140,6 @@ def test_no_margin_without_a_positive_score():
 @pytest.mark.parametrize("key, value", [("miner.relative_margin", 1.0), ("miner.relative_margin", -0.1),
                                         ("miner.absolute_margin", -0.5)])
 def test_bad_margins_name_the_key(key, value):
-    from prep.retrieval.sampling import check_margin
-
     with pytest.raises(RangeError, match=key):
         check_margin(value, key)
 

@@ -4,7 +4,7 @@ obeys every rule, counts add up, nothing repeats, and the same seed gives the sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prep.retrieval.sampling import MiningRules, mine_row, qualifying_candidates, random_fill, row_rng
+from prep.retrieval.sampling import Fill, MiningRules, Window, mine_row, qualifying_candidates, random_fill, row_rng
 
 SIMILARITY = st.floats(min_value=-1, max_value=1, allow_nan=False, width=32)
 RULES = settings(max_examples=300, deadline=None)
@@ -29,9 +29,8 @@ def test_qualifying_candidates_obey_every_rule_and_every_removal_is_counted_once
                                                                                  excluded, positive, relative,
                                                                                  absolute):
     ids, similarities = results
-    kept, removed = qualifying_candidates(ids, similarities, (low, low + width), window, excluded,
-                                          positive_similarity=positive, relative_margin=relative,
-                                          absolute_margin=absolute)
+    kept, removed = qualifying_candidates(ids, similarities, Window((low, low + width), window, relative, absolute),
+                                          excluded, positive_similarity=positive)
     in_window = [r for r in range(low, min(low + width, len(ids))) if ids[r] >= 0]
     assert len(kept) + sum(removed.values()) == len(in_window)
     assert [c.rank for c in kept] == sorted(c.rank for c in kept)
@@ -62,9 +61,9 @@ def test_random_fill_gives_distinct_allowed_ids_as_many_as_the_corpus_allows(cor
 def test_a_row_s_negatives_are_distinct_allowed_and_seeded(results, number, fill, strategy, excluded, seed, row):
     ids, similarities = results
     rules = MiningRules((0, 50), None, number, fill, seed, sampling_strategy=strategy)
-    qualifying, _ = qualifying_candidates(ids, similarities, (0, 50), None, excluded)
-    result = mine_row(row, excluded, qualifying, 61, rules)
-    assert result == mine_row(row, excluded, qualifying, 61, rules)
+    qualifying, _ = qualifying_candidates(ids, similarities, Window((0, 50)), excluded)
+    result = mine_row(row, qualifying, rules, Fill(61, excluded))
+    assert result == mine_row(row, qualifying, rules, Fill(61, excluded))
     assert len(result.negative_ids) == len(set(result.negative_ids))
     assert not set(result.negative_ids) & excluded
     window = result.negative_ids[:result.window_count]

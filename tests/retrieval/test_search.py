@@ -60,21 +60,19 @@ def test_mine_with_either_backend_gives_the_same_file(make_config, tmp_path):
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_approximate_indexes_find_most_exact_neighbours_and_report_recall(kind):
-    from prep.retrieval.search import approximate_search, recall_at_k
+    from prep.retrieval.search import IndexSettings, approximate_search, recall_at_k
 
     rng = np.random.default_rng(3)
     centres = rng.standard_normal((20, 16)).astype(np.float32)
     passages = (centres[rng.integers(0, 20, 2000)] + 0.3 * rng.standard_normal((2000, 16))).astype(np.float32)
     queries = (centres[rng.integers(0, 20, 100)] + 0.3 * rng.standard_normal((100, 16))).astype(np.float32)
-    _, ids, settings = approximate_search(passages, queries, 20, kind=kind, nlist=16, nprobe=16, hnsw_m=16,
-                                          ef_search=64, seed=0)
+    _, ids, settings = approximate_search(passages, queries, 20, IndexSettings(kind, 16, 16, 16, 64), seed=0)
     assert settings["kind"] == kind
     report = recall_at_k(ids, passages, queries, 50, seed=0)
     assert report["queries"] == 50 and report["k"] == 20
     assert report["recall_at_k"] >= 0.95  # every cell searched (ivf) / a wide beam (hnsw)
     # one probed cell of 16 misses neighbours: the report must show it
-    _, few, _ = approximate_search(passages, queries, 20, kind="ivf", nlist=16, nprobe=1, hnsw_m=16, ef_search=64,
-                                   seed=0)
+    _, few, _ = approximate_search(passages, queries, 20, IndexSettings("ivf", 16, 1, 16, 64), seed=0)
     assert recall_at_k(few, passages, queries, 50, seed=0)["recall_at_k"] < report["recall_at_k"]
 
 

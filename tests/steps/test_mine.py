@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prep.config.values import RangeError
 from prep.errors import DataError, OutputExistsError
 from prep.io import paths
 from prep.io.jsonl import read_jsonl
 from prep.io.pool import open_pool
-from prep.retrieval.sampling import RangeError
 from prep.steps import mine
 from tests.conftest import compose_config, run_cli, write_jsonl
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from prep.config.values import RangeError
 from prep.io import paths
 from prep.io.jsonl import read_jsonl
 from prep.retrieval import sampling
-from prep.retrieval.sampling import RangeError
 from prep.steps import mine
 
 
@@ -33,7 +33,7 @@ def test_claims_of_other_rows_and_kept_input_negatives():
 
 
 def test_other_positives_are_a_filter_of_their_own():
-    kept, removed = sampling.qualifying_candidates([1, 2, 3, 4], [0.9, 0.8, 0.7, 0.6], (0, 4), None, {1},
+    kept, removed = sampling.qualifying_candidates([1, 2, 3, 4], [0.9, 0.8, 0.7, 0.6], sampling.Window((0, 4)), {1},
                                                    other_positive_ids={2, 1})
     assert [c.passage_id for c in kept] == [3, 4] and removed == {"positive_or_query": 1, "other_positive": 1}
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from prep.config.values import parse_length_list
 from prep.errors import DataError, UsageError
 from prep.io.jsonl import read_jsonl
 from prep.steps import split
@@ -34,11 +35,11 @@ def test_bucket_of_boundaries():
 
 
 def test_length_list_sorted_or_rejected():
-    assert split.parse_length_list([500, 0, 100]) == [0, 100, 500]
+    assert parse_length_list([500, 0, 100]) == [0, 100, 500]
     for bad, message in [([0, -5], "whole number >= 0"), ([0, 10, 10], "repeat"), ([], "empty"),
                          ([0, 1.5], "whole number")]:
         with pytest.raises(UsageError, match=message):
-            split.parse_length_list(bad)
+            parse_length_list(bad)
 
 
 def words(n):

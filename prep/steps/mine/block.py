@@ -121,11 +121,10 @@ def qualify(mining: Mining, block: RowBlock, embedded: Embedded, searched: Searc
     candidates = []
     with mining.step.phase("sample"):
         for index in range(len(block.rows)):
+            others = claimed_by_others(mining, block.row_number(index), searched.ids[index], claims)
             kept, removed_here = sampling.qualifying_candidates(
-                searched.ids[index], searched.similarities[index], rules.rank_window, rules.similarity_window,
-                block.excluded(index), positive_similarity=min(embedded.positive_similarities[index]),
-                relative_margin=rules.relative_margin, absolute_margin=rules.absolute_margin,
-                other_positive_ids=claimed_by_others(mining, block.row_number(index), searched.ids[index], claims))
+                searched.ids[index], searched.similarities[index], rules.window, block.excluded(index),
+                positive_similarity=min(embedded.positive_similarities[index]), other_positive_ids=others)
             candidates.append(kept)
             removed.update(removed_here)
     return Qualified(candidates, removed)
@@ -177,8 +176,9 @@ def select(mining: Mining, block: RowBlock, embedded: Embedded, qualified: Quali
             if own:
                 excluded |= {pid for pid in map(block.pool.id_of, own) if pid is not None}
                 candidates = [c for c in candidates if c.passage_id not in excluded]
-            results.append(sampling.mine_row(block.row_number(index), excluded, candidates, len(block.pool),
-                                             rules, wanted=max(0, rules.negative_number - len(own)), barred=barred))
+            fill = sampling.Fill(len(block.pool), excluded, barred)
+            results.append(sampling.mine_row(block.row_number(index), candidates, rules, fill,
+                                             wanted=max(0, rules.negative_number - len(own))))
         fills = [(index, pid) for index, r in enumerate(results) for pid in r.negative_ids[r.window_count:]]
         if fills:
             fill_embeddings = shared.pool.rows([pid for _, pid in fills])

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from prep.io.jsonl import check_training_row, with_instruction_check
 from prep.io.paths import input_sources
 from prep.io.pool import PassagePool, corpus_texts, open_pool
+from prep.io.reader import Reader
 from prep.io.rowstore import ListRows, RowStore, SourceRows
-from prep.io.sources import Reader
 from prep.steps.mine.records import Input, Mining, Placement
 from prep.steps.mine.shards import row_block
 

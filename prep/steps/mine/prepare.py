@@ -38,7 +38,7 @@ def prepare(mining: Mining, source: Input, work_dir: Path, teacher: RerankerTeac
         scores = CachedScores(teacher, mining.cache)
     lexical, lexical_cached = None, False
     if settings.miner.retriever != "dense":
-        from prep.retrieval.lexical import bm25_index
+        from prep.cache.lexical import bm25_index
 
         with mining.step.phase("search"):
             lexical, lexical_cached = bm25_index(source.pool, mining.cache, settings.miner.bm25_k1,
