@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prep.contract import OutputCounts
 from prep.errors import OutputExistsError, UsageError
 from prep.io.atomic import atomic_file, ensure_writable
 from prep.io.rawjson import dump_row
@@ -255,10 +256,9 @@ def write_saved_dataset(path: Path, table: Any, overwrite: bool) -> None:
         raise
 
 
-def output_counts(output_format: str, written: Written) -> dict[str, Any]:
+def output_counts(output_format: str, written: Written) -> OutputCounts:
     """The summary's ``output_format`` entry: the format and the rows in and out."""
-    return {"name": str(output_format), "rows_in": written.rows_in, "rows_out": written.rows_out,
-            "rows_short": written.rows_short}
+    return OutputCounts(str(output_format), written.rows_in, written.rows_out, written.rows_short)
 
 
 def log_written(written: Written, output_format: str) -> None:

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from prep import contract
 from prep.cache.embeddings import CachedEncoder, chunk_starts, shard_chunks
 from prep.cache.store import Cache
 from prep.config.settings import settings_of
@@ -63,17 +64,10 @@ def run(cfg: Any) -> dict[str, Any]:
             encoder.encode_shard(pool, own_chunks)
     log.info("shard %d of %d: %d chunks encoded, %d already cached", index, count, encoder.chunks["encoded"],
              encoder.chunks["cached"])
-    return step.finish({
-        "corpus_size": corpus_size,
-        "chunk_size": settings.encode_chunk,
-        "chunks": chunks,
-        "shard": {"index": index, "count": count, "chunks": own_chunks},
-        "chunks_encoded": encoder.chunks["encoded"],
-        "chunks_cached": encoder.chunks["cached"],
-        "encoded": encoder.encoded,
-        "cache": cache.stats(),
-        "reproducible": reproducibility(settings.miner, settings.hardware),
-        "lengths": resolved.summary(),
-        "input": source.label if pool_source is None else None,
-        "candidate_pool": pool_source.label if pool_source else None,
-    }, ("load", "encode"))
+    return step.finish(contract.EncodeSummary(
+        corpus_size=corpus_size, chunk_size=settings.encode_chunk, chunks=chunks,
+        shard=contract.EncodeShard(index, count, own_chunks), chunks_encoded=encoder.chunks["encoded"],
+        chunks_cached=encoder.chunks["cached"], encoded=encoder.encoded, cache=contract.CacheStats(**cache.stats()),
+        reproducible=reproducibility(settings.miner, settings.hardware), lengths=resolved.summary(),
+        input=source.label if pool_source is None else None,
+        candidate_pool=pool_source.label if pool_source else None), ("load", "encode"))

@@ -99,14 +99,14 @@ class StepRun:
         """A temporary folder in the run folder, removed when its ``with`` block ends, however it ends."""
         return tempfile.TemporaryDirectory(dir=self.run_dir, prefix=prefix)
 
-    def finish(self, summary: dict[str, Any], phases: tuple[str, ...]) -> dict[str, Any]:
-        """Complete ``summary`` (the step, seconds per phase, output, run metadata), write it as
-        ``summary.json`` in the run folder, and return it."""
+    def finish(self, summary: Any, phases: tuple[str, ...]) -> dict[str, Any]:
+        """Serialise ``summary`` (the step's record of ``prep.contract``) with the ``RunRecord`` every summary
+        shares (the step, seconds per phase, output, run metadata), write it as ``summary.json`` in the run folder,
+        and return it."""
         path = self.run_dir / contract.SUMMARY
-        complete = {"step": self.step, **summary, "seconds": self.timer.seconds(phases)}
-        if self.output is not None:
-            complete.setdefault("output", str(self.output))
-        complete["summary"] = str(path)
-        complete.update(run_metadata(self.settings))
+        own = contract.as_json(summary)
+        output = own.get("output", None if self.output is None else str(self.output))
+        run = contract.RunRecord(self.timer.seconds(phases), output, str(path), **run_metadata(self.settings))
+        complete = {"step": self.step, **own, **{k: v for k, v in contract.as_json(run).items() if k not in own}}
         write_json(path, complete)
         return complete

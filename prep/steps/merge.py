@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from prep import contract
 from prep.config.settings import settings_of
 from prep.errors import UsageError
 from prep.io import paths
@@ -28,39 +29,35 @@ from prep.steps.mine.shards import find_parts
 
 log = logging.getLogger(__name__)
 
+
 def run(cfg: Any) -> dict[str, Any]:
     settings = settings_of(cfg)
     folder = paths.user_path(settings.input)
     if folder is None:
         raise UsageError("step=merge: input=FOLDER names the multirun folder of a sharded step=mine")
     parts = find_parts(folder)
-    suffix = Path(parts[0]["output"]).suffix
-    step = StepRun(settings, "merge", default_output=f"merged{suffix}")
-    taken = {Path(part[key]).resolve() for part in parts for key in ("output", "rejected") if part.get(key)}
+    step = StepRun(settings, "merge", default_output=f"merged{parts[0].output.suffix}")
+    taken = {path.resolve() for part in parts for path in (part.output, part.rejected) if path is not None}
     if step.output.resolve() in taken or paths.rejected_beside(step.output).resolve() in taken:
         raise UsageError(f"output={step.output}: that is one of the parts being merged (or their rejected rows); "
                          "name another file")
-    if container_of(step.output) != container_of(parts[0]["output"]):
-        raise UsageError(f"output={step.output}: the parts are {container_of(parts[0]['output'])} "
-                         f"({parts[0]['output']}); name an output of the same kind")
-    rejected = [part["rejected"] for part in parts if part.get("rejected")]
+    if container_of(step.output) != container_of(parts[0].output):
+        raise UsageError(f"output={step.output}: the parts are {container_of(parts[0].output)} "
+                         f"({parts[0].output}); name an output of the same kind")
+    rejected = [part.rejected for part in parts if part.rejected is not None]
     rejected_output = paths.rejected_beside(step.output)
     if rejected:
         ensure_writable(rejected_output, settings.overwrite)
     with step.phase("write"):
-        join([Path(part["output"]) for part in parts], step.output, settings.overwrite)
+        join([part.output for part in parts], step.output, settings.overwrite)
         if rejected:
-            join([Path(path) for path in rejected], rejected_output, settings.overwrite)
-    rows = sum(part["output_format"]["rows_out"] for part in parts)
+            join(rejected, rejected_output, settings.overwrite)
+    rows = sum(part.summary.output_format.rows_out for part in parts)
     log.info("merged %d parts of %s: %d rows -> %s", len(parts), folder, rows, step.output)
-    return step.finish({
-        "rows": sum(part["rows"] for part in parts),
-        "rows_out": rows,
-        "parts": [{"shard": part["shard"]["index"], "output": part["output"], "rows": part["rows"]}
-                  for part in parts],
-        "input": str(folder),
-        "rejected": str(rejected_output) if rejected else None,
-    }, ("write",))
+    return step.finish(contract.MergeSummary(
+        rows=sum(part.summary.rows for part in parts), rows_out=rows,
+        parts=[contract.MergedPart(part.summary.shard.index, str(part.output), part.summary.rows) for part in parts],
+        input=str(folder), rejected=str(rejected_output) if rejected else None), ("write",))
 
 
 def join(parts: list[Path], output: Path, overwrite: bool) -> None:

@@ -51,8 +51,6 @@ def run(cfg: Any) -> dict[str, Any]:
         with step.phase(str(name)):
             summaries[str(name)] = module.run(stage)
     log.info("pipeline: %s -> %s -> %s", mined, scored, split_dir)
-    return step.finish({
-        "rows": summaries["mine"]["rows"],
-        "output": str(split_dir),
-        **{name: {k: v for k, v in s.items() if k not in ("config", "overrides")} for name, s in summaries.items()},
-    }, ("mine", "score", "split"))
+    own = {name: {k: v for k, v in s.items() if k not in ("config", "overrides")} for name, s in summaries.items()}
+    return step.finish(contract.PipelineSummary(summaries["mine"]["rows"], str(split_dir), **own),
+                       ("mine", "score", "split"))

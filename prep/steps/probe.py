@@ -62,19 +62,19 @@ def run(cfg: Any) -> dict[str, Any]:
     objective = metrics["after"][str(probe.metric)]
     log.info("probe: %s %.4f after %d steps (%.4f before); dev of %d queries over %d passages", probe.metric,
              objective, trained["steps"], metrics["before"][str(probe.metric)], len(dev.queries), len(dev.corpus))
-    return step.finish({
-        "rows": len(rows),
-        "objective": objective,
-        "probe": {"metric": str(probe.metric), "student": student_name, **metrics, "train": trained,
+    return step.finish(contract.ProbeSummary(
+        rows=len(rows),
+        objective=objective,
+        probe={"metric": str(probe.metric), "student": student_name, **metrics, "train": trained,
                   "dev": {"queries": len(dev.queries), "corpus": len(dev.corpus),
                           "source": probe.dev or f"hold-out of {probe.dev_fraction} of the input",
                           "split": str(step.run_dir / contract.PROBE_SPLIT)},
                   "mine": {k: mined["summary"].get(k) for k in ("negatives", "candidates", "similarity",
                                                                  "negative_rank", "encoded")}},
-        "lengths": {**resolved.summary(), **mined["summary"]["lengths"]},
-        "input": source.label,
-        "candidate_pool": pool_source.label if pool_source else None,
-    }, ("load", "mine", "evaluate", "train"))
+        lengths={**resolved.summary(), **mined["summary"]["lengths"]},
+        input=source.label,
+        candidate_pool=pool_source.label if pool_source else None,
+    ), ("load", "mine", "evaluate", "train"))
 
 
 def split(step: StepRun, rows: list[dict[str, Any]], pool: Source | None, reader: Reader

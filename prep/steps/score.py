@@ -109,17 +109,9 @@ def report(step: StepRun, scored_rows: list[dict[str, Any]], scores: CachedScore
     statistics = {"positive": describe([s for r in scored_rows for s in r["pos_scores"]]),
                   "negative": describe([s for r in scored_rows for s in r["neg_scores"]])}
     log.info("teacher scores\n%s", table({"positives": statistics["positive"], "negatives": statistics["negative"]}))
-    return step.finish({
-        "rows": len(scored_rows),
-        "pairs": count_pairs(scored_rows),
-        "pairs_distinct": scores.pairs,
-        "pairs_cached": scores.pairs - scores.pairs_scored,
-        "pairs_scored": scores.pairs_scored,
-        "teacher": scores.teacher.description,
-        "reproducible": scores.teacher.reproducible(),
-        "lengths": scores.teacher.lengths,
-        "scores": statistics,
-        "cache": cache.stats(),
-        "input": input_path,
-        "output_format": written,
-    }, PHASES)
+    return step.finish(contract.ScoreSummary(
+        rows=len(scored_rows), pairs=count_pairs(scored_rows), pairs_distinct=scores.pairs,
+        pairs_cached=scores.pairs - scores.pairs_scored, pairs_scored=scores.pairs_scored,
+        teacher=scores.teacher.description, reproducible=scores.teacher.reproducible(),
+        lengths=scores.teacher.lengths, scores=statistics, cache=contract.CacheStats(**cache.stats()),
+        input=input_path, output_format=written), PHASES)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from prep import contract
 from prep.config.settings import settings_of
 from prep.config.values import parse_length_list
 from prep.errors import DataError, UsageError
@@ -191,17 +192,16 @@ def run(cfg: Any) -> dict[str, Any]:
                   for result in results]
         record(out_dir / splitter.log_name, report)
     texts = sum(r.texts for r in results)
+    return step.finish(contract.SplitSummary(
+        rows=sum(r.rows for r in results), texts=texts, texts_tokenized=lengths.tokenized,
+        texts_per_second=texts_per_second(texts, step), length_list=bounds, files=report, input=str(input_path),
+        output=str(out_dir)), ("load", "split", "write"))
+
+
+def texts_per_second(texts: int, step: StepRun) -> float | None:
+    """How fast the split phase counted tokens (None: it took no measurable time)."""
     seconds = step.timer.seconds()
-    return step.finish({
-        "rows": sum(r.rows for r in results),
-        "texts": texts,
-        "texts_tokenized": lengths.tokenized,
-        "texts_per_second": round(texts / seconds["split"], 1) if seconds.get("split") else None,
-        "length_list": bounds,
-        "files": report,
-        "input": str(input_path),
-        "output": str(out_dir),
-    }, ("load", "split", "write"))
+    return round(texts / seconds["split"], 1) if seconds.get("split") else None
 
 
 def split_files(files: list[Path], out_dir: Path, bounds: list[int], lengths: TextLengths, columns: ColumnsConfig
@@ -309,13 +309,8 @@ def split_tables(step: StepRun, reader: Reader, source: Source, out_dir: Path, b
                                            negatives=min(len(row.get("neg", [])) for row in bucket)).rows_out
             report.append(file_entry(result, names, written, skipped))
         record(out_dir / settings.splitter.log_name, report)
-    return step.finish({
-        "rows": sum(result.rows for _, result, _ in parts),
-        "texts": sum(result.texts for _, result, _ in parts),
-        "texts_tokenized": lengths.tokenized,
-        "length_list": bounds,
-        "output_format": str(settings.output_format),
-        "files": report,
-        "input": source.label,
-        "output": str(out_dir),
-    }, ("load", "split", "write"))
+    texts = sum(result.texts for _, result, _ in parts)
+    return step.finish(contract.SplitSummary(
+        rows=sum(result.rows for _, result, _ in parts), texts=texts, texts_tokenized=lengths.tokenized,
+        texts_per_second=texts_per_second(texts, step), length_list=bounds, files=report, input=source.label,
+        output=str(out_dir), output_format=str(settings.output_format)), ("load", "split", "write"))

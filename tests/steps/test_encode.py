@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from prep import contract
 from prep.cache.embeddings import CachedEncoder
 from prep.errors import UsageError
 from prep.models import embedder
@@ -46,6 +47,7 @@ def test_an_interrupted_encode_resumes_at_the_first_missing_chunk(make_config, m
     monkeypatch.setattr(embedder, "encode_passages", real)
     resumed = encode.run(make_config("step=encode", f"run_dir={tmp_path / 'second'}"))
     assert (resumed["chunks_cached"], resumed["chunks_encoded"]) == (2, 3)
+    assert contract.summary_mismatches(resumed) == []
     assert resumed["encoded"]["passages"] == 234 - 100
     # resumed chunks give the embeddings of an uninterrupted encode
     cfg = make_config()

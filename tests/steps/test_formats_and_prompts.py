@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from prep import contract
 from prep.io import paths
 from prep.io.jsonl import read_jsonl
 from prep.models import embedder
@@ -56,6 +57,7 @@ def test_split_writes_buckets_of_a_parquet_input_as_parquet(make_config, tmp_pat
                                     "splitter.length_list=[0,16]", "output_format=triplet"))
     names = sorted(p.name for p in (tmp_path / "out").glob("*.parquet"))
     assert names == ["mined_len-0-16.parquet", "mined_len-16-inf.parquet"]
+    assert summary["output_format"] == "triplet" and contract.summary_mismatches(summary) == []
     long_rows = datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / names[1]), split="train",
                                       cache_dir=str(tmp_path / "hf"))
     assert list(long_rows) == [{"anchor": "q", "positive": "long " * 40, "negative": "n"}]

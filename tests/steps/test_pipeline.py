@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from prep import contract
 from prep.io.jsonl import read_jsonl
 
 
@@ -15,6 +16,7 @@ def test_pipeline_end_to_end_on_the_bundled_defaults(make_config, tmp_path):
     run_dir = tmp_path / "run"
     scored = read_jsonl(run_dir / "scored.jsonl")
     assert len(scored) == summary["mine"]["rows"] == 170
+    assert contract.summary_mismatches(summary) == []
     assert all(len(r["neg_scores"]) == len(r["neg"]) == 15 for r in scored)
     buckets = sorted((run_dir / "split").glob("*.jsonl"))
     assert buckets and sum(len(read_jsonl(p)) for p in buckets) == 170

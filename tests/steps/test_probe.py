@@ -6,6 +6,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
+from prep import contract
 from prep.io.jsonl import read_jsonl
 from prep.io.paths import SAMPLE_TRAIN
 from prep.steps import probe
@@ -28,6 +29,7 @@ def test_probe_holds_out_mines_trains_and_returns_its_objective(make_config, tmp
     mined = read_jsonl(tmp_path / "a" / "mined.jsonl")
     assert [r["query"] for r in mined] == [rows[i]["query"] for i in split["train"]]
     report = first["probe"]
+    assert contract.summary_mismatches(first) == []
     assert report["dev"]["queries"] == len(split["dev"]) and report["train"]["steps"] == 3
     assert set(report["before"]) == set(report["after"]) == {"ndcg@10", "mrr@10", "recall@10", "recall@100"}
     assert first["objective"] == report["after"]["ndcg@10"]

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from prep import contract
 from prep.errors import DataError, UsageError
 from prep.io import paths
 from prep.io.jsonl import read_jsonl
@@ -84,6 +85,7 @@ def test_offline_default_scores_with_the_bundled_embedder(make_config, caplog):
     with caplog.at_level(logging.INFO, logger="prep.models.teacher"):
         summary = score.run(make_config("step=score", f"input={paths.SAMPLE_MINED}", "cache=false"))
     assert "stronger teacher" in caplog.text
+    assert contract.summary_mismatches(summary) == []
     scored = read_jsonl(summary["output"])
     assert len(scored) == len(read_jsonl(paths.SAMPLE_MINED))
     for row in scored:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from prep import contract
 from prep.errors import OutputExistsError, UsageError
 from prep.io.jsonl import read_jsonl
 from prep.io.paths import SAMPLE_POOL, SAMPLE_TRAIN
@@ -126,6 +127,9 @@ def test_merged_parts_are_the_single_run_byte_for_byte(single_and_parts, tmp_pat
     assert (tmp_path / "all.rejected.jsonl").read_bytes() == open(single["rejected"], "rb").read()
     assert summary["rows"] == 170 and summary["rows_out"] == 170 - single["rows_rejected"]
     assert [p["shard"] for p in summary["parts"]] == [0, 1, 2]
+    # every summary holds its step's record of prep/contract.py, key for key, the shards' with rejected digests too
+    assert all("rejected_digest" in part["shard"] for part in parts)
+    assert [contract.summary_mismatches(s) for s in (single, *parts, summary)] == [[]] * 5
 
 
 def test_a_finished_shard_is_skipped_on_a_rerun_and_other_settings_are_not(single_and_parts, caplog):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from prep import contract
 from prep.config.values import parse_length_list
 from prep.errors import DataError, UsageError
 from prep.io.jsonl import read_jsonl
@@ -60,6 +61,7 @@ def test_rows_go_to_the_bucket_of_their_longest_text(make_config, tmp_path, back
     out = tmp_path / "out"
     summary = split.run(make_config("step=split", f"input={data}", f"output={out}", "splitter.length_list=[20,0,10]"))
     assert summary["length_list"] == [0, 10, 20]
+    assert contract.summary_mismatches(summary) == []
     assert read_jsonl(out / "train_len-0-10.jsonl") == [rows[0]]
     assert read_jsonl(out / "train_len-10-20.jsonl") == [rows[1]]
     assert read_jsonl(out / "train_len-20-inf.jsonl") == [rows[2], rows[3]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,37 +60,50 @@ def finished_shard(settings: Config) -> dict[str, Any] | None:
 
 
 def shard_record(settings: Config, span: range, input_rows: int, output: Path, rejected: Path | None
-                 ) -> dict[str, Any]:
+                 ) -> contract.ShardRecord:
     """The summary's ``shard``: which shard, its first row, and the digests of its part (and rejected rows) as
     written, which ``step=merge`` checks before it joins the parts in this order."""
-    record = {"index": settings.shard.index, "count": settings.shard.count, "first_row": span.start,
-              "input_rows": input_rows, "digest": digest(output)}
-    if rejected is not None:
-        record["rejected_digest"] = digest(rejected)
-    return record
+    return contract.ShardRecord(settings.shard.index, settings.shard.count, span.start, input_rows, digest(output),
+                                None if rejected is None else digest(rejected))
 
 
-def find_parts(folder: Path) -> list[dict[str, Any]]:
-    """The summaries of the multirun's parts in shard order, checked: one per shard, same settings, on disk, each
-    file what its shard wrote."""
+@dataclass
+class Part:
+    """A finished shard's part as ``step=merge`` reads it: its job folder, its summary's records, and its files
+    where they are now (``located``)."""
+
+    job: Path
+    summary: contract.MineSummary
+    run: contract.RunRecord
+    output: Path
+    rejected: Path | None
+
+    @classmethod
+    def read(cls, job: Path, data: dict[str, Any]) -> Part:
+        summary, run = contract.read(contract.MineSummary, data), contract.read(contract.RunRecord, data)
+        written_in = Path(run.summary or job / contract.SUMMARY).parent
+        rejected = None if summary.rejected is None else located(job, written_in, Path(summary.rejected))
+        return cls(job, summary, run, located(job, written_in, Path(run.output)), rejected)
+
+
+def find_parts(folder: Path) -> list[Part]:
+    """The multirun's parts in shard order, checked: one per shard, same settings, on disk, each file what its
+    shard wrote."""
     if not folder.is_dir():
         raise UsageError(f"input={folder}: not a folder; step=merge reads the multirun folder of a sharded step=mine")
-    by_index = parts_by_shard(folder)
-    count = len(by_index)
-    check_same_settings(by_index)
-    parts = [located(*by_index[index]) for index in range(count)]
-    for index, part in enumerate(parts):
-        job = by_index[index][0]
-        if not Path(part["output"]).exists():
-            raise UsageError(f"{job}: its part {part['output']} is not there")
-        check_digest(job, part, "output", "digest")
-        if part.get("rejected"):
-            check_digest(job, part, "rejected", "rejected_digest")
+    parts = [Part.read(job, data) for job, data in parts_by_shard(folder)]
+    check_same_settings(parts)
+    for part in parts:
+        if not part.output.exists():
+            raise UsageError(f"{part.job}: its part {part.output} is not there")
+        check_digest(part, part.output, part.summary.shard.digest)
+        if part.rejected is not None:
+            check_digest(part, part.rejected, part.summary.shard.rejected_digest)
     return parts
 
 
-def parts_by_shard(folder: Path) -> dict[int, tuple[Path, dict[str, Any]]]:
-    """Each shard's job folder and summary, every shard of ``0..count-1`` there exactly once."""
+def parts_by_shard(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Each shard's job folder and summary in shard order, every shard of ``0..count-1`` there exactly once."""
     summaries = []
     for path in sorted(folder.glob(f"*/{contract.SUMMARY}")):
         summary = json.loads(path.read_text(encoding="utf-8"))
@@ -112,48 +126,40 @@ def parts_by_shard(folder: Path) -> dict[int, tuple[Path, dict[str, Any]]]:
     if missing:
         raise UsageError(f"input={folder}: shard {missing[0]} of {count} is missing ({len(missing)} missing in all): "
                          "rerun the multirun with the same hydra.sweep.dir; finished shards are skipped")
-    return by_index
+    return [by_index[index] for index in range(count)]
 
 
-def check_same_settings(by_index: dict[int, tuple[Path, dict[str, Any]]]) -> None:
+def check_same_settings(parts: list[Part]) -> None:
     """Every part mined with the first part's settings, but for those each part has its own of."""
-    first_job, first = by_index[0]
-    reference = shared_settings(first)
-    for index in range(1, len(by_index)):
-        job, summary = by_index[index]
-        settings = shared_settings(summary)
+    reference = shared_settings(parts[0].run.config)
+    for part in parts[1:]:
+        settings = shared_settings(part.run.config)
         differs = sorted(key for key in set(reference) | set(settings) if reference.get(key) != settings.get(key))
         if differs:
             key = differs[0]
-            raise UsageError(f"{job}: mined with other settings than {first_job}: {key}={settings.get(key)} "
+            raise UsageError(f"{part.job}: mined with other settings than {parts[0].job}: {key}={settings.get(key)} "
                              f"against {reference.get(key)}")
 
 
-def located(job: Path, summary: dict[str, Any]) -> dict[str, Any]:
-    """The part's summary with its files where they are now: a file its shard wrote into its own run folder is read
-    from the job folder given (a copied or moved sweep folder merges its own parts, not the originals); an
-    ``output=`` outside it stays where it was written."""
-    written_in = Path(summary.get("summary", job / contract.SUMMARY)).parent
-    moved = dict(summary)
-    for key in ("output", "rejected"):
-        if summary.get(key) and Path(summary[key]).parent == written_in:
-            moved[key] = str(job / Path(summary[key]).name)
-    return moved
+def located(job: Path, written_in: Path, path: Path) -> Path:
+    """Where a part's file is now: one its shard wrote into its own run folder is read from the job folder given (a
+    copied or moved sweep folder merges its own parts, not the originals); an ``output=`` outside it stays where it
+    was written."""
+    return job / path.name if path.parent == written_in else path
 
 
-def check_digest(job: Path, part: dict[str, Any], key: str, digest_key: str) -> None:
+def check_digest(part: Part, path: Path, recorded: str | None) -> None:
     """A part whose bytes are not what its shard wrote (truncated, appended to, a line deleted) is refused."""
-    recorded = part["shard"].get(digest_key)
     if recorded is None:
         log.warning("%s: its summary records no digest of %s (a shard run before digests were kept): not checked",
-                    job, part[key])
+                    part.job, path)
         return
-    if digest(Path(part[key])) != recorded:
-        raise UsageError(f"{job}: {part[key]} is not what shard {part['shard']['index']} wrote (its digest differs "
+    if digest(path) != recorded:
+        raise UsageError(f"{part.job}: {path} is not what shard {part.summary.shard.index} wrote (its digest differs "
                          "from the one in its summary.json): rerun that shard (delete its summary.json and rerun the "
                          "multirun), or restore the file")
 
 
-def shared_settings(summary: dict[str, Any]) -> dict[str, Any]:
+def shared_settings(config: dict[str, Any] | None) -> dict[str, Any]:
     """A part's settings as dotted keys, without those each part has its own of."""
-    return dotted({k: v for k, v in summary.get("config", {}).items() if k not in OWN_TO_EACH_PART})
+    return dotted({k: v for k, v in (config or {}).items() if k not in OWN_TO_EACH_PART})

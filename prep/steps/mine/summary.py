@@ -54,37 +54,37 @@ def report(mining: Mining, source: Input, shared: Shared, tally: Tally, written:
         log.warning("%d rows had neg_scores for their old negatives: removed (step=score adds scores for the new "
                     "ones)", tally.stale)
     rejected = rejected_path(mining.step) if rules.max_positive_rank is not None else None
-    summary = {
-        "rows": tally.rows,
-        "corpus_size": len(source.pool),
-        "negatives": negative_counts(tally.values("counts"), tally.values("filled"), rules.negative_number),
-        "candidates": {"in_window": sum(tally.removed.values()) + tally.qualifying + tally.not_needed,
-                       "removed": dict(tally.removed), "qualifying": tally.qualifying,
-                       "not_needed": tally.not_needed},
-        "sampling_strategy": rules.sampling_strategy,
-        "teacher_filter": teacher_summary(tally),
-        "similarity": {"positive": describe(tally.values("positives")), "negative": describe(tally.values("negatives")),
-                       "negative_window": describe(tally.values("window"))},
-        "negative_rank": describe(tally.values("ranks")),
-        "searched_top_k": shared.top_k,
-        "index": tally.index,
-        "cache": mining.cache.stats(),
-        "encoded": shared.encoder.encoded,
-        "scores_removed": {"neg_scores": tally.stale},
-        "output_format": output_counts(settings.output_format, written),
-        "positive_rank": positive_rank_summary(tally.values("positive_ranks"), shared.top_k),
-        "rows_rejected": tally.rejected,
-        "rejected": None if rejected is None else str(rejected),
-        "other_positives": {"negatives_that_are_other_rows_positives": tally.other_positives},
-        "input_negatives_kept": tally.own,
-        "retriever": str(settings.miner.retriever),
-        "reproducible": mining.reproducible,
-        "lengths": mining.lengths,
-        "negatives_by_retriever": dict(tally.by_retriever),
-        **source.labels,
-    }
+    summary = contract.MineSummary(
+        rows=tally.rows,
+        corpus_size=len(source.pool),
+        negatives=negative_counts(tally.values("counts"), tally.values("filled"), rules.negative_number),
+        candidates=contract.Candidates(sum(tally.removed.values()) + tally.qualifying + tally.not_needed,
+                                       dict(tally.removed), tally.qualifying, tally.not_needed),
+        sampling_strategy=rules.sampling_strategy,
+        teacher_filter=teacher_summary(tally),
+        similarity={"positive": describe(tally.values("positives")), "negative": describe(tally.values("negatives")),
+                    "negative_window": describe(tally.values("window"))},
+        negative_rank=describe(tally.values("ranks")),
+        searched_top_k=shared.top_k,
+        index=tally.index,
+        cache=contract.CacheStats(**mining.cache.stats()),
+        encoded=shared.encoder.encoded,
+        scores_removed={"neg_scores": tally.stale},
+        output_format=output_counts(settings.output_format, written),
+        positive_rank=positive_rank_summary(tally.values("positive_ranks"), shared.top_k),
+        rows_rejected=tally.rejected,
+        rejected=None if rejected is None else str(rejected),
+        other_positives={"negatives_that_are_other_rows_positives": tally.other_positives},
+        input_negatives_kept=tally.own,
+        retriever=str(settings.miner.retriever),
+        reproducible=mining.reproducible,
+        lengths=mining.lengths,
+        negatives_by_retriever=dict(tally.by_retriever),
+        input=source.labels["input"],
+        candidate_pool=source.labels["candidate_pool"],
+    )
     if settings.shard.count > 1:
-        summary["shard"] = shard_record(settings, source.span, len(source.store), mining.step.output, rejected)
+        summary.shard = shard_record(settings, source.span, len(source.store), mining.step.output, rejected)
     log_summary(summary)
     write_similarities(mining.step, tally, f"{tally.rows} rows, ranks {rules.rank_window[0]}-{rules.rank_window[1]}, "
                                            f"similarity {rules.similarity_window or 'any'}")
@@ -107,31 +107,30 @@ def positive_rank_summary(ranks: np.ndarray, top_k: int) -> dict[str, Any]:
     return {**describe(found), "past_searched_depth": int(len(ranks) - len(found)), "searched_top_k": top_k}
 
 
-def negative_counts(counts: np.ndarray, filled: np.ndarray, wanted: int) -> dict[str, Any]:
+def negative_counts(counts: np.ndarray, filled: np.ndarray, wanted: int) -> contract.NegativeCounts:
     """Negatives per written row (``counts``: mined and kept own ones; ``filled``: of those, random fills)."""
     if not len(counts):  # every row rejected
-        return {"mean": 0.0, "min": 0, "max": 0, "rows_short": 0, "filled_random": 0, "rows_filled": 0}
-    return {"mean": round(float(np.mean(counts)), 4), "min": int(counts.min()), "max": int(counts.max()),
-            "rows_short": int((counts < wanted).sum()), "filled_random": int(filled.sum()),
-            "rows_filled": int((filled > 0).sum())}
+        return contract.NegativeCounts(0.0, 0, 0, 0, 0, 0)
+    return contract.NegativeCounts(round(float(np.mean(counts)), 4), int(counts.min()), int(counts.max()),
+                                   int((counts < wanted).sum()), int(filled.sum()), int((filled > 0).sum()))
 
 
-def log_summary(summary: dict[str, Any]) -> None:
-    similarity, negatives, candidates = summary["similarity"], summary["negatives"], summary["candidates"]
+def log_summary(summary: contract.MineSummary) -> None:
+    similarity, negatives, candidates = summary.similarity, summary.negatives, summary.candidates
     log.info("similarity to the query\n%s", table({"positives": similarity["positive"],
                                                      "negatives": similarity["negative"],
                                                      "  from window": similarity["negative_window"],
-                                                     "negative rank": summary["negative_rank"]}))
-    log.info("candidates in the rank window: %d; removed by %s; qualifying: %d", candidates["in_window"],
-             ", ".join(f"{name} {count}" for name, count in candidates["removed"].items()), candidates["qualifying"])
+                                                     "negative rank": summary.negative_rank}))
+    log.info("candidates in the rank window: %d; removed by %s; qualifying: %d", candidates.in_window,
+             ", ".join(f"{name} {count}" for name, count in candidates.removed.items()), candidates.qualifying)
     log.info("negatives per row: mean %.2f (min %d, max %d); rows short: %d; random fills: %d in %d rows",
-             negatives["mean"], negatives["min"], negatives["max"], negatives["rows_short"],
-             negatives["filled_random"], negatives["rows_filled"])
-    ranks = summary["positive_rank"]
+             negatives.mean, negatives.min, negatives.max, negatives.rows_short, negatives.filled_random,
+             negatives.rows_filled)
+    ranks = summary.positive_rank
     log.info("positives rank for their own queries: median %s, p95 %s (0: first); past the searched top %d: %d rows; "
              "rows rejected: %d; negatives that are another row's positive: %d", ranks.get("p50"), ranks.get("p95"),
-             ranks["searched_top_k"], ranks["past_searched_depth"], summary["rows_rejected"],
-             summary["other_positives"]["negatives_that_are_other_rows_positives"])
+             ranks["searched_top_k"], ranks["past_searched_depth"], summary.rows_rejected,
+             summary.other_positives["negatives_that_are_other_rows_positives"])
 
 
 def write_similarities(step: StepRun, tally: Tally, title: str) -> None:
