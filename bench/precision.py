@@ -51,7 +51,7 @@ def prep_loop(embedder, texts: list[str], dtype, autocast: bool, prepare=None) -
     """prep's exact passes (``prep.models.embedder``'s loop) over a model cast to ``dtype`` (then ``prepare``d)."""
     import torch
 
-    from prep.models import batching
+    from prep.models import batching, flag
     from prep.models import embedder as embed
 
     cfg = config("fp32")
@@ -61,7 +61,7 @@ def prep_loop(embedder, texts: list[str], dtype, autocast: bool, prepare=None) -
     if prepare is not None:
         model = prepare(model)
     model.eval()
-    pooling = embed._pooling_function(embedder)
+    pooling = flag.plain_embedder_pooling(embedder)
     out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
     tokenized = ((start + offset, ids, len(ids)) for start, chunk in embed._token_chunks(embedder.tokenizer, texts,
                                                                                           max_length)

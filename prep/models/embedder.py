@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prep.models import batching, runtime
+from prep.models import batching, flag, runtime
 from prep.models.lengths import with_own_lengths
 
 if TYPE_CHECKING:
@@ -73,18 +73,6 @@ def with_instruction(embedder: Any, texts: list[str], instruction: str | None, i
     return [embedder.get_detailed_instruct(instruction_format, instruction, text) for text in texts]
 
 
-def _pooling_function(embedder: Any):
-    """The pooling of FlagEmbedding's plain classes, or None where our loop does not apply."""
-    from FlagEmbedding.inference.embedder.decoder_only.base import BaseLLMEmbedder, last_token_pool
-    from FlagEmbedding.inference.embedder.encoder_only.base import BaseEmbedder
-
-    if type(embedder) is BaseEmbedder:
-        return embedder.pooling
-    if type(embedder) is BaseLLMEmbedder:
-        return last_token_pool
-    return None
-
-
 def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
     # Only the ids: the attention masks and token types would be two more lists of Python ints per
     # text (about 0.1 GB per chunk of 8,192 passages), and padding rebuilds the mask anyway.
@@ -121,7 +109,7 @@ def _embed_pass(embedder: Any, model: Any, pooling: Callable, step: batching.Pas
     padded = embedder.tokenizer.pad({"input_ids": step.filled()}, padding="max_length", max_length=step.length,
                                     return_tensors="pt").to(device)
     hidden = model(**padded, return_dict=True).last_hidden_state
-    batch_embeddings = embedder._truncate_embeddings(pooling(hidden, padded["attention_mask"]))
+    batch_embeddings = flag.truncate(embedder, pooling(hidden, padded["attention_mask"]))
     if embedder.normalize_embeddings:
         batch_embeddings = torch.nn.functional.normalize(batch_embeddings, dim=-1)
     return batch_embeddings[:len(step.items)].float().cpu().numpy()
@@ -150,7 +138,7 @@ def _encode_one_device(embedder: Any, pooling: Callable, texts: list[str], hardw
     model = embedder.model.to(device=device, dtype=runtime.torch_dtype(runtime.effective_dtype(hardware)))
     model.eval()
     # We pad token ids that were tokenized once for sorting; transformers warns about that path.
-    embedder.tokenizer.deprecation_warnings["Asking-to-pad-a-fast-tokenizer"] = True
+    flag.quiet_pad_warning(embedder.tokenizer)
     tokenized = ((chunk_start + offset, ids, len(ids))
                  for chunk_start, token_ids in _token_chunks(embedder.tokenizer, texts, max_length)
                  for offset, ids in enumerate(token_ids))
@@ -167,7 +155,7 @@ def _encode_one_device(embedder: Any, pooling: Callable, texts: list[str], hardw
 
 def _fast_path(embedder: Any):
     """Our forward loop applies to FlagEmbedding's plain classes on one device."""
-    pooling = _pooling_function(embedder)
+    pooling = flag.plain_embedder_pooling(embedder)
     return pooling if pooling is not None and len(embedder.target_devices) == 1 else None
 
 
@@ -183,12 +171,8 @@ def encode_queries(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, 
     (a row's own, ``miner.query_instruction_from_row``), else the model's."""
     if instruction is None:
         return _encode_side(embedder, miner, hardware, "queries", queries)
-    configured = embedder.query_instruction_for_retrieval
-    embedder.query_instruction_for_retrieval = instruction
-    try:
+    with flag.query_instruction(embedder, instruction):
         return _encode_side(embedder, miner, hardware, "queries", queries)
-    finally:
-        embedder.query_instruction_for_retrieval = configured
 
 
 def encode_passages(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, passages: list[str]) -> np.ndarray:
@@ -245,24 +229,9 @@ def reproducibility(miner: MinerConfig, hardware: HardwareConfig) -> dict[str, A
 def _not_exact_because(miner: MinerConfig, hardware: HardwareConfig) -> str | None:
     """Why the embeddings would go through FlagEmbedding's own loop (``exact``'s answer before loading the model),
     or None."""
-    import os
-
     runtime.before_model_imports()
-    from FlagEmbedding.inference.embedder.model_mapping import (
-        AUTO_EMBEDDER_MAPPING,
-        EMBEDDER_CLASS_MAPPING,
-        EmbedderModelClass,
-    )
-
-    if miner.model_class:
-        model_class = EMBEDDER_CLASS_MAPPING[EmbedderModelClass(str(miner.model_class))]
-    else:
-        known = AUTO_EMBEDDER_MAPPING.get(os.path.basename(str(miner.model_name_or_path).rstrip("/")))
-        model_class = known.model_class if known else None
-    from FlagEmbedding.inference.embedder.decoder_only.base import BaseLLMEmbedder
-    from FlagEmbedding.inference.embedder.encoder_only.base import BaseEmbedder
-
-    if model_class not in (BaseEmbedder, BaseLLMEmbedder):
+    model_class = flag.embedder_class(miner.model_class, miner.model_name_or_path)
+    if not flag.is_plain_embedder_class(model_class):
         name = getattr(model_class, "__name__", miner.model_class)
         return f"{name} runs FlagEmbedding's own loop, which batches texts by sorted length"
     devices = runtime.devices_argument(hardware)

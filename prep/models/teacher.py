@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prep.models import batching, embedder, runtime
+from prep.models import batching, embedder, flag, runtime
 from prep.models.lengths import teacher_lengths, with_own_lengths
 from prep.models.sources import check_model_source
 
@@ -84,9 +84,7 @@ class RerankerTeacher:
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:
         if self.model is None:
             self.load()
-        from FlagEmbedding.inference.reranker.encoder_only.base import BaseReranker
-
-        if type(self.model) is BaseReranker and len(self.model.target_devices) == 1:
+        if flag.is_plain_reranker(self.model) and len(self.model.target_devices) == 1:
             return score_encoder_only(self.model, [list(pair) for pair in pairs], self.hardware,
                                       self.reranker.batch_invariant)
         options = {}
@@ -111,7 +109,6 @@ def score_encoder_only(reranker: Any, pairs: list[list[str]], hardware: Hardware
     scores equal ``compute_score``'s (tests/test_score.py).
     """
     import torch
-    from FlagEmbedding.utils.tokenizer_compat import pad_with_compat, prepare_for_model_compat
 
     pairs = reranker.get_detailed_inputs(pairs)
     tokenizer = reranker.tokenizer
@@ -124,15 +121,13 @@ def score_encoder_only(reranker: Any, pairs: list[list[str]], hardware: Hardware
                           truncation=True)["input_ids"]
     passage_ids = tokenizer([p[1] for p in pairs], add_special_tokens=False, max_length=max_length,
                             truncation=True)["input_ids"]
-    inputs = [prepare_for_model_compat(tokenizer, q, p, truncation="only_second", max_length=max_length,
-                                       padding=False) for q, p in zip(query_ids, passage_ids)]
+    inputs = [flag.prepare_pair(tokenizer, q, p, max_length) for q, p in zip(query_ids, passage_ids)]
     shape = batching.PassShape.on(device, reranker.batch_size, hardware, max_length)
     planner = batching.exact_passes if exact else batching.sorted_passes
     scores = np.empty(len(pairs), dtype=np.float64)
     with torch.inference_mode():
         for step in planner([(i, item, len(item["input_ids"])) for i, item in enumerate(inputs)], shape):
-            padded = pad_with_compat(tokenizer, step.filled(), padding="max_length", max_length=step.length,
-                                     return_tensors="pt").to(device)
+            padded = flag.pad(tokenizer, step.filled(), step.length).to(device)
             logits = model(**padded, return_dict=True).logits.view(-1)[:len(step.items)]
             scores[step.positions] = logits.float().cpu().numpy()
     if reranker.normalize:
