@@ -21,6 +21,13 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from prep.config.dotted import dotted
+from prep.config.schema import OPTION_GROUPS, register
+from prep.config.settings import settings_of
+from prep.errors import UsageError
+from prep.io.saved import quiet_datasets
+from prep.steps import run_step
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -37,10 +44,6 @@ def compose(step: str, overrides: dict[str, Any]) -> Any:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf import OmegaConf, open_dict
-
-    from prep.config.dotted import dotted
-    from prep.config.schema import OPTION_GROUPS, register
-    from prep.errors import UsageError
 
     register()
     if "step" in overrides:
@@ -80,9 +83,6 @@ def _has_key(cfg: Any, key: str) -> bool:
 
 
 def _run(step: str, data: Any, overrides: dict[str, Any]) -> Result:
-    from prep.config.settings import settings_of
-    from prep.steps import run_step
-
     overrides = dict(overrides)
     run_dir = Path(overrides.pop("run_dir", None) or Path(overrides.get("outputs_dir", "outputs")) / step /
                    time.strftime("%Y-%m-%d_%H-%M-%S")).absolute()
@@ -113,8 +113,6 @@ def _input_of(data: Any, run_dir: Path) -> str:
     import datasets
 
     if isinstance(data, datasets.Dataset):
-        from prep.errors import UsageError
-        from prep.io.saved import quiet_datasets
 
         if len(data) == 0:
             raise UsageError("data: the Dataset holds no rows")
@@ -142,8 +140,6 @@ def read_output(summary: dict[str, Any], step: str) -> Any:
 
 
 def _load(path: Path, datasets: Any, arrow_cache: Path) -> Any:
-    from prep.io.saved import quiet_datasets
-
     if path.is_dir():
         return datasets.load_from_disk(str(path))
     builder = "parquet" if path.suffix == ".parquet" else "json"

@@ -136,3 +136,16 @@ def test_the_mining_rules_defaults_are_the_schema_s():
     shared = [f for f in dataclasses.fields(MiningRules) if f.name in schema and f.default is not dataclasses.MISSING]
     assert len(shared) >= 10
     assert {f.name: f.default for f in shared} == {f.name: schema[f.name] for f in shared}
+
+
+def test_prep_s_own_modules_are_imported_at_the_top_of_a_module():
+    """Function-level imports are for heavy libraries (torch, FlagEmbedding, matplotlib, mlflow: each module says
+    why once); prep's own modules are light and, with no cycle, imported at the top. ``import prep`` stays light by
+    reaching the API on first use."""
+    inside = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inside += [f"{name}: {item.module}" for item in ast.walk(node)
+                           if isinstance(item, ast.ImportFrom) and (item.module or "").startswith("prep")]
+    assert inside == ["prep: prep"]

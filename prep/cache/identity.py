@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from prep.config.schema import SAMPLING_KEYS
 from prep.models import batching, runtime
+from prep.models.teacher import EMBEDDER, EmbedderTeacher
 
 if TYPE_CHECKING:
     from prep.config.schema import HardwareConfig, MinerConfig, RerankerConfig
@@ -167,8 +168,6 @@ def reranker_identity(reranker: RerankerConfig, hardware: HardwareConfig) -> dic
 def teacher_identity(teacher: RerankerTeacher | EmbedderTeacher) -> dict[str, Any]:
     """Everything that changes a teacher's scores: a reranker's (``reranker_identity``), or for the bi-encoder
     teacher its embeddings' and whether its class runs one text per pass."""
-    from prep.models.teacher import EMBEDDER, EmbedderTeacher
-
     if isinstance(teacher, EmbedderTeacher):
         return {"kind": EMBEDDER, "batch_invariant": teacher.batch_invariant,
                 **embedder_identity(teacher.miner, teacher.hardware)}

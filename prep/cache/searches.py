@@ -17,6 +17,7 @@ from prep.cache.embeddings import PoolEmbeddings
 from prep.cache.identity import identity_of
 from prep.cache.store import Cache, SearchEntries
 from prep.config.schema import SAMPLING_KEYS
+from prep.retrieval.search import IndexSettings, approximate_search, recall_at_k, resolve_backend, search
 
 if TYPE_CHECKING:
     from prep.config.schema import Config, MinerConfig
@@ -41,10 +42,7 @@ def search_identity(miner: MinerConfig, backend: str, on_gpu: bool, seed: int) -
 
 class CachedSearch:
     """The top ``top_k`` pool passages of each query, from the cache (a search at least as deep) or searched."""
-
     def __init__(self, settings: Config, cache: Cache, timer: Any, top_k: int):
-        from prep.retrieval.search import resolve_backend
-
         self.miner, self.seed, self.timer, self.top_k = settings.miner, int(settings.seed), timer, top_k
         self.on_gpu = bool(settings.hardware.use_gpu_for_searching)
         self.backend = resolve_backend(self.miner.search_backend, self.on_gpu, top_k)
@@ -75,14 +73,11 @@ class CachedSearch:
         return similarities, ids
 
     def _exact(self, passages: PoolEmbeddings, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from prep.retrieval.search import search
-
         return search(passages, queries, self.top_k, batch_size=self.miner.search_batch_size, use_gpu=self.on_gpu,
                       backend=self.backend)
 
     def _approximate(self, passages: PoolEmbeddings, queries: np.ndarray,
                      built: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        from prep.retrieval.search import IndexSettings, approximate_search
 
         similarities, ids, settings = approximate_search(passages, queries, self.top_k, IndexSettings.of(self.miner),
                                                          self.seed, batch_size=self.miner.search_batch_size)
@@ -90,8 +85,6 @@ class CachedSearch:
         return similarities, ids
 
     def _recall(self, ids: np.ndarray, passages: PoolEmbeddings, queries: np.ndarray) -> dict[str, Any]:
-        from prep.retrieval.search import recall_at_k
-
         with self.timer("search"):
             recall = recall_at_k(ids, passages, queries, self.miner.index_recall_queries, self.seed)
         log.info("%s index: recall@%d against exact search %s on %d sampled queries", self.miner.index, self.top_k,

@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 
 from prep.cache.identity import fingerprint
+from prep.io.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
 
 class Cache:
     """The files under ``root``; ``enabled=False`` turns every lookup into a miss and stores nothing."""
-
     def __init__(self, root: str | os.PathLike | None, enabled: bool = True):
         self.root = Path(root).expanduser() if root is not None else None
         self.enabled = enabled and self.root is not None
@@ -71,8 +71,6 @@ class Cache:
 
     @staticmethod
     def write(path: Path, arrays: dict[str, np.ndarray]) -> None:
-        from prep.io.atomic import atomic_file
-
         with atomic_file(path, overwrite=True, binary=True) as handle:
             np.savez(handle, **arrays)
 
@@ -96,7 +94,6 @@ class Cache:
 
 class Entries:
     """The entries of one kind (``namespace``) made under one identity; ``key(**parts)`` names one entry."""
-
     namespace = ""
 
     def __init__(self, cache: Cache, identity: Mapping[str, Any]):
@@ -110,7 +107,6 @@ class Entries:
 
 class ArrayEntries(Entries):
     """Embeddings: one ``.npz`` per key."""
-
     namespace = "embeddings"
 
     def get(self, key: str, required: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
@@ -130,7 +126,6 @@ class ArrayEntries(Entries):
 class SearchEntries(Entries):
     """Top-k search results: one folder per key, one entry per depth; a shallower search reads the first
     columns of a deeper one."""
-
     namespace = "search"
 
     def get(self, key: str, top_k: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -153,7 +148,6 @@ class SearchEntries(Entries):
 
 class ScoreEntries(Entries):
     """Teacher scores of (query, passage) pairs (``identity.pair_key``): append-only shards per identity."""
-
     namespace = "scores"
 
     def folder(self) -> Path:

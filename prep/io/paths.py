@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prep.errors import UsageError
+from prep.io.sources import resolve
+
 if TYPE_CHECKING:
     from prep.config.schema import Config
     from prep.io.sources import Source
@@ -23,7 +26,6 @@ def run_dir(settings: Config) -> Path:
         from hydra.core.hydra_config import HydraConfig
 
         if not HydraConfig.initialized():
-            from prep.errors import UsageError
 
             raise UsageError("run_dir is not set and no Hydra run is active: pass run_dir=FOLDER")
         path = Path(HydraConfig.get().runtime.output_dir)
@@ -45,8 +47,6 @@ def user_path(path: str | None) -> Path | None:
 def input_sources(settings: Config) -> tuple[Source, Source | None]:
     """The training rows and candidate pool of a mine (or encode, or probe) run; with no ``input``, the bundled
     sample and its pool. A DataError when either names nothing readable."""
-    from prep.io.sources import resolve
-
     split = settings.input_split
     pool = resolve(settings.miner.candidate_pool, split) if settings.miner.candidate_pool else None
     if settings.input is None:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from prep.config.schema import ColumnsConfig
+from prep.io.reader import Reader
+from prep.io.sources import Source, resolve
 
 if TYPE_CHECKING:
     from prep.io.reader import Reader
@@ -130,8 +132,6 @@ def corpus_texts(rows: Iterable[dict[str, Any]], pool: Source | Path | None, rea
     """Passages to search, duplicates included: the pool's texts (a source, or a path; read by ``reader``, by
     default finding the text column by name), or every ``pos`` and ``neg`` of the rows."""
     if pool is not None:
-        from prep.io.reader import Reader
-        from prep.io.sources import Source, resolve
 
         yield from (reader or Reader(ColumnsConfig())).pool_texts(pool if isinstance(pool, Source) else resolve(pool))
         return

@@ -11,6 +11,8 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from prep.errors import UsageError
+
 if TYPE_CHECKING:
     from prep.config.schema import Config, HardwareConfig
 
@@ -60,7 +62,6 @@ def check_devices(hardware: HardwareConfig) -> None:
     import torch
 
     if not torch.cuda.is_available():
-        from prep.errors import UsageError
 
         asked = (f"hardware.devices={devices}" if wants_gpu else
                  "hardware.devices=null with hardware.use_gpu_for_searching=true (hardware=multi_gpu)")

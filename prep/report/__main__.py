@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from prep import contract
+from prep.report.html import write_run_report
+from prep.report.sweep import write_sweep_summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,12 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     folder = parser.parse_args(argv).folder
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if (folder / contract.SUMMARY).is_file():
-        from prep.report.html import write_run_report
 
         print(write_run_report(folder))
         return 0
     if any(folder.glob(f"*/{contract.SUMMARY}")):
-        from prep.report.sweep import write_sweep_summary
 
         write_sweep_summary(folder)
         print(folder / contract.SWEEP_REPORT)

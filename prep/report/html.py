@@ -17,6 +17,8 @@ from typing import Any
 
 from prep import contract
 from prep.config.dotted import dotted
+from prep.io.atomic import atomic_file
+from prep.report.plots import bar_chart
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 70em; padding: 0 1em; color: #222 }
@@ -109,8 +111,6 @@ def removed_counts(summary: dict[str, Any]) -> dict[str, int] | None:
 def plots_of(run_dir: Path, summary: dict[str, Any]) -> list[str]:
     """The run's plots as figures: the similarity histogram (mine, or a probe's or pipeline's mine/ folder) and
     the filters' counts, drawn here into ``filters.png``."""
-    from prep.report.plots import bar_chart
-
     figures = []
     for histogram in (run_dir / contract.SIMILARITY_PLOT, run_dir / "mine" / contract.SIMILARITY_PLOT):
         if histogram.is_file():
@@ -159,8 +159,6 @@ def write_run_report(run_dir: Path, summary: dict[str, Any] | None = None) -> Pa
 
 def sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str], best: int | None) -> str:
     """Every job side by side (the columns some job has a value for), the best one marked, and the plots."""
-    from prep.report.plots import bar_chart
-
     # every row holds the sweep summary's columns, in their order (report.sweep.COLUMNS)
     columns = [c for c in (rows[0] if rows else ()) if c != "best" and any(r.get(c) not in (None, "") for r in rows)]
     body = ["<h2>What was run</h2>",
@@ -200,8 +198,6 @@ def write_sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list
 
 def write_page(path: Path, text: str) -> Path:
     """A page, atomically (always replaced: it is rebuilt from the folder's files)."""
-    from prep.io.atomic import atomic_file
-
     with atomic_file(path, overwrite=True) as handle:
         handle.write(text)
     return path

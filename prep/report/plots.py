@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from prep.io.atomic import atomic_file
+
 
 def _pyplot():
     import matplotlib
@@ -19,8 +21,6 @@ def _pyplot():
 
 def _save(figure, path: Path) -> None:
     """Write the PNG atomically, like every other output."""
-    from prep.io.atomic import atomic_file
-
     with atomic_file(path, overwrite=True, binary=True) as handle:
         figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
 

@@ -19,6 +19,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from prep import contract
+from prep.config.schema import SAMPLING_KEYS
+from prep.io.atomic import atomic_file
+from prep.report.html import write_sweep_report
+from prep.report.plots import sweep_boxplot
+from prep.report.tracking import (
+    finish_parent,
+    start_parent,  # nothing happens unless tracking=mlflow
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +110,6 @@ def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     """Write the CSV, Markdown, PNG and HTML summaries of the jobs found in ``sweep_dir``; return the rows."""
     import numpy as np
 
-    from prep.io.atomic import atomic_file
-    from prep.report.html import write_sweep_report
-    from prep.report.plots import sweep_boxplot
-
     folders = _job_folders(sweep_dir)
     summaries = [json.loads((folder / contract.SUMMARY).read_text(encoding="utf-8")) for folder in folders]
     # Overrides that every job shares are said once, above the table; each row shows what varies.
@@ -172,9 +176,6 @@ def write_best_sampling(sweep_dir: Path, folder: Path, summary: dict[str, Any]) 
     """The best job's sampling settings as a ready ``conf/sampling/`` file: ``best_sampling.yaml``."""
     from omegaconf import OmegaConf
 
-    from prep.config.schema import SAMPLING_KEYS
-    from prep.io.atomic import atomic_file
-
     miner = summary["config"]["miner"]
     recipe = OmegaConf.to_yaml({key: miner[key] for key in SAMPLING_KEYS if key in miner})
     header = (f"# @package miner\n# python run.py step=mine sampling=best_sampling   (copy this file to "
@@ -189,10 +190,7 @@ def write_best_sampling(sweep_dir: Path, folder: Path, summary: dict[str, Any]) 
 
 class SweepSummary(Callback):
     """``hydra.callbacks.sweep_summary`` in conf/config.yaml."""
-
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        from prep.report.tracking import start_parent  # nothing happens unless tracking=mlflow
-
         start_parent(config.get("tracking"), Path(config.hydra.sweep.dir), list(config.hydra.overrides.task))
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
@@ -201,7 +199,6 @@ class SweepSummary(Callback):
             return
         rows = write_sweep_summary(sweep_dir)
         log.info("sweep summary of %d jobs: %s (and sweep_report.html)", len(rows), sweep_dir / contract.SWEEP_MARKDOWN)
-        from prep.report.tracking import finish_parent
 
         objectives = [row["objective"] for row in rows if isinstance(row.get("objective"), (int, float))]
         finish_parent(config.get("tracking"), sweep_dir, max(objectives) if objectives else None)

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from prep.retrieval.search import canonical_topk
+
 log = logging.getLogger(__name__)
 
 TOKENIZER = {"lower": True, "splitter": r"(?u)\b\w\w+\b", "stopwords": "english", "stemmer": None}
@@ -68,7 +70,6 @@ def union_fuse(ranked_lists: Sequence[Sequence[int]], shares: Sequence[float], d
 
 class BM25Index:
     """A pool's BM25 index: built with ``bm25s`` (or loaded from the cache) and searched for the top ``k``."""
-
     def __init__(self, retriever: Any, tokenizer: Any):
         self.retriever, self.tokenizer = retriever, tokenizer
 
@@ -127,8 +128,6 @@ class BM25Index:
         5.3 s here against 23.7 s through ``retrieve`` (bench/search_speed.py)."""
         import scipy.sparse
         import torch
-
-        from prep.retrieval.search import canonical_topk
 
         index = self.retriever.scores
         passages = int(index["num_docs"])

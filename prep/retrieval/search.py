@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from prep.errors import UsageError
+from prep.models.batching import whole_rows
+
 log = logging.getLogger(__name__)
 
 
@@ -139,8 +142,6 @@ def _torch_search(passages, queries: np.ndarray, top_k: int, batch_size: int, de
 
 def search_rows(batch_size: int) -> int:
     """Queries per search batch: ``miner.search_batch_size`` rounded up to a whole number of kernel rows."""
-    from prep.models.batching import whole_rows
-
     return whole_rows(batch_size)
 
 
@@ -166,7 +167,6 @@ def resolve_backend(backend: str, use_gpu: bool, top_k: int) -> str:
     the matrix product and ``torch.topk`` win (see bench/README.md).
     """
     if backend not in ("auto", "faiss", "torch"):
-        from prep.errors import UsageError
 
         raise UsageError(f"miner.search_backend: '{backend}' is not auto, faiss or torch")
     if use_gpu and backend != "torch" and top_k > FAISS_GPU_MAX_K:
@@ -244,7 +244,6 @@ INDEX_KINDS = ("flat", "ivf", "hnsw")
 
 def check_index_kind(kind: str) -> None:
     if kind not in INDEX_KINDS:
-        from prep.errors import UsageError
 
         raise UsageError(f"miner.index: '{kind}' is not one of {', '.join(INDEX_KINDS)}")
 
@@ -252,7 +251,6 @@ def check_index_kind(kind: str) -> None:
 @dataclass(frozen=True)
 class IndexSettings:
     """An approximate index's settings (``miner.index`` and its keys; their defaults are the schema's)."""
-
     kind: str
     nlist: int | None
     nprobe: int

@@ -10,6 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 from prep.config.schema import Step
+from prep.config.settings import settings_of
+from prep.errors import UsageError
+from prep.models.runtime import with_job_device
+from prep.report.html import write_run_report
+from prep.report.tracking import track_run
 from prep.steps import encode, merge, mine, pipeline, probe, score, split
 
 STEPS: dict[Step, Callable[[Any], dict[str, Any]]] = {
@@ -26,9 +31,6 @@ STEPS: dict[Step, Callable[[Any], dict[str, Any]]] = {
 def run_step(cfg: Any) -> dict[str, Any]:
     """Check the settings once, give this multirun job its device, run ``step``, then write its report and track
     it (both after the run's own files are written); returns the summary."""
-    from prep.config.settings import settings_of
-    from prep.models.runtime import with_job_device
-
     check_multirun_output(cfg)
     settings = with_job_device(settings_of(cfg))
     summary = STEPS[settings.step](settings)
@@ -44,9 +46,6 @@ def publish(settings: Any, summary: dict[str, Any]) -> None:
 
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-
-    from prep.report.html import write_run_report
-    from prep.report.tracking import track_run
 
     run_dir = Path(summary["summary"]).parent
     try:
@@ -69,7 +68,6 @@ def check_multirun_output(cfg: Any) -> None:
     if cfg.get("output") is None or not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return
     if "${" not in str(OmegaConf.to_container(cfg, resolve=False)["output"]):
-        from prep.errors import UsageError
 
         raise UsageError(f"output={cfg.output} names one file for every job of this multirun: leave output unset "
                          "(each job writes into its own folder) or put the job number in it, "

@@ -26,7 +26,7 @@ from prep.config.schema import OutputFormat, Step
 from prep.config.settings import settings_of
 from prep.errors import UsageError
 from prep.evaluation.holdout import hold_out
-from prep.evaluation.student import DevSet
+from prep.evaluation.student import DevSet, evaluate, load_student, train
 from prep.io import paths
 from prep.io.atomic import write_json
 from prep.io.jsonl import check_training_row, read_jsonl
@@ -147,8 +147,6 @@ def mine_training_rows(step: StepRun, training: list[dict[str, Any]]) -> dict[st
 def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) -> tuple[dict[str, Any], dict]:
     """The student's metrics on ``dev`` before and after training on the mined rows, and what the training ran."""
     import torch
-
-    from prep.evaluation.student import evaluate, load_student, train
 
     settings = step.settings
     cpu = on_cpu(settings.hardware) or not torch.cuda.is_available()

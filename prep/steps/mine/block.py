@@ -12,7 +12,9 @@ import numpy as np
 
 from prep.cache.embeddings import CachedEncoder
 from prep.cache.identity import fingerprint
+from prep.models.teacher import query_text
 from prep.retrieval import sampling
+from prep.retrieval.denoise import denoise as teacher_denoise
 from prep.steps.mine.records import (
     Block,
     Claims,
@@ -145,9 +147,6 @@ def claimed_by_others(mining: Mining, number: int, ranked_ids: np.ndarray, claim
 
 def denoise(mining: Mining, block: RowBlock, qualified: Qualified, shared: Shared) -> Qualified:
     """Drop candidates the teacher scores close to or above the row's positive (``retrieval.denoise``)."""
-    from prep.models.teacher import query_text
-    from prep.retrieval.denoise import denoise as teacher_denoise
-
     settings = mining.step.settings
     rows = block.rows
     if settings.reranker.query_instruction_from_row:  # the teacher reads each query with its row's instruction

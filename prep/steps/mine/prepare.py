@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from prep.cache.embeddings import CachedEncoder
+from prep.cache.lexical import bm25_index
+from prep.cache.scores import CachedScores
 from prep.retrieval import sampling
+from prep.retrieval.search import search as exact_search
 from prep.steps.mine.records import Claims, Input, Mining, Shared
 
 if TYPE_CHECKING:
@@ -33,12 +36,10 @@ def prepare(mining: Mining, source: Input, work_dir: Path, teacher: RerankerTeac
     outside_embeddings = encoder.passages(outside) if outside else np.empty((0, 0), np.float32)
     scores = None
     if teacher is not None:
-        from prep.cache.scores import CachedScores
 
         scores = CachedScores(teacher, mining.cache)
     lexical, lexical_cached = None, False
     if settings.miner.retriever != "dense":
-        from prep.cache.lexical import bm25_index
 
         with mining.step.phase("search"):
             lexical, lexical_cached = bm25_index(source.pool, mining.cache, settings.miner.bm25_k1,
@@ -76,8 +77,6 @@ def claim_positives(mining: Mining, source: Input, shared: Shared) -> Claims:
 def near_claims(mining: Mining, source: Input, shared: Shared) -> dict[int, int]:
     """Pool passages at least ``miner.other_positive_threshold`` similar to a row's positive, each claimed by that
     row; the positives' embeddings read a ``miner.query_block`` at a time."""
-    from prep.retrieval.search import search as exact_search
-
     placement, threshold = source.placement, mining.rules.other_positive_threshold
     owners = placement.owners()
     near: dict[int, int] = {}

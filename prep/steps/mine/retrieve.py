@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from prep.cache.searches import CachedSearch
+from prep.retrieval.lexical import rrf_fuse, union_fuse
 from prep.retrieval.sampling import RowResult
 from prep.steps.mine.records import (
     SOURCE_BM25,
@@ -47,8 +48,6 @@ def search(mining: Mining, block: RowBlock, embedded: Embedded, shared: Shared) 
 def fused(mining: Mining, dense_ids: np.ndarray, lexical_ids: np.ndarray, top_k: int) -> np.ndarray:
     """Each query's dense and BM25 lists fused (``miner.fusion``: reciprocal ranks, or shares of a union); -1 past
     a list's end."""
-    from prep.retrieval.lexical import rrf_fuse, union_fuse
-
     miner = mining.step.settings.miner
     ids = np.full_like(lexical_ids, -1)
     for row in range(len(ids)):

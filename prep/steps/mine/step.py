@@ -17,6 +17,7 @@ from prep.io.paths import rejected_beside
 from prep.models.lengths import Resolved, miner_lengths
 from prep.models.runtime import check_devices
 from prep.models.sources import check_model_source
+from prep.models.teacher import make_teacher
 from prep.retrieval.sampling import MiningRules
 from prep.steps.frame import StepRun
 from prep.steps.mine.block import mine_block
@@ -65,7 +66,6 @@ def start(resolved: Resolved) -> tuple[Mining, RerankerTeacher | EmbedderTeacher
     teacher = None
     lengths = resolved.summary()
     if rules.teacher_filter:
-        from prep.models.teacher import make_teacher
 
         teacher = make_teacher(settings)
         lengths.update(teacher.lengths)

@@ -11,6 +11,8 @@ import numpy as np
 from prep import contract
 from prep.io.atomic import atomic_file
 from prep.io.formats import Written, log_written, output_counts
+from prep.models.embedder import reproducibility
+from prep.report.plots import similarity_histogram
 from prep.report.stats import describe, table
 from prep.steps.frame import StepRun
 from prep.steps.mine.records import Input, Mining, Shared
@@ -31,8 +33,6 @@ def reproducible(settings: Config, teacher: RerankerTeacher | EmbedderTeacher | 
     """Whether output bytes hold across ``miner.query_block``, shards and the cache's history (README,
     "Reproducible"): the embeddings' answer, or the teacher's where ``miner.teacher_filter`` uses one that holds
     less; said in the log at start when it does not hold."""
-    from prep.models.embedder import reproducibility
-
     found = reproducibility(settings.miner, settings.hardware)
     if teacher is not None and found["across_batches"] is True:
         scored = teacher.reproducible()
@@ -135,8 +135,6 @@ def log_summary(summary: contract.MineSummary) -> None:
 
 def write_similarities(step: StepRun, tally: Tally, title: str) -> None:
     """``similarities.npz`` (the sweep summary's plot reads it) and ``similarity.png`` in the run folder."""
-    from prep.report.plots import similarity_histogram
-
     positives = tally.values("positives").astype(np.float32)
     negatives = tally.values("negatives").astype(np.float32)
     with atomic_file(step.run_dir / contract.SIMILARITIES, overwrite=True, binary=True) as handle:
