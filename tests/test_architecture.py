@@ -149,3 +149,18 @@ def test_prep_s_own_modules_are_imported_at_the_top_of_a_module():
                 inside += [f"{name}: {item.module}" for item in ast.walk(node)
                            if isinstance(item, ast.ImportFrom) and (item.module or "").startswith("prep")]
     assert inside == ["prep: prep"]
+
+
+def test_every_cache_entry_kind_goes_through_the_store_s_entries():
+    """Entries name their files through ``Cache.path`` and ``Cache.folder`` (one damage rule, one hit counter):
+    no module but the store reaches into the cache's root folder."""
+    reaching = [name for name, path in MODULES.items() if name != "prep.cache.store"
+                and any(isinstance(node, ast.Attribute) and node.attr == "root"
+                        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))]
+    assert reaching == []
+    from prep.cache import evaluations, lexical, store
+
+    kinds = [store.ArrayEntries, store.SearchEntries, store.ScoreEntries, lexical.LexicalEntries,
+             evaluations.EvaluationEntries]
+    assert all(issubclass(kind, store.Entries) for kind in kinds)
+    assert len({kind.namespace for kind in kinds}) == len(kinds)

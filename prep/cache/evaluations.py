@@ -14,21 +14,21 @@ from typing import Any
 import numpy as np
 
 from prep.cache.identity import model_fingerprint, texts_fingerprint
-from prep.cache.store import Cache, Entries
+from prep.cache.store import ArrayEntries, Cache
 
 
-class EvaluationEntries(Entries):
+class EvaluationEntries(ArrayEntries):
     """Metrics by name: one ``.npz`` (names, values) per student and dev set."""
 
     namespace = "evaluations"
 
-    def get(self, key: str) -> dict[str, float] | None:
-        found = self.cache.get(self.namespace, key, ("names", "values"))
+    def metrics(self, key: str) -> dict[str, float] | None:
+        found = self.get(key, ("names", "values"))
         return None if found is None else dict(zip(found["names"].tolist(), found["values"].tolist()))
 
-    def put(self, key: str, metrics: dict[str, float]) -> None:
-        self.cache.put(self.namespace, key, {"names": np.array(list(metrics)),
-                                             "values": np.array(list(metrics.values()), dtype=np.float64)})
+    def put_metrics(self, key: str, metrics: dict[str, float]) -> None:
+        self.put(key, {"names": np.array(list(metrics)),
+                       "values": np.array(list(metrics.values()), dtype=np.float64)})
 
 
 def dev_texts(dev: Any) -> Iterator[str]:
@@ -50,9 +50,9 @@ def cached_evaluation(cache: Cache, student: str, max_length: int, device: str, 
     entries = EvaluationEntries(cache, {"student": model_fingerprint(student), "max_length": max_length,
                                         "device": device})
     key = entries.key(dev=texts_fingerprint(dev_texts(dev)))
-    found = entries.get(key)
+    found = entries.metrics(key)
     if found is not None:
         return found, True
     metrics = evaluate()
-    entries.put(key, metrics)
+    entries.put_metrics(key, metrics)
     return metrics, False

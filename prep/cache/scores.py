@@ -34,7 +34,7 @@ class CachedScores:
 
         keys = [pair_key(q, p) for q, p in pairs]
         missing = [i for i, key in enumerate(keys) if key not in self.known]
-        self.entries.cache.count(hits=len(pairs) - len(missing), misses=len(missing))
+        self.entries.count(hits=len(pairs) - len(missing), misses=len(missing))
         self.pairs += len(pairs)
         self.pairs_scored += len(missing)
         log.info("%s: %d pairs cached, %d to score", self.teacher.description, len(pairs) - len(missing),

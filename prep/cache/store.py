@@ -1,27 +1,32 @@
-"""One on-disk cache for embeddings, search results and teacher scores, under the top-level ``cache_dir``.
+"""One on-disk cache for embeddings, search results, teacher scores, BM25 indexes and the probe's evaluations,
+under the top-level ``cache_dir``.
 
-Every kind of entry is reached the same way: an ``Entries`` object made from the cache and the
-identity of what produces the values (``identity.identity_of``: the settings, model files included),
-whose ``key(**parts)`` adds the inputs (texts, queries). The same identity and inputs hit; any change
-misses. ``ArrayEntries`` holds embeddings, ``SearchEntries`` top-k results (a deeper search serves a
-shallower one), ``ScoreEntries`` teacher scores per (query, passage) pair in append-only shards.
+Every kind of entry is reached the same way: an ``Entries`` object made from the cache and the identity of what
+produces the values (``identity``: the settings, model files included), whose ``key(**parts)`` adds the inputs
+(texts, queries, a pool). The same identity and inputs hit; any change misses. ``ArrayEntries`` holds embeddings
+(and, as ``evaluations.EvaluationEntries``, the probe's metrics), ``SearchEntries`` top-k results (a deeper search
+serves a shallower one), ``ScoreEntries`` teacher scores per (query, passage) pair in append-only shards,
+``FolderEntries`` an entry that is a folder of a library's own files (``lexical``: the BM25 index). No kind reaches
+into the cache's folders itself: ``Cache.path`` and ``Cache.folder`` name every entry.
 
-Entries are ``.npz`` files (no pickles) written to a temporary name and renamed into place, so a
-reader sees a whole entry or none: a job killed mid-write leaves only a temporary file, which is
-never read. An entry that does not load (corrupt, truncated by a full disk) counts as a miss, is
-removed and rebuilt. Parallel jobs may write the same entry; the last rename wins and both copies
-are identical. Score shards are one file per run and chunk, so concurrent runs never rewrite each
-other's files. Hits and misses are counted by the cache, for ``summary.json``.
+Entries are ``.npz`` files (no pickles), or folders, written under a temporary name and renamed into place, so a
+reader sees a whole entry or none: a job killed mid-write leaves only a temporary file, which is never read. One
+damage rule for every kind (``Cache.discard``): an entry that does not load (corrupt, truncated by a full disk)
+counts as a miss, is removed with a warning and rebuilt. Parallel jobs may write the same entry; the last rename
+wins and both copies are identical. Score shards are one file per run and chunk, so concurrent runs never rewrite
+each other's files. One counter of hits and misses (``Cache.count``), for ``summary.json``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -29,6 +34,7 @@ from prep.cache.identity import fingerprint
 from prep.io.atomic import atomic_file
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Cache:
@@ -48,8 +54,25 @@ class Cache:
         self.misses += misses
 
     def path(self, namespace: str, key: str) -> Path:
+        """A one-file entry."""
         assert self.root is not None
         return self.root / namespace / key[:2] / f"{key}.npz"
+
+    def folder(self, namespace: str, key: str) -> Path:
+        """An entry that is a folder (of files of its own, or of other entries)."""
+        assert self.root is not None
+        return self.root / namespace / key
+
+    @staticmethod
+    def discard(path: Path, why: BaseException) -> None:
+        """The damage rule: an entry (file or folder) that does not load is never trusted: removed, to be rebuilt."""
+        log.warning("cache entry %s does not load (%s): ignoring and rebuilding it", path, why)
+        if path.is_dir():
+            broken = path.parent / f".{path.name}.broken-{uuid.uuid4().hex}"
+            os.replace(path, broken)
+            shutil.rmtree(broken, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
     @staticmethod
     def read(path: Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
@@ -65,8 +88,7 @@ class Cache:
         except FileNotFoundError:
             return None
         except Exception as exc:  # a corrupt or truncated entry: never trusted, rebuilt
-            log.warning("cache entry %s does not load (%s): ignoring and rebuilding it", path, exc)
-            path.unlink(missing_ok=True)
+            Cache.discard(path, exc)
             return None
 
     @staticmethod
@@ -104,6 +126,9 @@ class Entries:
     def key(self, **parts: Any) -> str:
         return fingerprint({"identity": self.identity_key, **parts})
 
+    def count(self, hits: int = 0, misses: int = 0) -> None:
+        self.cache.count(hits, misses)
+
 
 class ArrayEntries(Entries):
     """Embeddings: one ``.npz`` per key."""
@@ -130,7 +155,7 @@ class SearchEntries(Entries):
 
     def get(self, key: str, top_k: int) -> tuple[np.ndarray, np.ndarray] | None:
         cache = self.cache
-        if cache.enabled and (folder := cache.root / self.namespace / key).is_dir():
+        if cache.enabled and (folder := cache.folder(self.namespace, key)).is_dir():
             depths = sorted(int(p.stem) for p in folder.glob("*.npz") if p.stem.isdigit() and int(p.stem) >= top_k)
             for depth in depths:
                 found = cache.read(folder / f"{depth}.npz", ("similarities", "ids"))
@@ -142,7 +167,7 @@ class SearchEntries(Entries):
 
     def put(self, key: str, similarities: np.ndarray, ids: np.ndarray) -> None:
         if self.cache.enabled:
-            self.cache.write(self.cache.root / self.namespace / key / f"{ids.shape[1]}.npz",
+            self.cache.write(self.cache.folder(self.namespace, key) / f"{ids.shape[1]}.npz",
                              {"similarities": similarities, "ids": ids})
 
 
@@ -151,7 +176,7 @@ class ScoreEntries(Entries):
     namespace = "scores"
 
     def folder(self) -> Path:
-        return self.cache.root / self.namespace / self.identity_key
+        return self.cache.folder(self.namespace, self.identity_key)
 
     def load(self) -> dict[bytes, float]:
         """Every score stored under this identity; a shard that does not load is skipped (and removed)."""
@@ -170,3 +195,35 @@ class ScoreEntries(Entries):
             shard = self.folder() / f"{uuid.uuid4().hex}.npz"
             self.cache.write(shard, {"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16),
                                      "scores": np.asarray(scores, dtype=np.float64)})
+
+
+class FolderEntries(Entries):
+    """Entries that are folders of a library's own files: ``load(folder)`` reads one (raising when it cannot),
+    ``save(folder)`` writes one into an empty folder, which is renamed into place whole."""
+
+    def get(self, key: str, load: Callable[[Path], T]) -> T | None:
+        folder = self.cache.folder(self.namespace, key) if self.cache.enabled else None
+        found = None
+        if folder is not None and folder.is_dir():
+            try:
+                found = load(folder)
+            except Exception as exc:  # noqa: BLE001 - the damage rule: whatever a library raises on a damaged entry
+                Cache.discard(folder, exc)
+        self.count(hits=found is not None, misses=found is None)
+        return found
+
+    def put(self, key: str, save: Callable[[Path], None]) -> None:
+        if not self.cache.enabled:
+            return
+        folder = self.cache.folder(self.namespace, key)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+        try:
+            save(temporary)
+            if folder.exists():  # another run stored it meanwhile
+                shutil.rmtree(temporary)
+                return
+            os.replace(temporary, folder)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise

@@ -10,10 +10,6 @@ The index is kept in the cache (``cache.lexical``), so a sweep builds it once. A
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -85,38 +81,21 @@ class BM25Index:
         return cls(retriever, tokenizer)
 
     def save(self, folder: Path) -> None:
-        """Into ``folder`` whole or not at all (a temporary folder beside it, renamed)."""
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-        try:
-            self.retriever.save(str(temporary), show_progress=False)
-            self.tokenizer.save_vocab(str(temporary))
-            self.tokenizer.save_stopwords(str(temporary))
-            if folder.exists():  # another run stored it meanwhile
-                shutil.rmtree(temporary)
-                return
-            os.replace(temporary, folder)
-        except BaseException:
-            shutil.rmtree(temporary, ignore_errors=True)
-            raise
+        """Into ``folder`` (the cache's ``FolderEntries`` renames it into place whole)."""
+        self.retriever.save(str(folder), show_progress=False)
+        self.tokenizer.save_vocab(str(folder))
+        self.tokenizer.save_stopwords(str(folder))
 
     @classmethod
-    def load(cls, folder: Path) -> BM25Index | None:
-        """The index stored in ``folder``, or None when it is missing or damaged (then it is rebuilt)."""
+    def load(cls, folder: Path) -> BM25Index:
+        """The index saved in ``folder``; whatever ``bm25s`` raises when it is damaged passes on."""
         import bm25s
         from bm25s.tokenization import Tokenizer
 
-        try:
-            retriever = bm25s.BM25.load(str(folder), show_progress=False, verbosity=0)
-            tokenizer = Tokenizer(**TOKENIZER)
-            tokenizer.load_vocab(str(folder))
-            tokenizer.load_stopwords(str(folder))
-        except Exception as exc:  # a damaged entry is rebuilt, as the other cache entries are
-            log.warning("BM25 index %s unreadable (%s): rebuilding it", folder, exc)
-            broken = folder.parent / f".{folder.name}.broken-{uuid.uuid4().hex}"
-            os.replace(folder, broken)
-            shutil.rmtree(broken, ignore_errors=True)
-            return None
+        retriever = bm25s.BM25.load(str(folder), show_progress=False, verbosity=0)
+        tokenizer = Tokenizer(**TOKENIZER)
+        tokenizer.load_vocab(str(folder))
+        tokenizer.load_stopwords(str(folder))
         return cls(retriever, tokenizer)
 
     def search(self, queries: Sequence[str], k: int, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
