@@ -30,7 +30,3 @@ class DataError(PrepError, ValueError):
 
 class OutputExistsError(PrepError, FileExistsError):
     """An output that is there already and may not be replaced."""
-
-
-class CacheError(PrepError, RuntimeError):
-    """A cache entry that vanished or broke while a run was using it."""

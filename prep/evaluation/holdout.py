@@ -7,7 +7,7 @@ the same rows, fraction and seed give the same split.
 
 from __future__ import annotations
 
-import numpy as np
+from prep import seeds
 
 
 def linked_groups(positives: list[list[str]]) -> list[list[int]]:
@@ -40,7 +40,7 @@ def hold_out(positives: list[list[str]], fraction: float, seed: int) -> tuple[li
     groups = linked_groups(positives)
     wanted = max(1, round(fraction * len(positives)))
     dev: list[int] = []
-    for number in np.random.default_rng([seed, 15]).permutation(len(groups)).tolist():
+    for number in seeds.stream(seed, seeds.HOLDOUT).permutation(len(groups)).tolist():
         if len(dev) >= wanted:
             break
         if len(dev) + len(groups[number]) < len(positives):

@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+from prep import seeds
+
 log = logging.getLogger(__name__)
 
 METRICS = {"ndcg@10": "cosine_ndcg@10", "mrr@10": "cosine_mrr@10", "recall@10": "cosine_recall@10",
@@ -58,14 +60,13 @@ def training_columns(rows: list[tuple[str, str, list[str]]], negatives: int, see
     """The trainer's columns: anchor, positive, negative_1..k. A row with more than ``negatives`` negatives gives
     ``negatives`` of them drawn at random (seeded), in its own order, as FlagEmbedding's trainer draws
     ``train_group_size - 1`` of a row's negatives; k is lowered to the fewest any row has (with a warning)."""
-    import numpy as np
 
     fewest = min((len(negs) for _, _, negs in rows), default=0)
     if fewest < negatives:
         log.warning("probe.negatives=%d, but some rows have only %d negatives: training with %d per row",
                     negatives, fewest, fewest)
         negatives = fewest
-    rng = np.random.default_rng([seed, 18])
+    rng = seeds.stream(seed, seeds.STUDENT_NEGATIVES)
     drawn = [negs if len(negs) == negatives else [negs[i] for i in sorted(rng.choice(len(negs), negatives,
                                                                                       replace=False))]
              for _, _, negs in rows]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prep.errors import UsageError
-from prep.models.sources import looks_like_path
+from prep.models.availability import looks_like_path
 
 if TYPE_CHECKING:
     from prep.config.schema import Config, MinerConfig

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from prep.models import batching, embedder, flag, runtime
+from prep.models.availability import check_model_source
 from prep.models.lengths import teacher_lengths, with_own_lengths
-from prep.models.sources import check_model_source
 
 if TYPE_CHECKING:
     from prep.config.schema import Config, HardwareConfig, MinerConfig, RerankerConfig

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prep.errors import UsageError
-from prep.models.sources import check_model_source
+from prep.models.availability import check_model_source
 
 if TYPE_CHECKING:
     from prep.config.schema import SplitterConfig

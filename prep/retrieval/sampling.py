@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from prep import seeds
 from prep.config.schema import MinerConfig
 from prep.config.values import check_margin, parse_rank_range, parse_similarity_range
 from prep.errors import UsageError
@@ -172,7 +173,7 @@ def random_fill(corpus_size: int, count: int, forbidden_ids: set[int], rng: np.r
 
 def row_rng(seed: int, row_index: int) -> np.random.Generator:
     """A generator of its own for each row, so a row's negatives depend on neither batching nor order."""
-    return np.random.default_rng([seed, row_index])
+    return seeds.row_stream(seed, row_index)
 
 
 @dataclass(frozen=True)

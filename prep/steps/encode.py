@@ -25,10 +25,10 @@ from prep.io.jsonl import check_training_row
 from prep.io.paths import input_sources
 from prep.io.pool import open_pool
 from prep.io.reader import Reader
+from prep.models.availability import check_model_source
 from prep.models.embedder import reproducibility
 from prep.models.lengths import miner_lengths
 from prep.models.runtime import check_devices
-from prep.models.sources import check_model_source
 from prep.steps.frame import StepRun
 
 log = logging.getLogger(__name__)

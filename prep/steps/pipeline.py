@@ -17,8 +17,8 @@ from prep.config.schema import ColumnsConfig, OutputFormat, Step
 from prep.config.settings import settings_of
 from prep.io import paths
 from prep.io.atomic import ensure_writable
+from prep.models.availability import check_model_source
 from prep.models.lengths import miner_lengths
-from prep.models.sources import check_model_source
 from prep.models.teacher import make_teacher
 from prep.steps import mine, score, split
 from prep.steps.frame import StepRun

@@ -17,9 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from prep import contract
+from prep import contract, seeds
 from prep.cache.evaluations import cached_evaluation
 from prep.cache.store import Cache
 from prep.config.schema import OutputFormat, Step
@@ -33,9 +31,9 @@ from prep.io.jsonl import check_training_row, read_jsonl
 from prep.io.pool import corpus_texts, open_pool
 from prep.io.reader import Reader
 from prep.io.sources import Source
+from prep.models.availability import check_model_source
 from prep.models.lengths import miner_lengths, student_length
 from prep.models.runtime import check_devices, on_cpu
-from prep.models.sources import check_model_source
 from prep.steps import mine
 from prep.steps.frame import StepRun
 
@@ -122,7 +120,7 @@ def dev_set(step: StepRun, dev_rows: list[dict[str, Any]], training: list[dict[s
 
 def sample_ids(population: int, count: int, seed: int) -> list[int]:
     """Up to ``count`` distinct ids of ``range(population)`` drawn uniformly (reservoir sampling), seeded."""
-    rng = np.random.default_rng([seed, 16])
+    rng = seeds.stream(seed, seeds.DISTRACTORS)
     chosen: list[int] = []
     for seen in range(population):
         if len(chosen) < count:

@@ -5,7 +5,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from tests.conftest import CONF_DIR, ROOT, compose_config, run_cli
+from tests.conftest import CONF_DIR, compose_config, run_cli
 
 GROUPS = ["miner", "reranker", "splitter", "hardware"]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
@@ -177,10 +177,6 @@ def test_help_answers_quickly(tmp_path):
     assert result.returncode == 0
     assert "bge_base_en, bge_large_en, bge_m3, e5_base, e5_mistral, minilm" in result.stdout
     assert "step=mine" in result.stdout
-
-
-def test_config_is_in_the_repository_root():
-    assert (ROOT / "run.py").is_file() and (CONF_DIR / "config.yaml").is_file()
 
 
 PRESETS = sorted(path.stem for path in (CONF_DIR / "sampling").glob("*.yaml"))

@@ -14,9 +14,9 @@ from prep.cache.store import Cache
 from prep.config.settings import settings_of
 from prep.io.formats import Written, check_output
 from prep.io.paths import rejected_beside
+from prep.models.availability import check_model_source
 from prep.models.lengths import Resolved, miner_lengths
 from prep.models.runtime import check_devices
-from prep.models.sources import check_model_source
 from prep.models.teacher import make_teacher
 from prep.retrieval.sampling import MiningRules
 from prep.steps.frame import StepRun
@@ -46,12 +46,12 @@ def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     check_devices(resolved.settings.hardware)
     mining, teacher = start(resolved)
     with mining.step.work_dir(".mine-") as work_dir:  # the pool's texts and, with cache=false, its embeddings
-        source = load(mining, Path(work_dir), rows)
-        with source.pool:
-            shared = prepare(mining, source, Path(work_dir), teacher)
-            claims = claim_positives(mining, source, shared)
-            tally, written = mine_blocks(mining, source, shared, claims)
-    return report(mining, source, shared, tally, written)
+        inputs = load(mining, Path(work_dir), rows)
+        with inputs.pool:
+            shared = prepare(mining, inputs, Path(work_dir), teacher)
+            claims = claim_positives(mining, inputs, shared)
+            tally, written = mine_blocks(mining, inputs, shared, claims)
+    return report(mining, inputs, shared, tally, written)
 
 
 def start(resolved: Resolved) -> tuple[Mining, RerankerTeacher | EmbedderTeacher | None]:
@@ -74,15 +74,15 @@ def start(resolved: Resolved) -> tuple[Mining, RerankerTeacher | EmbedderTeacher
     return Mining(step, rules, Cache(settings.cache_dir, settings.cache), found, lengths), teacher
 
 
-def mine_blocks(mining: Mining, source: Input, shared: Shared, claims: Claims) -> tuple[Tally, Written]:
+def mine_blocks(mining: Mining, inputs: Input, shared: Shared, claims: Claims) -> tuple[Tally, Written]:
     """Each block mined, added to the tally, then written; only one block's rows are held at a time."""
     tally = Tally()
-    spans = query_blocks(source.span, mining.step.settings.miner.query_block)
+    spans = query_blocks(inputs.span, mining.step.settings.miner.query_block)
     with open_outputs(mining) as outputs:
         for number, span in enumerate(spans):
             if len(spans) > 1:
                 log.info("block %d of %d: rows %d to %d", number + 1, len(spans), span.start, span.stop - 1)
-            block = mine_block(mining, source.block(span), shared, claims)
+            block = mine_block(mining, inputs.block(span), shared, claims)
             tally.add(block, claims)
             write_block(mining, outputs, block)
     return tally, outputs.written

@@ -43,7 +43,7 @@ def reproducible(settings: Config, teacher: RerankerTeacher | EmbedderTeacher | 
     return found
 
 
-def report(mining: Mining, source: Input, shared: Shared, tally: Tally, written: Written) -> dict[str, Any]:
+def report(mining: Mining, inputs: Input, shared: Shared, tally: Tally, written: Written) -> dict[str, Any]:
     """The summary, logged, with the similarity plot beside it; written by the step frame."""
     rules, settings = mining.rules, mining.step.settings
     log_written(written, settings.output_format)
@@ -56,7 +56,7 @@ def report(mining: Mining, source: Input, shared: Shared, tally: Tally, written:
     rejected = rejected_path(mining.step) if rules.max_positive_rank is not None else None
     summary = contract.MineSummary(
         rows=tally.rows,
-        corpus_size=len(source.pool),
+        corpus_size=len(inputs.pool),
         negatives=negative_counts(tally.values("counts"), tally.values("filled"), rules.negative_number),
         candidates=contract.Candidates(sum(tally.removed.values()) + tally.qualifying + tally.not_needed,
                                        dict(tally.removed), tally.qualifying, tally.not_needed),
@@ -80,11 +80,11 @@ def report(mining: Mining, source: Input, shared: Shared, tally: Tally, written:
         reproducible=mining.reproducible,
         lengths=mining.lengths,
         negatives_by_retriever=dict(tally.by_retriever),
-        input=source.labels["input"],
-        candidate_pool=source.labels["candidate_pool"],
+        input=inputs.labels["input"],
+        candidate_pool=inputs.labels["candidate_pool"],
     )
     if settings.shard.count > 1:
-        summary.shard = shard_record(settings, source.span, len(source.store), mining.step.output, rejected)
+        summary.shard = shard_record(settings, inputs.span, len(inputs.store), mining.step.output, rejected)
     log_summary(summary)
     write_similarities(mining.step, tally, f"{tally.rows} rows, ranks {rules.rank_window[0]}-{rules.rank_window[1]}, "
                                            f"similarity {rules.similarity_window or 'any'}")

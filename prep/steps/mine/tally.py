@@ -74,11 +74,11 @@ def negatives_by_retriever(block: Block, kept: list[int]) -> dict[str, int]:
     under ``both``), and how many are random fills."""
     counts = Counter({"dense": 0, "bm25": 0, "both": 0, "random": 0})
     for index in kept:
-        for source in negative_sources(block.searched, index, block.selected.results[index]):
-            if source == "dense+bm25":
+        for found_by in negative_sources(block.searched, index, block.selected.results[index]):
+            if found_by == "dense+bm25":
                 counts.update(("dense", "bm25", "both"))
             else:
-                counts[source] += 1
+                counts[found_by] += 1
     return dict(counts)
 
 
