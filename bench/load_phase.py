@@ -40,7 +40,7 @@ with initialize_config_dir(version_base="1.3", config_dir=__ROOT__ + "/conf"):
     cfg = compose(config_name="config", overrides=__OVERRIDES__)
 from prep.config.settings import settings_of
 from prep.models.lengths import miner_lengths
-from prep.models.sources import check_model_source
+from prep.models.availability import check_model_source
 settings = settings_of(cfg)
 check_model_source(settings.miner.model_name_or_path, "miner.model_name_or_path")
 settings = miner_lengths(settings).settings

@@ -129,7 +129,7 @@ def prefill(keys: list[str], queries: bool = False) -> int:
     from prep.config.settings import settings_of
     from prep.io.paths import input_sources
     from prep.io.pool import open_pool
-    from prep.steps.frame import PhaseTimer
+    from prep.timing import PhaseTimer
 
     register()
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):

@@ -222,6 +222,8 @@ class RunRecord:
     config: dict[str, Any]
 
 
+StepSummary = (MineSummary | ScoreSummary | SplitSummary | EncodeSummary | ProbeSummary | MergeSummary
+               | PipelineSummary)
 STEP_SUMMARIES: dict[str, type] = {"mine": MineSummary, "score": ScoreSummary, "split": SplitSummary,
                                    "encode": EncodeSummary, "probe": ProbeSummary, "merge": MergeSummary,
                                    "pipeline": PipelineSummary}

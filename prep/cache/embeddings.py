@@ -23,6 +23,8 @@ from prep.models.lengths import with_own_lengths
 
 if TYPE_CHECKING:
     from prep.config.schema import HardwareConfig, MinerConfig
+    from prep.io.pool import PassagePool
+    from prep.timing import PhaseTimer
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ class CachedEncoder:
     have defaults; steps pass the run's ``cache_dtype`` and ``encode_chunk``.)
     """
 
-    def __init__(self, miner: MinerConfig, hardware: HardwareConfig, cache: Cache, timer: Any,
+    def __init__(self, miner: MinerConfig, hardware: HardwareConfig, cache: Cache, timer: PhaseTimer,
                  storage_dtype: str = "float32", chunk_size: int = 16384):
         miner = with_own_lengths(miner)
         self.miner, self.hardware, self.timer = miner, hardware, timer
@@ -101,13 +103,13 @@ class CachedEncoder:
             result[start:start + len(values)] = values
         return result if result is not None else np.empty((0, 0), dtype=np.float32)
 
-    def encode_shard(self, pool: Any, chunks: list[int]) -> None:
+    def encode_shard(self, pool: PassagePool, chunks: list[int]) -> None:
         """``step=encode``: encode chunks number ``chunks`` of ``pool`` into the cache."""
         for number in chunks:
             start = number * self.chunk_size
             self._encode("passages", pool.texts(start, start + self.chunk_size))
 
-    def pool_embeddings(self, pool: Any, spill_dir: str | os.PathLike) -> PoolEmbeddings:
+    def pool_embeddings(self, pool: PassagePool, spill_dir: str | os.PathLike) -> PoolEmbeddings:
         """The pool's embeddings as chunks on disk, each encoded (or found in the cache) in turn.
 
         Only one chunk is in memory at a time: with the cache on, chunks are read back from it when

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prep.cache.identity import pair_key, teacher_identity
 from prep.cache.store import Cache, ScoreEntries
+
+if TYPE_CHECKING:
+    from prep.models.teacher import EmbedderTeacher, RerankerTeacher
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +23,7 @@ class CachedScores:
     went through the teacher.
     """
 
-    def __init__(self, teacher: Any, cache: Cache):
+    def __init__(self, teacher: RerankerTeacher | EmbedderTeacher, cache: Cache):
         self.teacher = teacher
         self.entries = ScoreEntries(cache, teacher_identity(teacher))
         self.known = self.entries.load()

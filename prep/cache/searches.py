@@ -21,6 +21,7 @@ from prep.retrieval.search import IndexSettings, approximate_search, recall_at_k
 
 if TYPE_CHECKING:
     from prep.config.schema import Config, MinerConfig
+    from prep.timing import PhaseTimer
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def search_identity(miner: MinerConfig, backend: str, on_gpu: bool, seed: int) -
 
 class CachedSearch:
     """The top ``top_k`` pool passages of each query, from the cache (a search at least as deep) or searched."""
-    def __init__(self, settings: Config, cache: Cache, timer: Any, top_k: int):
+    def __init__(self, settings: Config, cache: Cache, timer: PhaseTimer, top_k: int):
         self.miner, self.seed, self.timer, self.top_k = settings.miner, int(settings.seed), timer, top_k
         self.on_gpu = bool(settings.hardware.use_gpu_for_searching)
         self.backend = resolve_backend(self.miner.search_backend, self.on_gpu, top_k)

@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any
 
-from prep.config.schema import GROUPS, ColumnsConfig, Config, MinerConfig, ProbeConfig, ShardConfig
+from prep.config.schema import GROUPS, ColumnsConfig, Config, MinerConfig, ProbeConfig, ShardConfig, TrackingConfig
 from prep.config.values import check_mining, parse_length_list
 from prep.errors import UsageError
 
@@ -117,7 +117,7 @@ def check_retrieval(miner: MinerConfig) -> None:
         raise UsageError(f"miner.bm25_b: need 0 <= value <= 1, got {miner.bm25_b}")
 
 
-def check_tracking(tracking: Any) -> None:
+def check_tracking(tracking: TrackingConfig) -> None:
     """What can be known before any work: MLflow is installed, the experiment has a name. Whether the tracker
     answers is found out after the run (a warning then, never a lost run)."""
     if str(tracking.backend) != "mlflow":

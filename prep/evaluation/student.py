@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prep import seeds
+
+if TYPE_CHECKING:
+    from prep.config.schema import ProbeConfig
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,8 @@ def training_columns(rows: list[tuple[str, str, list[str]]], negatives: int, see
     return columns
 
 
-def train(model: Any, rows: list[tuple[str, str, list[str]]], probe: Any, seed: int, on_cpu: bool) -> dict[str, Any]:
+def train(model: Any, rows: list[tuple[str, str, list[str]]], probe: ProbeConfig, seed: int,
+          on_cpu: bool) -> dict[str, Any]:
     """Fine-tune ``model`` in place on (query, positive, negatives) rows for ``probe.steps`` steps; returns
     what ran (steps, rows, negatives per row, the last logged loss)."""
     from datasets import Dataset

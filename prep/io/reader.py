@@ -14,7 +14,7 @@ from prep.io.rowstore import SourceRows
 from prep.io.sources import RowCheck, Source, iter_pool_texts, resolve
 
 if TYPE_CHECKING:
-    from prep.config.schema import ColumnsConfig
+    from prep.config.schema import ColumnsConfig, Config
 
 
 def iter_training_rows(source: Source, columns: ColumnsConfig, check: RowCheck | None,
@@ -35,7 +35,7 @@ class Reader:
     datasets_cache: str | None = None
 
     @classmethod
-    def of(cls, settings: Any) -> Reader:
+    def of(cls, settings: Config) -> Reader:
         cache = str(Path(settings.cache_dir).expanduser() / "datasets") if settings.cache else None
         return cls(settings.columns, settings.input_split, cache)
 

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prep.config.schema import HardwareConfig
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class PassShape:
     fixed_rows: bool = True
 
     @classmethod
-    def on(cls, device: Any, batch_size: int, hardware: Any, max_length: int) -> PassShape:
+    def on(cls, device: Any, batch_size: int, hardware: HardwareConfig, max_length: int) -> PassShape:
         """The shape of passes on ``device`` (fixed rows anywhere but on the CPU) from the hardware settings."""
         return cls(batch_size, hardware.max_batch_tokens, hardware.pad_to_multiple_of, max_length,
                    fixed_rows=str(device) != "cpu")
@@ -140,7 +143,7 @@ def padded_tokens(passes: Iterable[Pass]) -> int:
 PASSES_VERSION = 1
 
 
-def passes_identity(hardware: Any) -> dict[str, Any]:
+def passes_identity(hardware: HardwareConfig) -> dict[str, Any]:
     """The hardware settings that shape passes (the padded length's rule, the tokens a pass holds), for the cache
     keys of embeddings and scores; the row cap (``batch_size``) is the model's own setting and counts there."""
     return {"version": PASSES_VERSION, "pad_to_multiple_of": hardware.pad_to_multiple_of,

@@ -19,10 +19,13 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prep import contract
 from prep.config.dotted import dotted
+
+if TYPE_CHECKING:
+    from prep.config.schema import TrackingConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ ARTIFACTS = (contract.SUMMARY, contract.RUN_REPORT, contract.SIMILARITY_PLOT, co
              contract.SWEEP_REPORT, contract.BEST_SAMPLING)
 
 
-def enabled(tracking: Any) -> bool:
+def enabled(tracking: TrackingConfig) -> bool:
     """``tracking`` is the settings' ``TrackingConfig`` or, in the sweep callback, the composed config's node."""
     return str(getattr(tracking, "backend", "none")) == "mlflow"
 
@@ -52,7 +55,7 @@ def store_uri(uri: str | None) -> tuple[str, str | None]:
     return f"sqlite:///{folder / 'mlflow.db'}", str(folder / "artifacts")
 
 
-def client_for(tracking: Any):
+def client_for(tracking: TrackingConfig):
     """An MLflow client and the experiment id (created if missing) for the ``tracking`` settings."""
     # A tracker that is down answers in seconds, not after MLflow's default minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -120,7 +123,7 @@ def parent_of(run_dir: Path) -> str | None:
     return marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
 
 
-def track_run(tracking: Any, summary: dict[str, Any], run_dir: Path, job: str | None = None) -> str | None:
+def track_run(tracking: TrackingConfig, summary: dict[str, Any], run_dir: Path, job: str | None = None) -> str | None:
     """One run into the tracker (a child of its multirun's parent when there is one); its run id, or None."""
     if not enabled(tracking):
         return None
@@ -144,7 +147,7 @@ def track_run(tracking: Any, summary: dict[str, Any], run_dir: Path, job: str | 
     return run_id
 
 
-def start_parent(tracking: Any, sweep_dir: Path, sweep_overrides: list[str]) -> str | None:
+def start_parent(tracking: TrackingConfig, sweep_dir: Path, sweep_overrides: list[str]) -> str | None:
     """Open a multirun's parent run and leave its id in the sweep folder for the jobs; its id, or None."""
     if not enabled(tracking):
         return None
@@ -162,7 +165,7 @@ def start_parent(tracking: Any, sweep_dir: Path, sweep_overrides: list[str]) -> 
     return run.info.run_id
 
 
-def finish_parent(tracking: Any, sweep_dir: Path, best_objective: float | None) -> None:
+def finish_parent(tracking: TrackingConfig, sweep_dir: Path, best_objective: float | None) -> None:
     """Close the parent run with the sweep's files (and the best objective, when the jobs had one)."""
     marker = sweep_dir / PARENT_FILE
     if not enabled(tracking) or not marker.is_file():

@@ -11,9 +11,12 @@ row's positives.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prep.retrieval.sampling import Candidate, MiningRules, teacher_filter
+
+if TYPE_CHECKING:
+    from prep.io.pool import PassagePool
 
 
 @dataclass
@@ -28,7 +31,7 @@ class Denoised:
 class PassageTexts:
     """Texts of pool ids, read once per pass: memory holds one pass's texts, not the window's."""
 
-    def __init__(self, pool: Any):
+    def __init__(self, pool: PassagePool):
         self.pool = pool
         self.known: dict[int, str] = {}
 
@@ -58,7 +61,7 @@ def next_batch(candidates: list[list[Candidate]], kept: list[list[Candidate]], n
     return batch
 
 
-def denoise(scores: Any, rows: list[dict[str, Any]], pool: Any, candidates: list[list[Candidate]],
+def denoise(scores: Any, rows: list[dict[str, Any]], pool: PassagePool, candidates: list[list[Candidate]],
             rules: MiningRules) -> Denoised:
     """``candidates`` (each row's qualifying candidates) less those the teacher removes; ``scores`` is the
     teacher's ``cache.scores.CachedScores``."""

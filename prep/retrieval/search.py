@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from prep.errors import UsageError
 from prep.models.batching import whole_rows
+
+if TYPE_CHECKING:
+    from prep.config.schema import MinerConfig
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +261,7 @@ class IndexSettings:
     ef_search: int
 
     @classmethod
-    def of(cls, miner: Any) -> IndexSettings:
+    def of(cls, miner: MinerConfig) -> IndexSettings:
         return cls(str(miner.index), miner.index_nlist, miner.index_nprobe, miner.hnsw_m, miner.hnsw_ef_search)
 
 

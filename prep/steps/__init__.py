@@ -7,7 +7,7 @@ faiss are imported inside the phase that needs them, so a config error answers i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prep.config.schema import Step
 from prep.config.settings import settings_of
@@ -16,6 +16,9 @@ from prep.models.runtime import with_job_device
 from prep.report.html import write_run_report
 from prep.report.tracking import track_run
 from prep.steps import encode, merge, mine, pipeline, probe, score, split
+
+if TYPE_CHECKING:
+    from prep.config.schema import Config
 
 STEPS: dict[Step, Callable[[Any], dict[str, Any]]] = {
     Step.encode: encode.run,
@@ -38,7 +41,7 @@ def run_step(cfg: Any) -> dict[str, Any]:
     return summary
 
 
-def publish(settings: Any, summary: dict[str, Any]) -> None:
+def publish(settings: Config, summary: dict[str, Any]) -> None:
     """``report.html`` in the run folder, and the run into the tracker (``tracking=mlflow``). Neither can cost the
     run its outputs: a report that fails is a warning, and so is a tracker that does not answer."""
     import logging

@@ -6,9 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,38 +14,12 @@ from prep.io import paths
 from prep.io.atomic import write_json
 from prep.io.formats import check_output
 from prep.models.runtime import configure_process
+from prep.timing import PhaseTimer
 
 if TYPE_CHECKING:
     from prep.config.schema import Config
 
 log = logging.getLogger(__name__)
-
-
-class PhaseTimer:
-    """Wall seconds per named phase; ``seconds()`` adds the total since the timer was made."""
-
-    def __init__(self) -> None:
-        self._start = time.perf_counter()
-        self._phases: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, phase: str) -> Iterator[None]:
-        began = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._phases[phase] = self._phases.get(phase, 0.0) + time.perf_counter() - began
-
-    def add(self, phase: str, seconds: float) -> None:
-        """Seconds measured elsewhere (``step=mine``'s writing, less the mining of the blocks it waited for)."""
-        self._phases[phase] = self._phases.get(phase, 0.0) + max(0.0, seconds)
-
-    def seconds(self, phases: tuple[str, ...] = ()) -> dict[str, float]:
-        """Seconds per phase; ``phases`` are reported even when they did not run (0.0)."""
-        result = {name: 0.0 for name in phases}
-        result.update({name: round(value, 3) for name, value in self._phases.items()})
-        result["total"] = round(time.perf_counter() - self._start, 3)
-        return result
 
 
 def peak_memory_gb() -> float | None:
@@ -99,7 +70,7 @@ class StepRun:
         """A temporary folder in the run folder, removed when its ``with`` block ends, however it ends."""
         return tempfile.TemporaryDirectory(dir=self.run_dir, prefix=prefix)
 
-    def finish(self, summary: Any, phases: tuple[str, ...]) -> dict[str, Any]:
+    def finish(self, summary: contract.StepSummary, phases: tuple[str, ...]) -> dict[str, Any]:
         """Serialise ``summary`` (the step's record of ``prep.contract``) with the ``RunRecord`` every summary
         shares (the step, seconds per phase, output, run metadata), write it as ``summary.json`` in the run folder,
         and return it."""

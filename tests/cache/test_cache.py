@@ -9,7 +9,7 @@ from prep.cache.store import Cache, ScoreEntries, SearchEntries
 from prep.io.jsonl import read_jsonl
 from prep.io.paths import SAMPLE_TRAIN
 from prep.steps import mine
-from prep.steps.frame import PhaseTimer
+from prep.timing import PhaseTimer
 from tests.conftest import compose_config, write_jsonl
 
 

@@ -11,7 +11,7 @@ from prep.io.paths import SAMPLE_POOL
 from prep.io.pool import PassagePool, open_pool
 from prep.retrieval.search import search
 from prep.steps import mine
-from prep.steps.frame import PhaseTimer
+from prep.timing import PhaseTimer
 
 
 def test_pool_file_duplicates_keep_their_first_id(tmp_path):

@@ -54,7 +54,7 @@ def test_an_interrupted_encode_resumes_at_the_first_missing_chunk(make_config, m
     from prep.cache.store import Cache
     from prep.io.paths import SAMPLE_POOL
     from prep.io.pool import open_pool
-    from prep.steps.frame import PhaseTimer
+    from prep.timing import PhaseTimer
 
     with open_pool([], SAMPLE_POOL, tmp_path) as pool:
         corpus = pool.texts()
