@@ -290,10 +290,10 @@ class ProbeConfig:
     """``step=probe``: a short training run judged on held-out queries, the objective a sweep optimises."""
 
     student: str | None = None  # the model fine-tuned (a copy of it); null: the miner's model
-    steps: int = 15  # the smallest probe measured to rank the presets as full training does (bench/README.md)
+    steps: int = 15  # the smallest probe measured to rank the presets as full training does (README, "Probe")
     batch_size: int = 16
     # Mined negatives per row in training, drawn from each row's as FlagEmbedding's trainer draws them (its default
-    # train_group_size 8: 7 negatives); 3 ranked the presets unlike full training (bench/README.md, "Probe").
+    # train_group_size 8: 7 negatives); 3 ranked the presets unlike full training (README, "Probe").
     negatives: int = 7
     learning_rate: float = 2e-5
     max_length: int | None = None  # tokens per text, in training and evaluation; null: the student's own

@@ -141,7 +141,7 @@ def load_table(part: Part, split: str, datasets_cache: str | None) -> Any:
 def lean_arrow_allocator() -> None:
     """Arrow allocates through jemalloc where the build has it. Its default here, mimalloc, kept the buffers of
     converting a million-row parquet pool: the mine run then peaked 0.06-0.10 GB above the same pool read as JSON
-    lines; through jemalloc, at the same peak (bench/README.md, "Memory against pool size")."""
+    lines; through jemalloc, at the same peak (README, "Large pools: memory")."""
     import pyarrow
 
     try:

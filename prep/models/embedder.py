@@ -115,7 +115,8 @@ def _embed_pass(embedder: Any, model: Any, pooling: Callable, step: batching.Pas
     return batch_embeddings[:len(step.items)].float().cpu().numpy()
 
 
-# How texts are cut into passes; bench/batching.py puts batching.sorted_passes here to measure what exactness costs.
+# How texts are cut into passes; the batching benchmark puts batching.sorted_passes here to measure what exactness
+# costs (README, "Benchmarks").
 plan_passes = batching.exact_passes
 
 
