@@ -8,6 +8,7 @@ back exactly as they came.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -17,7 +18,8 @@ from typing import Any
 from prep.errors import DataError
 from prep.io.rawjson import dump_row, parse_object
 
-__all__ = ["FieldError", "check_pool_row", "check_training_row", "check_text", "dump_row", "iter_jsonl",
+__all__ = ["FieldError", "check_pool_row", "check_row_and_scores", "check_scores", "check_training_row", "check_text",
+           "dump_row", "iter_jsonl",
            "iter_line_offsets", "iter_lines", "parse_line", "read_line_at", "read_jsonl"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -70,6 +72,30 @@ def check_training_row(row: dict[str, Any], *, need_neg: bool = False) -> None:
         _string_list(row, "neg", allow_empty=True)
     elif need_neg:
         raise FieldError("neg", "is missing; mine negatives first (step=mine)")
+
+
+def check_scores(row: dict[str, Any]) -> None:
+    """The teacher scores a row carries (``pos_scores``, ``neg_scores``): each a list of finite numbers, one per
+    passage of its side. Every step that reads scores checks them so: ``step=score``, and ``step=split`` into a
+    sentence-transformers format (its ``scores`` column)."""
+    for side in ("pos", "neg"):
+        key = f"{side}_scores"
+        if key not in row:
+            continue
+        scores = row[key]
+        if not isinstance(scores, list) or not all(
+            isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in scores
+        ):
+            raise FieldError(key, "must be a list of numbers, each finite")
+        passages = row.get(side, [])
+        if len(scores) != len(passages):
+            raise FieldError(key, f"has {len(scores)} scores for {len(passages)} passages in '{side}'")
+
+
+def check_row_and_scores(row: dict[str, Any]) -> None:
+    """A training row (``check_training_row``) and the scores it carries (``check_scores``)."""
+    check_training_row(row)
+    check_scores(row)
 
 
 def check_instruction(row: dict[str, Any], column: str) -> None:

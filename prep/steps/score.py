@@ -8,7 +8,6 @@ written to the cache in chunks as they come, so a crash loses at most one chunk.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ from prep.cache.store import Cache
 from prep.config.settings import settings_of
 from prep.io import paths
 from prep.io.formats import log_written, output_counts, write_rows
-from prep.io.jsonl import FieldError, check_training_row, with_instruction_check
+from prep.io.jsonl import check_scores, check_training_row, with_instruction_check
 from prep.io.rawjson import replaced
 from prep.io.reader import Reader
 from prep.models.runtime import check_devices
@@ -35,18 +34,9 @@ PHASES = ("read", "score", "write")
 
 
 def check_scoring_row(row: dict[str, Any]) -> None:
-    """A mined row: ``neg`` is required; scores already present must match their passages."""
+    """A mined row: ``neg`` is required; scores already present must match their passages (``check_scores``)."""
     check_training_row(row, need_neg=True)
-    for side in ("pos", "neg"):
-        key = f"{side}_scores"
-        if key in row:
-            scores = row[key]
-            if not isinstance(scores, list) or not all(
-                isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in scores
-            ):
-                raise FieldError(key, "must be a list of numbers, each finite")
-            if len(scores) != len(row[side]):
-                raise FieldError(key, f"has {len(scores)} scores for {len(row[side])} passages in '{side}'")
+    check_scores(row)
 
 
 def default_input(settings: Config) -> Path:

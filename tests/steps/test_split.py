@@ -190,3 +190,31 @@ def test_bytes_that_are_not_utf8_name_the_line_and_write_nothing(make_config, tm
     with pytest.raises(DataError, match=r"train.jsonl:2: not valid UTF-8"):
         split.run(make_config("step=split", f"input={data}", f"output={out}"))
     assert not out.exists()
+
+
+GOOD_SCORED = '{"query": "q", "pos": ["p"], "neg": ["n", "m"], "pos_scores": [0.9], "neg_scores": [0.1, 0.2]}\n'
+
+
+@pytest.mark.parametrize("output_format", ["triplet", "n-tuple", "labeled-list"])
+@pytest.mark.parametrize("line, field, message", [
+    ('{"query": "q", "pos": ["p"], "neg": ["n"], "pos_scores": [], "neg_scores": [0.1]}', "pos_scores",
+     "has 0 scores for 1 passages in 'pos'"),
+    ('{"query": "q", "pos": ["p"], "neg": ["n"], "pos_scores": [1e400], "neg_scores": [0.1]}', "pos_scores",
+     "must be a list of numbers, each finite"),
+    ('{"query": "q", "pos": ["p"], "neg": ["n"], "pos_scores": ["0.5"], "neg_scores": [0.1]}', "pos_scores",
+     "must be a list of numbers, each finite"),
+    ('{"query": "q", "pos": ["p"], "neg": ["n", "m"], "pos_scores": [0.5], "neg_scores": [0.1]}', "neg_scores",
+     "has 1 scores for 2 passages in 'neg'"),
+])
+def test_a_split_into_a_scored_format_checks_the_scores_as_step_score_does(make_config, tmp_path, output_format,
+                                                                           line, field, message):
+    data = tmp_path / "scored.jsonl"
+    data.write_text(GOOD_SCORED + line + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(DataError) as caught:
+        split.run(make_config("step=split", f"input={data}", f"output={out}", f"output_format={output_format}"))
+    assert str(caught.value) == f"{data}:2: field '{field}': {message}"
+    assert not out.exists()
+    data.write_text(GOOD_SCORED, encoding="utf-8")
+    split.run(make_config("step=split", f"input={data}", f"output={out}", f"output_format={output_format}"))
+    assert [row["scores"] for row in read_jsonl(next(out.glob("*.jsonl")))][0][0] == 0.9
