@@ -98,6 +98,27 @@ def check_row_and_scores(row: dict[str, Any]) -> None:
     check_scores(row)
 
 
+def check_json_values(row: dict[str, Any]) -> None:
+    """Every value of a row read from a table is one JSON can hold, so that no output fails after the work: a
+    table's NaN or infinity, bytes, a timestamp or a date would (JSON lines give none of these)."""
+    for key, value in row.items():
+        problem = _not_json(value)
+        if problem is not None:
+            raise FieldError(key, f"{problem} is not JSON, so no output can carry it; drop or convert the column")
+
+
+def _not_json(value: Any) -> str | None:
+    """What in ``value`` JSON cannot hold, or None."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else str(value).replace("nan", "NaN")
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    if items is None:
+        return f"a value of type {type(value).__name__} ({str(value)[:40]})"
+    return next((problem for item in items if (problem := _not_json(item)) is not None), None)
+
+
 def check_instruction(row: dict[str, Any], column: str) -> None:
     """A row's own query instruction (``*.query_instruction_from_row``): absent, null or "" takes the configured
     one; anything else must be text (a number or a list was silently no instruction once)."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from prep.errors import DataError
-from prep.io.jsonl import iter_line_offsets, read_line_at
+from prep.io.jsonl import check_json_values, iter_line_offsets, read_line_at
 from prep.io.sources import LineRows, RowCheck, Source, check_row, load_table, table_rows, training_columns
 
 if TYPE_CHECKING:
@@ -85,6 +85,12 @@ class SourceRows(RowStore):
         self._parts: list[_LinePart | _TablePart] = []
         self._starts = np.zeros(1, dtype=np.int64)  # row number of each part's first row, then the total
 
+    def table_check(self, row: dict[str, Any]) -> None:
+        """A table's row: the row check, and every value one that JSON (any output) can hold."""
+        if self.check is not None:
+            self.check(row)
+        check_json_values(row)
+
     def scan(self) -> Iterator[dict[str, Any]]:
         """Every row, read and checked (a DataError names the part, its line or row, and the column)."""
         starts = [0]
@@ -106,7 +112,7 @@ class SourceRows(RowStore):
             mapping = training_columns(table.column_names, self.columns, part.label)
             for number, raw in enumerate(table_rows(table), start=1):
                 row = mapping.convert(raw)
-                check_row(self.check, row, mapping, part.label, number, unit="row")
+                check_row(self.table_check, row, mapping, part.label, number, unit="row")
                 yield row
             self._parts.append(_TablePart(part.label, table, mapping))
             starts.append(starts[-1] + len(table))

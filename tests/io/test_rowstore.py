@@ -64,3 +64,20 @@ def test_a_file_changed_after_the_scan_is_not_read_again(tmp_path):
 def test_rows_in_memory_are_their_own_store():
     store = ListRows(ROWS)
     assert len(store) == 7 and store.rows(range(2, 4)) == ROWS[2:4] and list(store) == ROWS
+
+
+@pytest.mark.parametrize("value, problem", [
+    (float("nan"), "NaN is not JSON"), (float("-inf"), "-inf is not JSON"), (b"\x00\x01", "of type bytes"),
+    ("timestamp", "of type datetime"), ([1.0, float("inf")], "inf is not JSON"),
+])
+def test_a_table_value_json_cannot_hold_stops_the_read_naming_file_row_and_column(tmp_path, value, problem):
+    import datetime
+
+    carried = datetime.datetime(2026, 12, 6, 12, 0) if value == "timestamp" else value
+    path = write_parquet(tmp_path / "train.parquet", [{"query": "q1", "pos": ["p1"], "w": None},
+                                                      {"query": "q2", "pos": ["p2"], "w": carried}])
+    store = SourceRows(resolve(path), ColumnsConfig(), check_training_row, str(tmp_path / "cache"))
+    with pytest.raises(DataError) as caught:
+        list(store.scan())
+    assert str(caught.value).startswith(f"{path}: row 2: field 'w': ") and problem in str(caught.value)
+    assert "drop or convert the column" in str(caught.value)
