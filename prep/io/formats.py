@@ -36,6 +36,7 @@ from typing import Any
 from prep.contract import OutputCounts
 from prep.errors import OutputExistsError, UsageError
 from prep.io.atomic import atomic_file, ensure_writable
+from prep.io.jsonl import FieldError
 from prep.io.rawjson import dump_row
 from prep.io.saved import is_saved_dataset, quiet_datasets
 
@@ -80,6 +81,74 @@ def _scores(row: dict[str, Any]) -> tuple[list[float], list[float]] | None:
     if "pos_scores" in row and "neg_scores" in row:
         return row["pos_scores"], row["neg_scores"]
     return None
+
+
+CHECKED_TEXTS = frozenset({"query", "pos", "neg"})  # valid text, or text lists, in every row (the row check's)
+
+
+class TableFit:
+    """A row check for a parquet or saved-dataset output of FlagEmbedding rows, run as rows are read: each carried
+    value must be one an Arrow column can hold (no lone surrogate, no integer past int64, no list mixing types) and
+    each key keep one type across rows (ints and floats mix as floats; a null fits any), so that the output,
+    written after the work, cannot fail. JSON lines hold all of these and need no such check."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, Any] = {}
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        import pyarrow as pa
+
+        for key, value in row.items():
+            if key in CHECKED_TEXTS:
+                continue
+            found = arrow_type(key, value)
+            known = self.types.get(key)
+            if known is None or pa.types.is_null(known):
+                self.types[key] = found
+                continue
+            try:
+                self.types[key] = pa.unify_schemas([pa.schema([(key, known)]), pa.schema([(key, found)])],
+                                                   promote_options="permissive").field(key).type
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                raise FieldError(key, f"is {found} here but {known} in an earlier row: a parquet or dataset output "
+                                      "holds one type per column (write JSON lines, or make the column one type)"
+                                 ) from None
+
+
+def arrow_type(key: str, value: Any) -> Any:
+    """The Arrow type of one value, or a FieldError saying why a table cannot hold it."""
+    import pyarrow as pa
+
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FieldError(key, "holds a lone surrogate, which a parquet or dataset output cannot hold (JSON lines "
+                                  "can)") from None
+        return pa.string()
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        raise FieldError(key, f"{value} is past a 64-bit integer, which a parquet or dataset output cannot hold "
+                              "(JSON lines can)")
+    try:
+        return pa.array([value]).type
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FieldError(key, f"a parquet or dataset output cannot hold this value ({first})") from None
+
+
+def with_table_fit(check: Callable[[dict[str, Any]], None], path: str | os.PathLike, output_format: str
+                   ) -> Callable[[dict[str, Any]], None]:
+    """``check``, and for a parquet or saved-dataset output of FlagEmbedding rows at ``path`` a ``TableFit`` (JSON
+    lines hold any row; a sentence-transformers format carries no other key)."""
+    if container_of(path) == "jsonl" or str(output_format) != "flagembedding":
+        return check
+    fit = TableFit()
+
+    def checked(row: dict[str, Any]) -> None:
+        check(row)
+        fit(row)
+
+    return checked
 
 
 def triplet(row: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -85,3 +85,42 @@ def test_a_folder_output_replaces_only_a_saved_dataset_and_only_when_told(tmp_pa
 def test_unknown_output_suffixes_are_refused():
     with pytest.raises(UsageError, match="cannot write '.csv' files"):
         container_of("out.csv")
+
+
+@pytest.mark.parametrize("second, field, message", [
+    ({"w": "x"}, "w", "is string here but double in an earlier row"),
+    ({"w": 10**30}, "w", "past a 64-bit integer"),
+    ({"w": "\ud800"}, "w", "lone surrogate"),
+    ({"w": [1, "x"]}, "w", "cannot hold this value"),
+    ({"w": True}, "w", "is bool here but double"),
+])
+def test_a_row_a_table_output_cannot_hold_is_refused_when_read_naming_row_and_key(second, field, message):
+    from prep.io.formats import with_table_fit
+    from prep.io.jsonl import FieldError
+
+    check = with_table_fit(lambda row: None, "mined.parquet", "flagembedding")
+    check({"query": "q", "pos": ["p"], "w": 1})
+    check({"query": "q", "pos": ["p"], "w": None})  # a null fits any column
+    check({"query": "q", "pos": ["p"], "w": 2.5})  # ints and floats mix, as floats
+    with pytest.raises(FieldError, match=message) as caught:
+        check({"query": "q", "pos": ["p"], **second})
+    assert caught.value.field == field
+    assert with_table_fit(len, "mined.jsonl", "flagembedding") is len  # JSON lines hold any row
+    assert with_table_fit(len, "mined.parquet", "triplet") is len  # carries no other key
+
+
+def test_mine_refuses_before_any_work_what_its_parquet_output_could_not_hold(make_config, tmp_path):
+    from prep.errors import DataError
+    from prep.io.jsonl import read_jsonl
+    from prep.io.paths import SAMPLE_TRAIN
+    from prep.steps import mine
+
+    rows = read_jsonl(SAMPLE_TRAIN)[:20]
+    lines = [json.dumps({**row, "id": index}) for index, row in enumerate(rows)]
+    lines[7] = json.dumps({**rows[7], "id": "seven"})
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        mine.run(make_config(f"input={data}", f"output={tmp_path / 'mined.parquet'}", f"cache_dir={tmp_path / 'c'}"))
+    assert str(caught.value).startswith(f"{data}:8: field 'id': is string here but int64 in an earlier row")
+    assert not (tmp_path / "mined.parquet").exists() and not (tmp_path / "c").exists()

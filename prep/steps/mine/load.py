@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prep.io.formats import with_table_fit
 from prep.io.jsonl import check_training_row, with_instruction_check
 from prep.io.paths import input_sources
 from prep.io.pool import PassagePool, corpus_texts, open_pool
@@ -31,7 +32,7 @@ def load(mining: Mining, work_dir: Path, rows: list[dict[str, Any]] | None) -> I
     reader = Reader.of(settings)
     with mining.step.phase("load"):
         if rows is None:
-            store: RowStore = SourceRows(source, reader.columns, row_check(settings),
+            store: RowStore = SourceRows(source, reader.columns, row_check(settings, mining.step.output),
                                          reader.datasets_cache or str(work_dir / "datasets"))
             scanned = store.scan()
         else:
@@ -56,13 +57,13 @@ def load(mining: Mining, work_dir: Path, rows: list[dict[str, Any]] | None) -> I
                  {"input": source.label, "candidate_pool": pool_source.label if pool_source else None}, span)
 
 
-def row_check(settings: Config) -> Callable[[dict[str, Any]], None]:
+def row_check(settings: Config, output: Path) -> Callable[[dict[str, Any]], None]:
     """A training row's check, with the per-row instruction columns the run reads (the miner's, and the teacher's
-    when ``miner.teacher_filter`` scores)."""
+    when ``miner.teacher_filter`` scores), and for a table output whether the row fits it (``formats.TableFit``)."""
     check = with_instruction_check(check_training_row, settings.miner.query_instruction_from_row)
     if settings.miner.teacher_filter:
         check = with_instruction_check(check, settings.reranker.query_instruction_from_row)
-    return check
+    return with_table_fit(check, output, settings.output_format)
 
 
 def query_blocks(rows: range, size: int) -> list[range]:
