@@ -36,7 +36,7 @@ from typing import Any
 from prep.contract import OutputCounts
 from prep.errors import OutputExistsError, UsageError
 from prep.io.atomic import atomic_file, ensure_writable
-from prep.io.jsonl import FieldError
+from prep.io.jsonl import FieldError, RowCheck, both
 from prep.io.rawjson import dump_row
 from prep.io.saved import is_saved_dataset, quiet_datasets
 
@@ -136,19 +136,12 @@ def arrow_type(key: str, value: Any) -> Any:
         raise FieldError(key, f"a parquet or dataset output cannot hold this value ({first})") from None
 
 
-def with_table_fit(check: Callable[[dict[str, Any]], None], path: str | os.PathLike, output_format: str
-                   ) -> Callable[[dict[str, Any]], None]:
+def with_table_fit(check: RowCheck, path: str | os.PathLike, output_format: str) -> RowCheck:
     """``check``, and for a parquet or saved-dataset output of FlagEmbedding rows at ``path`` a ``TableFit`` (JSON
     lines hold any row; a sentence-transformers format carries no other key)."""
     if container_of(path) == "jsonl" or str(output_format) != "flagembedding":
         return check
-    fit = TableFit()
-
-    def checked(row: dict[str, Any]) -> None:
-        check(row)
-        fit(row)
-
-    return checked
+    return both(check, TableFit())
 
 
 def triplet(row: dict[str, Any]) -> Iterator[dict[str, Any]]:

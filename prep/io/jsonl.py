@@ -127,16 +127,18 @@ def check_instruction(row: dict[str, Any], column: str) -> None:
         check_text(value, column)
 
 
-def with_instruction_check(check: Callable[[dict[str, Any]], None], column: str | None) -> Callable:
-    """``check`` and, when a per-row instruction ``column`` is configured, ``check_instruction`` on it."""
-    if not column:
-        return check
-
+def both(first: RowCheck, second: RowCheck) -> RowCheck:
+    """A row check that runs ``first``, then ``second``."""
     def checked(row: dict[str, Any]) -> None:
-        check(row)
-        check_instruction(row, column)
+        first(row)
+        second(row)
 
     return checked
+
+
+def with_instruction_check(check: RowCheck, column: str | None) -> RowCheck:
+    """``check`` and, when a per-row instruction ``column`` is configured, ``check_instruction`` on it."""
+    return both(check, lambda row: check_instruction(row, column)) if column else check
 
 
 def check_pool_row(row: dict[str, Any]) -> None:
