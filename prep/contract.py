@@ -289,6 +289,5 @@ def summary_mismatches(data: dict[str, Any]) -> list[str]:
     own = {f.name for f in dataclasses.fields(kind)}
     run = {f.name for f in dataclasses.fields(RunRecord)}
     step_part = {k: v for k, v in data.items() if k != "step" and (k in own or k not in run)}
-    run_part = {k: v for k, v in data.items() if k in run and k not in own}
-    return mismatches(kind, step_part) + mismatches(RunRecord, {**run_part, **{k: data[k] for k in run & own
-                                                                               if k in data}})
+    run_part = {k: v for k, v in data.items() if k in run}  # output: the step's and the run's record alike
+    return mismatches(kind, step_part) + mismatches(RunRecord, run_part)
