@@ -1,12 +1,13 @@
-"""One on-disk cache for embeddings, search results, teacher scores, BM25 indexes and the probe's evaluations,
-under the top-level ``cache_dir``.
+"""One on-disk cache for embeddings, search results, teacher scores, BM25 indexes, the probe's evaluations and
+table files' Arrow conversions, under the top-level ``cache_dir``.
 
 Every kind of entry is reached the same way: an ``Entries`` object made from the cache and the identity of what
 produces the values (``identity``: the settings, model files included), whose ``key(**parts)`` adds the inputs
 (texts, queries, a pool). The same identity and inputs hit; any change misses. ``ArrayEntries`` holds embeddings
 (and, as ``evaluations.EvaluationEntries``, the probe's metrics), ``SearchEntries`` top-k results (a deeper search
 serves a shallower one), ``ScoreEntries`` teacher scores per (query, passage) pair in append-only shards,
-``FolderEntries`` an entry that is a folder of a library's own files (``lexical``: the BM25 index). No kind reaches
+``FolderEntries`` an entry that is a folder of a library's own files (``lexical``: the BM25 index;
+``tables``: ``datasets``' conversion of a table file). No kind reaches
 into the cache's folders itself: ``Cache.path`` and ``Cache.folder`` name every entry.
 
 Entries are ``.npz`` files (no pickles), or folders, written under a temporary name and renamed into place, so a
@@ -211,6 +212,13 @@ class FolderEntries(Entries):
                 Cache.discard(folder, exc)
         self.count(hits=found is not None, misses=found is None)
         return found
+
+    def scratch(self) -> Path:
+        """A folder beside the entries (on their file system), where an entry can be made before it is stored."""
+        assert self.cache.enabled
+        folder = self.cache.folder(self.namespace, "")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def put(self, key: str, save: Callable[[Path], None]) -> None:
         if not self.cache.enabled:

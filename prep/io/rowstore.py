@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from prep.errors import DataError
+from prep.io.conversions import Conversions
 from prep.io.jsonl import check_json_values, iter_line_offsets, read_line_at
 from prep.io.sources import LineRows, RowCheck, Source, check_row, load_table, table_rows, training_columns
 
@@ -80,8 +81,8 @@ class SourceRows(RowStore):
     """The rows of a ``Source``, read again from its files. ``scan`` reads (and checks) every row once, yielding
     them as it goes and remembering where each is; only then are ``len``, ``rows`` and iteration available."""
 
-    def __init__(self, source: Source, columns: ColumnsConfig, check: RowCheck | None, datasets_cache: str | None):
-        self.source, self.columns, self.check, self.datasets_cache = source, columns, check, datasets_cache
+    def __init__(self, source: Source, columns: ColumnsConfig, check: RowCheck | None, conversions: Conversions):
+        self.source, self.columns, self.check, self.conversions = source, columns, check, conversions
         self._parts: list[_LinePart | _TablePart] = []
         self._starts = np.zeros(1, dtype=np.int64)  # row number of each part's first row, then the total
 
@@ -92,7 +93,12 @@ class SourceRows(RowStore):
         check_json_values(row)
 
     def scan(self) -> Iterator[dict[str, Any]]:
-        """Every row, read and checked (a DataError names the part, its line or row, and the column)."""
+        """Every row, read and checked (a DataError names the part, its line or row, and the column). The tables
+        it converted are kept in the cache only once every row passed."""
+        with self.conversions.checked():
+            yield from self._scan()
+
+    def _scan(self) -> Iterator[dict[str, Any]]:
         starts = [0]
         for part in self.source.parts:
             if part.kind == "jsonl":
@@ -108,7 +114,7 @@ class SourceRows(RowStore):
                                              np.frombuffer(numbers, np.int64), _stamp(part.location)))
                 starts.append(starts[-1] + len(offsets))
                 continue
-            table = load_table(part, self.source.split, self.datasets_cache)
+            table = load_table(part, self.source.split, self.conversions)
             mapping = training_columns(table.column_names, self.columns, part.label)
             for number, raw in enumerate(table_rows(table), start=1):
                 row = mapping.convert(raw)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prep.errors import DataError
+from prep.io.conversions import Conversions, first_line, release_arrow_memory
 from prep.io.jsonl import FieldError, check_pool_row, check_text, iter_jsonl, iter_lines, parse_line
 from prep.io.saved import is_saved_dataset, quiet_datasets
 
@@ -113,7 +114,7 @@ def resolve(value: str | os.PathLike, split: str = "train") -> Source:
     raise DataError(path, None, "no such file or folder")
 
 
-def load_table(part: Part, split: str, datasets_cache: str | None) -> Any:
+def load_table(part: Part, split: str, conversions: Conversions) -> Any:
     """A ``datasets.Dataset`` (memory-mapped) for a part that is not JSON lines."""
     import datasets
 
@@ -127,34 +128,7 @@ def load_table(part: Part, split: str, datasets_cache: str | None) -> Any:
         return loaded
     if part.kind == "hub":
         return _load_hub(part.location, split)
-    lean_arrow_allocator()
-    with quiet_datasets():
-        try:
-            table = datasets.load_dataset(part.kind, data_files=part.location, split="train",
-                                          cache_dir=datasets_cache)
-        except Exception as exc:  # a malformed file: datasets' own reader says what is wrong
-            raise DataError(part.location, None, f"cannot be read as {part.kind}: {first_line(exc)}") from None
-    release_arrow_memory()
-    return table
-
-
-def lean_arrow_allocator() -> None:
-    """Arrow allocates through jemalloc where the build has it. Its default here, mimalloc, kept the buffers of
-    converting a million-row parquet pool: the mine run then peaked 0.06-0.10 GB above the same pool read as JSON
-    lines; through jemalloc, at the same peak (README, "Large pools: memory")."""
-    import pyarrow
-
-    try:
-        pyarrow.set_memory_pool(pyarrow.jemalloc_memory_pool())
-    except (NotImplementedError, pyarrow.ArrowNotImplementedError):
-        pass
-
-
-def release_arrow_memory() -> None:
-    """Hand the memory Arrow's allocator kept from a conversion back to the system."""
-    import pyarrow
-
-    pyarrow.default_memory_pool().release_unused()
+    return conversions.table(part.kind, part.location)
 
 
 def _load_hub(name: str, split: str) -> Any:
@@ -170,11 +144,6 @@ def _load_hub(name: str, split: str) -> Any:
                 "with network access (or copy the dataset to a folder and pass its path)") if offline else \
             first_line(exc)
         raise DataError(f"{name}[{split}]", None, f"cannot load this dataset: {hint}") from None
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def table_rows(table: Any) -> Iterator[dict[str, Any]]:
@@ -324,8 +293,14 @@ def check_row(check: RowCheck | None, row: dict[str, Any], mapping: Columns, lab
         raise DataError(label, number, str(exc), field=mapping.field_name(exc.field), unit=unit) from None
 
 
-def iter_pool_texts(source: Source, columns: ColumnsConfig, datasets_cache: str | None) -> Iterator[str]:
-    """Each pool passage's text, checked; a DataError names the part, its line (JSON lines) or row, and the column."""
+def iter_pool_texts(source: Source, columns: ColumnsConfig, conversions: Conversions) -> Iterator[str]:
+    """Each pool passage's text, checked; a DataError names the part, its line (JSON lines) or row, and the column.
+    The tables it converted are kept in the cache only once every text passed."""
+    with conversions.checked():
+        yield from _pool_texts(source, columns, conversions)
+
+
+def _pool_texts(source: Source, columns: ColumnsConfig, conversions: Conversions) -> Iterator[str]:
     count = 0
     for part in source.parts:
         if part.kind == "jsonl" and not columns.text:  # FlagEmbedding's pool: {"text": ...} per line
@@ -336,7 +311,7 @@ def iter_pool_texts(source: Source, columns: ColumnsConfig, datasets_cache: str 
         if part.kind == "jsonl":
             name, unit, values = columns.text, "line", _line_values(part.location, columns.text)
         else:
-            table = load_table(part, source.split, datasets_cache)
+            table = load_table(part, source.split, conversions)
             name, unit = pool_column(table.column_names, columns, part.label), "row"
             values = enumerate(_column_values(table, name), start=1)
         for number, value in values:

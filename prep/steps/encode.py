@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prep import contract
+from prep.cache import tables
 from prep.cache.embeddings import CachedEncoder, chunk_starts, shard_chunks
 from prep.cache.store import Cache
 from prep.config.settings import settings_of
@@ -24,7 +25,6 @@ from prep.errors import UsageError
 from prep.io.jsonl import check_training_row
 from prep.io.paths import input_sources
 from prep.io.pool import open_pool
-from prep.io.reader import Reader
 from prep.models.availability import check_model_source
 from prep.models.embedder import reproducibility
 from prep.models.lengths import miner_lengths
@@ -45,10 +45,10 @@ def run(cfg: Any) -> dict[str, Any]:
     step = StepRun(settings, "encode")
     index, count = settings.shard.index, settings.shard.count
     source, pool_source = input_sources(settings)
-    reader = Reader.of(settings)
+    cache = Cache(settings.cache_dir, settings.cache)
+    reader = tables.reader(settings, cache)
     with step.phase("load"):
         rows = reader.training_rows(source, check_training_row) if pool_source is None else []
-    cache = Cache(settings.cache_dir, settings.cache)
     encoder = CachedEncoder(settings.miner, settings.hardware, cache, step.timer, settings.cache_dtype,
                             settings.encode_chunk)
     with step.work_dir(".encode-") as work_dir:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prep import contract, seeds
+from prep.cache import tables
 from prep.cache.evaluations import cached_evaluation
 from prep.cache.store import Cache
 from prep.config.schema import OutputFormat, Step
@@ -51,7 +52,7 @@ def run(cfg: Any) -> dict[str, Any]:
     miner_lengths(settings)  # a miner length past the model's positions is said now, not after the hold-out
     step = StepRun(settings, "probe")
     source, pool_source = paths.input_sources(settings)
-    reader = Reader.of(settings)
+    reader = tables.reader(settings)
     with step.phase("load"):
         rows = reader.training_rows(source, check_training_row)
         training, dev = split(step, rows, pool_source, reader)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prep import contract
+from prep.cache import tables
 from prep.cache.scores import CachedScores
 from prep.cache.store import Cache
 from prep.config.settings import settings_of
@@ -19,7 +20,6 @@ from prep.io import paths
 from prep.io.formats import log_written, output_counts, with_table_fit, write_rows
 from prep.io.jsonl import check_scores, check_training_row, with_instruction_check
 from prep.io.rawjson import replaced
-from prep.io.reader import Reader
 from prep.models.runtime import check_devices
 from prep.models.teacher import make_teacher, query_text
 from prep.report.stats import describe, table
@@ -49,7 +49,8 @@ def run(cfg: Any) -> dict[str, Any]:
     check_devices(settings.hardware)
     step = StepRun(settings, "score", default_output=contract.SCORED)
     teacher = make_teacher(settings)  # checks the model can be found before any data is read
-    reader = Reader.of(settings)
+    cache = Cache(settings.cache_dir, settings.cache)
+    reader = tables.reader(settings, cache)
     source = reader.source(settings.input if settings.input is not None else default_input(settings))
     input_path = source.label
     with step.phase("read"):
@@ -58,7 +59,6 @@ def run(cfg: Any) -> dict[str, Any]:
         queries = [query_text(row, settings) for row in rows]
         pairs = distinct_pairs(rows, queries)
     log.info("%d rows from %s: %d pairs, %d distinct", len(rows), input_path, count_pairs(rows), len(pairs))
-    cache = Cache(settings.cache_dir, settings.cache)
     scores = CachedScores(teacher, cache)
     with step.phase("score"):
         pair_scores = dict(zip(pairs, scores.scores(pairs)))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from prep import contract
+from prep.cache import tables
 from prep.config.settings import settings_of
 from prep.config.values import parse_length_list
 from prep.errors import DataError, UsageError
@@ -167,7 +168,7 @@ def run(cfg: Any) -> dict[str, Any]:
     if bounds != list(splitter.length_list):
         log.info("splitter.length_list %s sorted to %s", list(splitter.length_list), bounds)
     step = StepRun(settings, "split")
-    reader = Reader.of(settings)
+    reader = tables.reader(settings)
     source = reader.source(settings.input if settings.input is not None else paths.SAMPLE_MINED)
     input_path = source.label
     out_dir = paths.user_path(settings.output) or step.run_dir / "split"

@@ -7,8 +7,11 @@ import os
 
 import pytest
 
+from prep.cache.store import Cache
+from prep.cache.tables import TableEntries
 from prep.config.schema import ColumnsConfig
 from prep.errors import DataError
+from prep.io.conversions import Conversions
 from prep.io.jsonl import check_training_row
 from prep.io.rowstore import ListRows, SourceRows
 from prep.io.sources import resolve
@@ -17,8 +20,12 @@ from tests.io.test_sources import write_parquet
 ROWS = [{"query": f"q{i}", "pos": [f"p{i}"], "neg": [f"n{i}", "ü€"], "extra": {"k": i}} for i in range(7)]
 
 
+def conversions(tmp_path) -> Conversions:
+    return Conversions(TableEntries(Cache(tmp_path / "cache")), tmp_path)
+
+
 def scanned(tmp_path, target, **columns) -> tuple[SourceRows, list[dict]]:
-    store = SourceRows(resolve(target), ColumnsConfig(**columns), check_training_row, str(tmp_path / "cache"))
+    store = SourceRows(resolve(target), ColumnsConfig(**columns), check_training_row, conversions(tmp_path))
     return store, list(store.scan())
 
 
@@ -76,7 +83,7 @@ def test_a_table_value_json_cannot_hold_stops_the_read_naming_file_row_and_colum
     carried = datetime.datetime(2026, 12, 6, 12, 0) if value == "timestamp" else value
     path = write_parquet(tmp_path / "train.parquet", [{"query": "q1", "pos": ["p1"], "w": None},
                                                       {"query": "q2", "pos": ["p2"], "w": carried}])
-    store = SourceRows(resolve(path), ColumnsConfig(), check_training_row, str(tmp_path / "cache"))
+    store = SourceRows(resolve(path), ColumnsConfig(), check_training_row, conversions(tmp_path))
     with pytest.raises(DataError) as caught:
         list(store.scan())
     assert str(caught.value).startswith(f"{path}: row 2: field 'w': ") and problem in str(caught.value)

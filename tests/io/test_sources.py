@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from prep.cache.store import Cache
+from prep.cache.tables import TableEntries
 from prep.config.schema import ColumnsConfig
 from prep.errors import DataError
 from prep.io.jsonl import check_training_row
@@ -18,7 +20,7 @@ ROWS = [{"query": "q1", "pos": ["p1"], "neg": ["n1", "n2"], "type": "normal"},
 
 
 def reader(tmp_path, **columns) -> Reader:
-    return Reader(ColumnsConfig(**columns), "train", str(tmp_path / "datasets-cache"))
+    return Reader(ColumnsConfig(**columns), "train", TableEntries(Cache(tmp_path / "cache")))
 
 
 def read(tmp_path, value, **columns):

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prep.cache import tables
 from prep.io.formats import with_table_fit
 from prep.io.jsonl import check_training_row, with_instruction_check
 from prep.io.paths import input_sources
 from prep.io.pool import PassagePool, corpus_texts, open_pool
-from prep.io.reader import Reader
-from prep.io.rowstore import ListRows, RowStore, SourceRows
+from prep.io.rowstore import ListRows, RowStore
 from prep.steps.mine.records import Input, Mining, Placement
 from prep.steps.mine.shards import row_block
 
@@ -29,11 +29,10 @@ def load(mining: Mining, work_dir: Path, rows: list[dict[str, Any]] | None) -> I
     each row's positives and query sit in it, and the rows this run mines (a shard's with ``shard.count > 1``)."""
     settings = mining.step.settings
     source, pool_source = input_sources(settings)
-    reader = Reader.of(settings)
+    reader = tables.reader(settings, mining.cache)
     with mining.step.phase("load"):
         if rows is None:
-            store: RowStore = SourceRows(source, reader.columns, row_check(settings, mining.step.output),
-                                         reader.datasets_cache or str(work_dir / "datasets"))
+            store: RowStore = reader.store(source, row_check(settings, mining.step.output), work_dir)
             scanned = store.scan()
         else:
             store = ListRows(rows)
