@@ -27,6 +27,7 @@ def main(cfg: DictConfig) -> float | None:
     """Runs the step; returns its objective (``step=probe``: ``probe.metric`` after training) for Hydra's
     sweepers, None for the other steps."""
     from prep.errors import PrepError
+    from prep.io import hydra_record
     from prep.steps import run_step
 
     if threading.current_thread() is threading.main_thread():
@@ -34,8 +35,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         summary = run_step(cfg)
     except PrepError as exc:
-        # Bad input or settings: one clear line, no traceback, nothing written.
+        # Bad input or settings: one clear line, no traceback, nothing written (the run folder's record included).
         log.error("%s", exc)
+        hydra_record.restore()
         sys.exit(2)
     for key in ("output", "summary"):
         if summary.get(key):

@@ -11,10 +11,14 @@ settings, a teacher's pair counts) stay dicts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
+
+from prep.errors import DataError
 
 SUMMARY = "summary.json"  # every step's summary, in its run folder
 MINED = "mined.jsonl"  # step=mine's output when output= is not set
@@ -238,6 +242,21 @@ def as_json(record: Any) -> Any:
     if isinstance(record, list):
         return [as_json(item) for item in record]
     return record
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The JSON object of a ``summary.json``; a DataError naming the file when it is not one (empty, truncated,
+    not UTF-8, not an object)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(path, None, "is not a run's summary: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, None, f"is not a run's summary: not valid JSON ({exc.msg} at line {exc.lineno}, "
+                                    f"column {exc.colno})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("step"), str):
+        raise DataError(path, None, "is not a run's summary: a JSON object with a 'step' was expected")
+    return data
 
 
 def read(kind: type[T], data: dict[str, Any]) -> T:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 
@@ -30,3 +31,12 @@ class DataError(PrepError, ValueError):
 
 class OutputExistsError(PrepError, FileExistsError):
     """An output that is there already and may not be replaced."""
+
+
+class BelowWarning(logging.Filter):
+    """Lets through only records below WARNING: the run's stdout handler takes those, and stderr the warnings
+    and errors (``conf/hydra/job_logging/prep.yaml``), so an error stays on the terminal when stdout goes to a
+    file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING

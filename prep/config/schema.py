@@ -268,7 +268,8 @@ class TrackingConfig:
 
     backend: TrackingBackend = TrackingBackend.none
     # null: a local store, the folder mlruns/ where the command runs (mlflow.db and artifacts/ inside); a folder
-    # path is such a store in that folder; a URI (http://host:5000, sqlite:///f.db, databricks) is MLflow's own.
+    # path is such a store in that folder; a URI (http://host:5000, sqlite:///f.db, databricks) is MLflow's own
+    # (file:PATH, MLflow's folder store, is refused at start: MLflow 3 refuses it).
     uri: str | None = None
     experiment: str = "prep"
 

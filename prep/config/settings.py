@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from typing import Any
 
@@ -106,6 +107,9 @@ def check_device_names(devices: Any) -> None:
 
 def check_retrieval(miner: MinerConfig) -> None:
     """BM25's and the fusion's settings (``not x >= 0`` also refuses NaN)."""
+    if str(miner.fusion) == "union" and str(miner.retriever) != "hybrid":
+        raise UsageError(f"miner.fusion=union: fuses the lists of miner.retriever=hybrid, but the retriever is "
+                         f"{miner.retriever}; drop it, or pick miner.retriever=hybrid")
     if miner.rrf_k < 0:
         raise UsageError(f"miner.rrf_k: need a whole number >= 0, got {miner.rrf_k}")
     if not 0 < miner.bm25_share < 1:
@@ -129,6 +133,12 @@ def check_tracking(tracking: TrackingConfig) -> None:
     if importlib.util.find_spec("mlflow") is None:
         raise UsageError("tracking=mlflow: MLflow is not installed; `make install` installs it (the tracking extra), "
                          "or pip install mlflow")
+    uri = str(tracking.uri or "")
+    if uri.lower().startswith("file:") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
+        folder = re.sub(r"^file:(//[^/]*)?", "", uri, flags=re.IGNORECASE) or "."
+        raise UsageError(f"tracking.uri={uri}: MLflow 3 refuses its file store (a folder of runs); give the folder "
+                         f"instead (tracking.uri={folder}: runs go into {folder}/mlflow.db, SQLite), migrate an old "
+                         "store with `mlflow migrate-filestore`, or set MLFLOW_ALLOW_FILE_STORE=true")
 
 
 def check_probe(probe: ProbeConfig) -> None:

@@ -108,9 +108,30 @@ def convert(kind: str, location: str, folder: Path, reuse_only: bool = False) ->
         except Exception as exc:  # a malformed file: datasets' own reader says what is wrong
             if reuse_only:
                 raise
+            if holds_no_rows(kind, location):
+                raise DataError(location, None, "holds no rows") from None
             raise DataError(location, None, f"cannot be read as {kind}: {first_line(exc)}") from None
     release_arrow_memory()
     return table
+
+
+def holds_no_rows(kind: str, location: str) -> bool:
+    """Whether a table file that ``datasets`` could not convert is merely empty (its error then says nothing
+    a user can act on): a parquet file of no rows, a CSV file of a header at most, an empty JSON array."""
+    if kind == "parquet":
+        import pyarrow.parquet
+
+        try:
+            return pyarrow.parquet.ParquetFile(location).metadata.num_rows == 0
+        except Exception:  # noqa: BLE001 - not a parquet file at all: datasets' own error says so
+            return False
+    if os.path.getsize(location) > 1 << 16:
+        return False
+    with open(location, "rb") as handle:
+        content = handle.read().strip()
+    if kind == "csv":
+        return len([line for line in content.splitlines() if line.strip()]) <= 1
+    return content.startswith(b"[") and content[1:].strip() == b"]"
 
 
 def _move_children(source: Path, target: Path) -> None:

@@ -144,6 +144,18 @@ def with_table_fit(check: RowCheck, path: str | os.PathLike, output_format: str)
     return both(check, TableFit())
 
 
+def with_tuple_check(check: RowCheck, output_format: str) -> RowCheck:
+    """``check``, and for ``n-tuple`` output of rows whose ``n`` is the fewest negatives any row has (``step=score``,
+    ``step=split``) that every row has a negative: one row without would make ``n`` 0 for every row."""
+    return both(check, has_negatives) if str(output_format) == "n-tuple" else check
+
+
+def has_negatives(row: dict[str, Any]) -> None:
+    if not row.get("neg"):
+        raise FieldError("neg", "is empty or missing: output_format=n-tuple writes the fewest negatives any row has, "
+                                "so this row would leave every row without negatives (drop it, or use labeled-list)")
+
+
 def triplet(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
     scores = _scores(row)
     for i, positive in enumerate(row["pos"]):

@@ -36,12 +36,17 @@ class FieldError(ValueError):
 
 
 def check_text(value: Any, field: str) -> None:
-    """A text we encode or tokenize: a string, not empty, and valid Unicode (a JSON escape such as
-    ``\\ud800`` alone is a lone surrogate, which no model or file can take)."""
+    """A text we encode or tokenize: a string, not empty or only whitespace (either encodes as the empty text),
+    without a NUL character (a sign of binary data; C-string tools cut the text there), and valid Unicode (a JSON
+    escape such as ``\\ud800`` alone is a lone surrogate, which no model or file can take)."""
     if not isinstance(value, str):
         raise FieldError(field, f"must be a string, got {type(value).__name__}")
     if not value:
         raise FieldError(field, "is an empty string")
+    if value.isspace():
+        raise FieldError(field, "holds only whitespace")
+    if "\x00" in value:
+        raise FieldError(field, f"holds a NUL character (\\u0000) at character {value.index(chr(0))}")
     found = _SURROGATE.search(value)
     if found:
         raise FieldError(field, f"holds a lone surrogate \\u{ord(found.group()):04x} at character {found.start()}, "
@@ -152,7 +157,8 @@ def parse_line(path: str | os.PathLike, line_number: int, line: str, check: RowC
     try:
         row = parse_object(line)
     except json.JSONDecodeError as exc:
-        raise DataError(path, line_number, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        reason = exc.msg.removesuffix(" at")  # json's "Invalid control character at" names no character
+        raise DataError(path, line_number, f"not valid JSON ({reason} at column {exc.colno})") from None
     except ValueError as exc:  # a repeated key, NaN or Infinity
         raise DataError(path, line_number, f"not valid JSON ({exc})") from None
     except RecursionError:  # json's decoder recurses once per level of nesting

@@ -21,7 +21,16 @@ import numpy as np
 from prep.errors import DataError
 from prep.io.conversions import Conversions
 from prep.io.jsonl import check_json_values, iter_line_offsets, read_line_at
-from prep.io.sources import LineRows, RowCheck, Source, check_row, load_table, table_rows, training_columns
+from prep.io.sources import (
+    LineRows,
+    RowCheck,
+    Source,
+    check_row,
+    kept_nulls,
+    load_table,
+    table_rows,
+    training_columns,
+)
 
 if TYPE_CHECKING:
     from prep.config.schema import ColumnsConfig
@@ -75,6 +84,7 @@ class _TablePart:
     label: str
     table: Any
     mapping: Any
+    nulls: frozenset[str]  # columns whose nulls are values (``sources.kept_nulls``)
 
 
 class SourceRows(RowStore):
@@ -116,11 +126,12 @@ class SourceRows(RowStore):
                 continue
             table = load_table(part, self.source.split, self.conversions)
             mapping = training_columns(table.column_names, self.columns, part.label)
-            for number, raw in enumerate(table_rows(table), start=1):
+            nulls = kept_nulls(part.kind, table.column_names, mapping)
+            for number, raw in enumerate(table_rows(table, nulls), start=1):
                 row = mapping.convert(raw)
                 check_row(self.table_check, row, mapping, part.label, number, unit="row")
                 yield row
-            self._parts.append(_TablePart(part.label, table, mapping))
+            self._parts.append(_TablePart(part.label, table, mapping, nulls))
             starts.append(starts[-1] + len(table))
         self._starts = np.asarray(starts, dtype=np.int64)
         if len(self) == 0:
@@ -142,7 +153,7 @@ class SourceRows(RowStore):
         """Rows ``low:high`` of a part, mapped; not checked again (the scan did, and the rows are as they were: a
         table is memory-mapped, a JSON-lines file is refused if it changed)."""
         if isinstance(part, _TablePart):
-            return [part.mapping.convert(raw) for raw in table_rows(part.table.select(range(low, high)))]
+            return [part.mapping.convert(raw) for raw in table_rows(part.table.select(range(low, high)), part.nulls)]
         if _stamp(part.path) != part.stamp:
             raise DataError(part.path, None, "changed while its rows were being mined: run again on a file that "
                                              "stays as it is")

@@ -109,6 +109,9 @@ def resolve(value: str | os.PathLike, split: str = "train") -> Source:
         if not parts:
             raise DataError(path, None, "holds no .jsonl, .json, .parquet or .csv file")
         return Source(str(path), tuple(parts), split)
+    if path.exists():
+        raise DataError(path, None, "is not a file or a folder (a device, a pipe or a socket): pass a file, or a "
+                                    "folder of files")
     if not path.suffix and HUB_ID.fullmatch(text) and not text.startswith("."):
         return Source(f"{text}[{split}]", (Part("hub", text, f"{text}[{split}]"),), split)
     raise DataError(path, None, "no such file or folder")
@@ -146,14 +149,26 @@ def _load_hub(name: str, split: str) -> Any:
         raise DataError(f"{name}[{split}]", None, f"cannot load this dataset: {hint}") from None
 
 
-def table_rows(table: Any) -> Iterator[dict[str, Any]]:
+def table_rows(table: Any, nulls: frozenset[str] = frozenset()) -> Iterator[dict[str, Any]]:
     """A dataset's rows as dicts, read a batch at a time. A null is a key the row does not have: a table holds
-    every column in every row, null where the row (a JSON object, say) had no such key."""
+    every column in every row, null where the row (a JSON object, say) had no such key; except in the columns
+    ``nulls`` names (``kept_nulls``), where it is the row's value."""
     names = table.column_names
     for batch in table.iter(batch_size=BATCH_ROWS):
         columns = [batch[name] for name in names]
         for values in zip(*columns):
-            yield {name: value for name, value in zip(names, values) if value is not None}
+            yield {name: value for name, value in zip(names, values) if value is not None or name in nulls}
+
+
+OWNED_KEYS = frozenset({"query", "pos", "neg", "pos_scores", "neg_scores"})
+
+
+def kept_nulls(kind: str, names: list[str], mapping: Columns) -> frozenset[str]:
+    """The columns whose nulls are values: a CSV file's carried columns (a CSV row has every column, so an empty
+    cell is what the row holds there, never a key it lacks); none in other tables."""
+    if kind != "csv":
+        return frozenset()
+    return frozenset(names) - OWNED_KEYS - {mapping.query, mapping.pos, *mapping.negatives}
 
 
 @dataclass

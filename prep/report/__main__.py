@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from prep import contract
+from prep.errors import DataError
 from prep.report.html import write_run_report
 from prep.report.sweep import write_sweep_summary
 
@@ -19,8 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = parser.parse_args(argv).folder
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if (folder / contract.SUMMARY).is_file():
-
-        print(write_run_report(folder))
+        try:
+            print(write_run_report(folder))
+        except DataError as exc:
+            print(exc, file=sys.stderr)
+            return 2
         return 0
     if any(folder.glob(f"*/{contract.SUMMARY}")):
 

@@ -153,7 +153,7 @@ def run_report(run_dir: Path, summary: dict[str, Any]) -> str:
 def write_run_report(run_dir: Path, summary: dict[str, Any] | None = None) -> Path:
     """``report.html`` in the run folder, from ``summary`` (or the folder's ``summary.json``)."""
     if summary is None:
-        summary = json.loads((run_dir / contract.SUMMARY).read_text(encoding="utf-8"))
+        summary = contract.load(run_dir / contract.SUMMARY)
     return write_page(run_dir / contract.RUN_REPORT, run_report(run_dir, summary))
 
 

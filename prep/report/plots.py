@@ -29,10 +29,16 @@ def similarity_histogram(path: Path, positives: Sequence[float], negatives: Sequ
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 4))
     values = np.concatenate([np.asarray(positives, dtype=float), np.asarray(negatives, dtype=float)])
-    bins = np.linspace(values.min(), values.max(), 41) if values.size else 40
-    # Densities: there are many more negatives than positives, and the shapes are what matter.
-    axes.hist(negatives, bins=bins, alpha=0.6, density=True, label=f"negatives ({len(negatives)})", color="tab:red")
-    axes.hist(positives, bins=bins, alpha=0.6, density=True, label=f"positives ({len(positives)})", color="tab:blue")
+    low, high = (values.min(), values.max()) if values.size else (0.0, 1.0)
+    bins = np.linspace(low, high, 41) if high > low else np.linspace(low - 0.5, high + 0.5, 41)
+    # Densities: there are many more negatives than positives, and the shapes are what matter. A kind with no
+    # value (miner.negative_number=0) is named in the legend but not drawn: its density is undefined.
+    for name, series, colour in (("negatives", negatives, "tab:red"), ("positives", positives, "tab:blue")):
+        label = f"{name} ({len(series)})"
+        if len(series):
+            axes.hist(series, bins=bins, alpha=0.6, density=True, label=label, color=colour)
+        else:
+            axes.plot([], [], color=colour, label=label)
     axes.set_xlabel("similarity to the query")
     axes.set_ylabel("density")
     axes.set_title(title)

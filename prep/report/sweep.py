@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from hydra.experimental.callback import Callback
 
 from prep import contract
 from prep.config.schema import SAMPLING_KEYS
+from prep.errors import DataError
 from prep.io.atomic import atomic_file
 from prep.report.html import write_sweep_report
 from prep.report.plots import sweep_boxplot
@@ -93,7 +93,7 @@ def short_label(job: str, overrides: str) -> str:
 
 
 def _job_folders(sweep_dir: Path) -> list[Path]:
-    folders = [p.parent for p in sweep_dir.glob("*/summary.json")]
+    folders = [p.parent for p in sweep_dir.glob(f"*/{contract.SUMMARY}")]
     return sorted(folders, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
@@ -106,12 +106,24 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def job_summaries(folders: list[Path]) -> tuple[list[Path], list[dict[str, Any]]]:
+    """The jobs' folders and summaries; a job whose summary does not load is left out, with a warning."""
+    kept, summaries = [], []
+    for folder in folders:
+        try:
+            summaries.append(contract.load(folder / contract.SUMMARY))
+        except DataError as exc:
+            log.warning("left out of the sweep summary: %s", exc)
+            continue
+        kept.append(folder)
+    return kept, summaries
+
+
 def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     """Write the CSV, Markdown, PNG and HTML summaries of the jobs found in ``sweep_dir``; return the rows."""
     import numpy as np
 
-    folders = _job_folders(sweep_dir)
-    summaries = [json.loads((folder / contract.SUMMARY).read_text(encoding="utf-8")) for folder in folders]
+    folders, summaries = job_summaries(_job_folders(sweep_dir))
     # Overrides that every job shares are said once, above the table; each row shows what varies.
     shared = set.intersection(*(set(s.get("overrides", [])) for s in summaries)) if summaries else set()
     rows, distributions = [], []

@@ -47,12 +47,19 @@ def store_uri(uri: str | None) -> tuple[str, str | None]:
     """MLflow's tracking URI for ``tracking.uri``, and the artifact folder for a local store (None otherwise).
 
     A local store is a folder holding ``mlflow.db`` (SQLite: MLflow 3 refuses its old file store) and ``artifacts/``.
+    A value with a scheme (``http://host:5000``, ``sqlite:///f.db``, ``databricks``, ``file:/path``) is MLflow's own.
     """
-    if uri and "://" in uri or uri == "databricks":
+    if uri and (uri == "databricks" or uri_scheme(uri)):
         return uri, None
     folder = Path(uri or "mlruns").expanduser().absolute()
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}", str(folder / "artifacts")
+
+
+def uri_scheme(uri: str) -> str | None:
+    """The scheme of a URI (``http``, ``sqlite``, ``file``, ...), None for a folder path."""
+    found = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", uri)
+    return found.group(1).lower() if found and len(found.group(1)) > 1 else None
 
 
 def client_for(tracking: TrackingConfig):

@@ -17,7 +17,7 @@ from prep.cache.scores import CachedScores
 from prep.cache.store import Cache
 from prep.config.settings import settings_of
 from prep.io import paths
-from prep.io.formats import log_written, output_counts, with_table_fit, write_rows
+from prep.io.formats import log_written, output_counts, with_table_fit, with_tuple_check, write_rows
 from prep.io.jsonl import check_scores, check_training_row, with_instruction_check
 from prep.io.rawjson import replaced
 from prep.models.runtime import check_devices
@@ -55,7 +55,8 @@ def run(cfg: Any) -> dict[str, Any]:
     input_path = source.label
     with step.phase("read"):
         check = with_instruction_check(check_scoring_row, settings.reranker.query_instruction_from_row)
-        rows = reader.training_rows(source, with_table_fit(check, step.output, settings.output_format))
+        check = with_tuple_check(with_table_fit(check, step.output, settings.output_format), settings.output_format)
+        rows = reader.training_rows(source, check)
         queries = [query_text(row, settings) for row in rows]
         pairs = distinct_pairs(rows, queries)
     log.info("%d rows from %s: %d pairs, %d distinct", len(rows), input_path, count_pairs(rows), len(pairs))

@@ -30,7 +30,7 @@ from prep.config.values import parse_length_list
 from prep.errors import DataError, UsageError
 from prep.io import paths
 from prep.io.atomic import file_mode
-from prep.io.formats import write_rows
+from prep.io.formats import with_tuple_check, write_rows
 from prep.io.jsonl import check_row_and_scores, check_training_row, iter_lines
 from prep.io.reader import Reader
 from prep.io.sources import LineRows, Source
@@ -281,7 +281,8 @@ def split_tables(step: StepRun, reader: Reader, source: Source, out_dir: Path, b
     with step.phase("split"):
         for part in source.parts:
             result = FileResult(Path(part.location), bucket_rows=[0] * len(bounds), started=time.time())
-            rows = reader.training_rows(Source(part.label, (part,), source.split), check_row_and_scores)
+            rows = reader.training_rows(Source(part.label, (part,), source.split),
+                                        with_tuple_check(check_row_and_scores, settings.output_format))
             buckets: list[list[dict[str, Any]]] = [[] for _ in bounds]
             for start in range(0, len(rows), CHUNK_ROWS):
                 chunk = rows[start:start + CHUNK_ROWS]

@@ -86,6 +86,8 @@ def test_closed_sets_are_checked_while_composing_naming_the_key(override, key):
     ("miner.rrf_k=-1", "miner.rrf_k: need a whole number >= 0, got -1"),
     ("miner.bm25_b=1.5", "miner.bm25_b: need 0 <= value <= 1, got 1.5"),
     ("miner.bm25_k1=nan", "miner.bm25_k1: need a finite number >= 0, got nan"),
+    ("miner.fusion=union", "miner.fusion=union: fuses the lists of miner.retriever=hybrid, but the retriever is dense"),
+    ("miner.fusion=union miner.retriever=bm25", "the retriever is bm25; drop it, or pick miner.retriever=hybrid"),
 ])
 def test_settings_are_checked_once_before_any_step_naming_the_key(override, key):
     from prep.config.settings import settings_of
@@ -106,6 +108,21 @@ def test_tracking_without_mlflow_installed_fails_at_start(monkeypatch):
     with pytest.raises(UsageError, match=r"^tracking=mlflow: MLflow is not installed; `make install` installs it"):
         settings_of(compose_config(["tracking=mlflow"]))
     assert settings_of(compose_config([])).tracking.backend == "none"  # off by default: MLflow not needed
+
+
+@pytest.mark.parametrize("uri, folder", [("file:/srv/mlruns", "/srv/mlruns"), ("file:///srv/mlruns", "/srv/mlruns"),
+                                         ("FILE://host/srv/mlruns", "/srv/mlruns"), ("file:mlruns", "mlruns")])
+def test_an_mlflow_file_store_uri_is_refused_at_start_naming_the_folder_form(monkeypatch, uri, folder):
+    from prep.config.settings import settings_of
+    from prep.errors import UsageError
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(UsageError) as caught:
+        settings_of(compose_config(["tracking=mlflow", f"tracking.uri={uri}"]))
+    assert str(caught.value).startswith(f"tracking.uri={uri}: MLflow 3 refuses its file store (a folder of runs); "
+                                        f"give the folder instead (tracking.uri={folder}: runs go into {folder}/")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's own way to keep the file store
+    assert settings_of(compose_config(["tracking=mlflow", f"tracking.uri={uri}"])).tracking.uri == uri
 
 
 def test_settings_are_the_schema_objects_with_plain_values():

@@ -19,6 +19,7 @@ def bad_file(tmp_path: Path, second_line: str) -> Path:
     "line, field, message",
     [
         ('{"query": "q", "pos": ["p"]', None, "not valid JSON"),
+        ('{"query": "a\tb", "pos": ["p"]}', None, "not valid JSON (Invalid control character at column 13)"),
         ('["query", "pos"]', None, "must be a JSON object"),
         ('{"pos": ["p"]}', "query", "is missing"),
         ('{"query": 3, "pos": ["p"]}', "query", "must be a string"),
@@ -34,6 +35,9 @@ def bad_file(tmp_path: Path, second_line: str) -> Path:
         ('{"query": "q", "pos": ["p"], "neg": ["\\ud83d"]}', "neg[0]", "lone surrogate"),
         ('{"query": "", "pos": ["p"]}', "query", "is an empty string"),
         ('{"query": "q", "pos": [""]}', "pos[0]", "is an empty string"),
+        ('{"query": " \\t\\n", "pos": ["p"]}', "query", "holds only whitespace"),
+        ('{"query": "q", "pos": ["p"], "neg": ["\\u3000"]}', "neg[0]", "holds only whitespace"),
+        ('{"query": "a\\u0000b", "pos": ["p"]}', "query", "holds a NUL character (\\u0000) at character 1"),
         ('{"query": "q", "query": "r", "pos": ["p"]}', None, 'key "query" appears twice'),
         ('{"query": "q", "pos": ["p"], "meta": NaN}', None, "NaN is not a JSON value"),
         ('{"query": "q", "pos": ["p"], "meta": -Infinity}', None, "-Infinity is not a JSON value"),

@@ -44,7 +44,8 @@ def test_a_row_is_read_and_written_back_or_names_its_line(tmp_path, query, posit
     # Unescaped lone surrogates cannot be UTF-8: written as CESU-8-like bytes, which the reader must refuse.
     path.write_bytes(b'{"query": "first", "pos": ["row"]}\n' + line.encode("utf-8", "surrogatepass") + b"\n")
     texts = [query, *positives]
-    should_fail = any(not t or _has_surrogate(t) for t in texts) or (not escape and _has_surrogate(line))
+    should_fail = (any(not t or t.isspace() or "\x00" in t or _has_surrogate(t) for t in texts)
+                   or (not escape and _has_surrogate(line)))
     try:
         rows = read_jsonl(path, check_training_row)
     except DataError as exc:

@@ -167,6 +167,23 @@ def test_unknown_suffixes_and_missing_paths_are_named(tmp_path):
         resolve(tmp_path / "rows.xlsx")
     with pytest.raises(DataError, match="no such file or folder"):
         resolve(tmp_path / "missing.parquet")
+    with pytest.raises(DataError, match="^/dev/null: is not a file or a folder \\(a device, a pipe or a socket\\)"):
+        resolve("/dev/null")
+
+
+@pytest.mark.parametrize("name, content", [
+    ("empty.csv", ""), ("header.csv", "query,pos\n\n"), ("empty.json", " [\n ] "), ("empty.parquet", None)])
+def test_a_table_file_of_no_rows_says_so(tmp_path, name, content):
+    path = tmp_path / name
+    if content is None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"query": pa.array([], pa.string())}), path)
+    else:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=f"^{path}: holds no rows$"):
+        read(tmp_path, path)
 
 
 def test_pool_texts_from_parquet_by_name_or_given_column(tmp_path):
@@ -195,3 +212,15 @@ def test_a_null_in_a_table_is_a_key_the_row_does_not_have(tmp_path):
     missing = write_parquet(tmp_path / "missing.parquet", [{"query": "q", "pos": ["p"]}, {"query": "q", "pos": None}])
     with pytest.raises(DataError, match=r"missing.parquet: row 2: field 'pos': is missing"):
         read(tmp_path, missing)
+
+
+def test_an_empty_csv_cell_of_a_carried_column_is_kept_as_null(tmp_path):
+    """A CSV row has every column: an empty cell is the row's value there (null), not a key it lacks; in a parquet
+    file (often made from JSON rows, where keys come and go) a null stays a key the row does not have."""
+    path = tmp_path / "rows.csv"
+    path.write_text("anchor,positive,negative,note\nq1,p1,,\nq2,p2,n2,hello\n", encoding="utf-8")
+    assert read(tmp_path, path) == [{"query": "q1", "pos": ["p1"], "note": None},
+                                    {"query": "q2", "pos": ["p2"], "neg": ["n2"], "note": "hello"}]
+    parquet = write_parquet(tmp_path / "rows.parquet", [{"query": "q1", "pos": ["p1"], "note": None},
+                                                        {"query": "q2", "pos": ["p2"], "note": "hello"}])
+    assert read(tmp_path, parquet) == [{"query": "q1", "pos": ["p1"]}, {"query": "q2", "pos": ["p2"], "note": "hello"}]

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from prep.report.html import write_run_report, write_sweep_report
 from prep.report.sweep import write_sweep_summary
 from tests.conftest import ROOT
@@ -101,3 +103,28 @@ def test_make_report_rebuilds_a_folder_and_names_a_wrong_one(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == (f"{empty}: neither a run folder (no summary.json) nor a sweep folder "
                                    "(no <job>/summary.json)")
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b'{"step": "mine", "rows"', "not valid JSON (Expecting ':' delimiter at line 1, column 24)"),
+    (b"", "not valid JSON (Expecting value at line 1, column 1)"),
+    (b"\xab\xcd\x00garbage", "not UTF-8 text"),
+    (b"[1, 2]", "a JSON object with a 'step' was expected"),
+])
+def test_make_report_on_a_damaged_summary_says_so_in_one_line(tmp_path, content, reason):
+    (tmp_path / "summary.json").write_bytes(content)
+    done = subprocess.run([sys.executable, "-m", "prep.report", str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr == f"{tmp_path / 'summary.json'}: is not a run's summary: {reason}\n"
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_a_sweep_summary_leaves_out_a_job_whose_summary_does_not_load(tmp_path, caplog):
+    for job in ("0", "1"):
+        (tmp_path / job).mkdir()
+    (tmp_path / "0" / "summary.json").write_text(json.dumps(mine_summary()))
+    (tmp_path / "1" / "summary.json").write_text('{"step": "mi')
+    rows = write_sweep_summary(tmp_path)
+    assert [row["job"] for row in rows] == ["0"]
+    assert f"left out of the sweep summary: {tmp_path / '1' / 'summary.json'}: is not a run's summary" in caplog.text

@@ -38,6 +38,9 @@ def test_store_uri_of_a_folder_is_a_database_and_an_artifact_folder_inside_it(tm
     assert tracking.store_uri(str(tmp_path / "runs")) == (f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}",
                                                           str(tmp_path / "runs" / "artifacts"))
     assert tracking.store_uri("http://127.0.0.1:5000") == ("http://127.0.0.1:5000", None)
+    # MLflow's URI forms without "//" are its own too, never a folder named after them
+    for uri in ("file:/srv/mlruns", "databricks", "databricks://profile", "sqlite:mlflow.db"):
+        assert tracking.store_uri(uri) == (uri, None)
 
 
 def job_folders(sweep, count):

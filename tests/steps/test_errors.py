@@ -115,3 +115,24 @@ def test_sigterm_removes_the_run_s_temporary_folder(tmp_path):
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, output[-2000:]
     assert not list(run.glob(".mine-*")) and not (run / "mined.jsonl").exists()
+
+
+def test_an_error_goes_to_stderr_and_the_run_s_progress_to_stdout(tmp_path):
+    missing = tmp_path / "missing.jsonl"
+    result = run_cli("step=mine", f"input={missing}", f"cache_dir={tmp_path / 'c'}", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and errors[0].endswith(f"{missing}: no such file or folder")
+    assert "[ERROR]" not in result.stdout and "[INFO]" in result.stdout
+
+
+def test_a_refused_second_run_into_a_run_folder_leaves_its_hydra_record_as_it_was(tmp_path):
+    run = tmp_path / "run"
+    first = run_cli("step=mine", f"hydra.run.dir={run}", f"cache_dir={tmp_path / 'c'}", cwd=tmp_path, timeout=300)
+    assert first.returncode == 0, first.stderr
+    record = {path.name: path.read_bytes() for path in (run / ".hydra").iterdir()}
+    assert set(record) == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    second = run_cli("step=mine", "miner.negative_number=3", f"hydra.run.dir={run}", f"cache_dir={tmp_path / 'c'}",
+                     cwd=tmp_path, timeout=300)
+    assert second.returncode == 2 and "output exists; pass overwrite=true" in second.stderr
+    assert {path.name: path.read_bytes() for path in (run / ".hydra").iterdir()} == record

@@ -109,6 +109,18 @@ def test_bad_rows(make_config, tmp_path, tiny_cross_encoder, row, field, message
     assert not out.exists()
 
 
+def test_an_n_tuple_output_refuses_a_row_without_negatives_before_scoring(make_config, tmp_path, tiny_cross_encoder):
+    data = write_jsonl(tmp_path / "mined.jsonl", [ROWS[0], {"query": "q", "pos": ["p"], "neg": []}])
+    out = tmp_path / "scored.jsonl"
+    with pytest.raises(DataError) as caught:
+        score.run(make_config("step=score", f"input={data}", f"output={out}", "output_format=n-tuple",
+                              "reranker=cross_encoder", f"reranker.model_name_or_path={tiny_cross_encoder}",
+                              f"cache_dir={tmp_path / 'c'}"))
+    assert str(caught.value).startswith(f"{data}:2: field 'neg': is empty or missing: output_format=n-tuple writes "
+                                        "the fewest negatives any row has")
+    assert not out.exists() and not (tmp_path / "c").exists()
+
+
 def test_missing_reranker_fails_before_reading_data(make_config, tmp_path):
     missing_data = tmp_path / "not-there.jsonl"  # never read: the model check comes first
     with pytest.raises(UsageError, match="no such folder"):

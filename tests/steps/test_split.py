@@ -218,3 +218,13 @@ def test_a_split_into_a_scored_format_checks_the_scores_as_step_score_does(make_
     data.write_text(GOOD_SCORED, encoding="utf-8")
     split.run(make_config("step=split", f"input={data}", f"output={out}", f"output_format={output_format}"))
     assert [row["scores"] for row in read_jsonl(next(out.glob("*.jsonl")))][0][0] == 0.9
+
+
+def test_an_n_tuple_split_refuses_a_row_without_negatives(make_config, tmp_path):
+    data = tmp_path / "scored.jsonl"
+    data.write_text(GOOD_SCORED + '{"query": "r", "pos": ["p"], "neg": []}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(DataError) as caught:
+        split.run(make_config("step=split", f"input={data}", f"output={out}", "output_format=n-tuple"))
+    assert str(caught.value).startswith(f"{data}:2: field 'neg': is empty or missing: output_format=n-tuple")
+    assert not out.exists()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from prep import contract
 from prep.config.dotted import dotted
-from prep.errors import UsageError
+from prep.errors import DataError, UsageError
 from prep.io.digest import digest
 from prep.io.paths import rejected_beside, run_dir
 
@@ -50,7 +50,11 @@ def finished_shard(settings: Config) -> dict[str, Any] | None:
                              settings.shard.count, leftover)
                     leftover.unlink()
         return None
-    summary = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        summary = contract.load(path)
+    except DataError as exc:
+        log.warning("mined again: %s", exc)
+        return None
     same = summary.get("config") == json.loads(json.dumps(dataclasses.asdict(settings), default=str))
     if not same or summary.get("step") != "mine" or not Path(summary.get("output", "")).exists():
         return None
@@ -106,7 +110,7 @@ def parts_by_shard(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
     """Each shard's job folder and summary in shard order, every shard of ``0..count-1`` there exactly once."""
     summaries = []
     for path in sorted(folder.glob(f"*/{contract.SUMMARY}")):
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = contract.load(path)
         if summary.get("step") == "mine" and "shard" in summary:
             summaries.append((path.parent, summary))
     if not summaries:
