@@ -17,6 +17,8 @@ read back through ``datasets`` (memory-mapped), and the run's ``summary.json``.
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,11 +26,12 @@ from typing import Any, NamedTuple
 from prep.config.dotted import dotted
 from prep.config.schema import OPTION_GROUPS, register
 from prep.config.settings import settings_of
-from prep.errors import UsageError
+from prep.errors import PrepError, UsageError
 from prep.io.saved import quiet_datasets
 from prep.steps import run_step
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+OPTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a config file's name: what Hydra reads as a choice
 
 
 class Result(NamedTuple):
@@ -49,6 +52,10 @@ def compose(step: str, overrides: dict[str, Any]) -> Any:
     if "step" in overrides:
         raise UsageError(f"step={overrides['step']!r}: each function runs its own step (prep.mine, prep.score, "
                          "prep.split, ...); leave step out")
+    for name in OPTION_GROUPS:
+        if isinstance(overrides.get(name), str) and not OPTION_NAME.fullmatch(overrides[name]):
+            raise UsageError(f"{name}={overrides[name]!r}: not an option's name (a file of conf/{name}/, e.g. "
+                             f"{name}=...); set keys inside the group with a dict: {name}={{'key': value}}")
     choices = [f"{name}={overrides.pop(name)}" for name in OPTION_GROUPS if isinstance(overrides.get(name), str)]
     values = dotted(overrides)
     GlobalHydra.instance().clear()
@@ -91,9 +98,13 @@ def _run(step: str, data: Any, overrides: dict[str, Any]) -> Result:
     cfg = compose(step, overrides)  # a bad key or value fails here, before anything is written
     settings_of(cfg)  # and so do the checks of values (a negative seed, a margin past 1)
     run_dir.mkdir(parents=True)
-    if data is not None:
-        cfg.input = _input_of(data, run_dir)
-    summary = run_step(cfg)
+    try:
+        if data is not None:
+            cfg.input = _input_of(data, run_dir)
+        summary = run_step(cfg)
+    except PrepError:  # refused at its start (a device that is not there, bad rows): the fresh folder goes too
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return Result(read_output(summary, step), summary)
 
 
@@ -121,7 +132,7 @@ def _input_of(data: Any, run_dir: Path) -> str:
         with quiet_datasets():
             data.save_to_disk(str(folder))
         return str(folder)
-    raise TypeError(f"data: a path, a dataset id or a datasets.Dataset, got {type(data).__name__}")
+    raise UsageError(f"data: a path, a dataset id or a datasets.Dataset, got {type(data).__name__}")
 
 
 def read_output(summary: dict[str, Any], step: str) -> Any:
@@ -143,6 +154,8 @@ def _load(path: Path, datasets: Any, arrow_cache: Path) -> Any:
     if path.is_dir():
         return datasets.load_from_disk(str(path))
     builder = "parquet" if path.suffix == ".parquet" else "json"
+    if builder == "json" and path.stat().st_size == 0:  # every row left out (n-tuple rows short): no rows to load
+        return datasets.Dataset.from_dict({})
     with quiet_datasets():
         return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(arrow_cache))
 

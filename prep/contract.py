@@ -254,8 +254,8 @@ def load(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise DataError(path, None, f"is not a run's summary: not valid JSON ({exc.msg} at line {exc.lineno}, "
                                     f"column {exc.colno})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("step"), str):
-        raise DataError(path, None, "is not a run's summary: a JSON object with a 'step' was expected")
+    if not isinstance(data, dict):
+        raise DataError(path, None, f"is not a run's summary: a JSON object was expected, got {type(data).__name__}")
     return data
 
 

@@ -109,7 +109,7 @@ def test_make_report_rebuilds_a_folder_and_names_a_wrong_one(tmp_path):
     (b'{"step": "mine", "rows"', "not valid JSON (Expecting ':' delimiter at line 1, column 24)"),
     (b"", "not valid JSON (Expecting value at line 1, column 1)"),
     (b"\xab\xcd\x00garbage", "not UTF-8 text"),
-    (b"[1, 2]", "a JSON object with a 'step' was expected"),
+    (b"[1, 2]", "a JSON object was expected, got list"),
 ])
 def test_make_report_on_a_damaged_summary_says_so_in_one_line(tmp_path, content, reason):
     (tmp_path / "summary.json").write_bytes(content)

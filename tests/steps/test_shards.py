@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prep import contract
@@ -245,3 +245,56 @@ def test_any_query_block_gives_the_same_bytes_and_figures(tmp_path, teacher, mon
     assert figures[7] == figures[4096]
     if teacher:
         assert figures[7]["teacher_filter"]["pairs"] > 0 and figures[7]["candidates"]["removed"]["teacher"] > 0
+
+
+DAMAGE = st.sampled_from(["flip", "insert", "truncate", "delete a line", "duplicate a line", "swap lines"])
+
+
+def _damage(data: bytes, how: str, position: int, byte: int) -> bytes:
+    """``data`` changed in one way at ``position`` (a fraction of its length, in ten-thousandths), never equal to it."""
+    at = position * max(len(data) - 1, 0) // 10_000
+    lines = data.splitlines(keepends=True)
+    line = position * max(len(lines) - 1, 0) // 10_000
+    if how == "flip":
+        return data[:at] + bytes([data[at] ^ (byte or 1)]) + data[at + 1:]
+    if how == "insert":
+        return data[:at] + bytes([byte]) + data[at:]
+    if how == "truncate":
+        return data[:at]
+    if how == "delete a line":
+        return b"".join(lines[:line] + lines[line + 1:])
+    if how == "duplicate a line":
+        return b"".join(lines[:line + 1] + lines[line:])
+    following = (line + 1) % len(lines)
+    lines[line], lines[following] = lines[following], lines[line]
+    return b"".join(lines)
+
+
+@given(how=DAMAGE, job=st.sampled_from(["0", "1", "2"]), which=st.sampled_from(["mined.jsonl", "mined.rejected.jsonl"]),
+       position=st.integers(0, 10_000), byte=st.integers(0, 255))
+@settings(max_examples=40, deadline=None)
+def test_a_part_damaged_anywhere_is_refused_never_merged(single_and_parts, how, job, which, position, byte):
+    """Issue 32's suites: whatever one byte or line of a part becomes, merge refuses with one clear error and
+    writes nothing; a damage that leaves the part's bytes as they were merges into the single run's output."""
+    import shutil
+    import tempfile
+
+    from prep.errors import PrepError
+
+    tmp, single, _ = single_and_parts
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "copy"
+        shutil.copytree(tmp / "sweep", copy)
+        part = copy / job / which
+        original = part.read_bytes()
+        if not original:
+            return  # an empty part (no rejected row in this shard) has no byte to damage
+        damaged = _damage(original, how, position, byte)
+        part.write_bytes(damaged)
+        if damaged == original:  # swapping two equal lines, say
+            _merge(copy, Path(scratch))
+            assert (Path(scratch) / "all.jsonl").read_bytes() == Path(single["output"]).read_bytes()
+            return
+        with pytest.raises(PrepError):
+            _merge(copy, Path(scratch))
+        assert not (Path(scratch) / "all.jsonl").exists() and not (Path(scratch) / "all.rejected.jsonl").exists()
