@@ -34,6 +34,8 @@ SWEEP_SIMILARITY_PLOT = "sweep_similarity.png"
 SWEEP_OBJECTIVE_PLOT = "sweep_objective.png"
 BEST_SAMPLING = "best_sampling.yaml"  # a sweep's best sampling settings, as a config file
 PROBE_SPLIT = "probe_split.json"  # step=probe's training and dev row numbers
+PROBE_QUERIES = "probe_queries.json"  # step=probe's metrics per dev query after training (a sweep pairs them)
+SWEEP_DIFFERENCE_PLOT = "sweep_differences.png"  # each setting minus the best, with its interval
 
 OMITTED_WHEN_NONE = {"omitted_when_none": True}
 Stats = dict[str, Any]  # report.stats.describe's: count, mean and percentiles (None when there were no values)

@@ -9,10 +9,13 @@ nDCG@10, MRR@10, recall@10 and recall@100.
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from prep import seeds
 
@@ -46,17 +49,59 @@ def load_student(name_or_path: str, max_length: int | None, on_cpu: bool) -> Any
 
 def evaluate(model: Any, dev: DevSet, batch_size: int = 64) -> dict[str, float]:
     """nDCG@10, MRR@10, recall@10 and recall@100 of ``model`` on ``dev`` (sentence-transformers' evaluator)."""
-    from sentence_transformers import util
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    return evaluate_queries(model, dev, batch_size)[0]
 
-    # The evaluator logs every figure at INFO; the probe logs the ones it reports.
-    logging.getLogger(InformationRetrievalEvaluator.__module__).setLevel(logging.WARNING)
-    evaluator = InformationRetrievalEvaluator(
+
+def evaluate_queries(model: Any, dev: DevSet, batch_size: int = 64) -> tuple[dict[str, float], dict[str, list]]:
+    """The metrics of ``evaluate``, and each dev query's: ``query_ids``, then one list per metric in that order
+    (the evaluator averages them; a sweep compares settings query by query, ``report/noise.py``)."""
+    from sentence_transformers import util
+
+    evaluator = _per_query_evaluator()(
         dev.queries, dev.corpus, dev.relevant, mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[10],
         precision_recall_at_k=[10, 100], map_at_k=[100], batch_size=batch_size, write_csv=False,
         score_functions={"cosine": util.cos_sim}, main_score_function="cosine")
     scores = evaluator(model)
-    return {name: round(float(scores[key]), 6) for name, key in METRICS.items()}
+    metrics = {name: round(float(scores[key]), 6) for name, key in METRICS.items()}
+    return metrics, {"query_ids": list(evaluator.queries_ids), **evaluator.per_query}
+
+
+@functools.cache
+def _per_query_evaluator() -> type:
+    """sentence-transformers' ``InformationRetrievalEvaluator`` that also keeps each query's figures
+    (``per_query``), computed from the very ranked hits its ``compute_metrics`` averages."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    # The evaluator logs every figure at INFO; the probe logs the ones it reports.
+    logging.getLogger(InformationRetrievalEvaluator.__module__).setLevel(logging.WARNING)
+
+    class PerQueryEvaluator(InformationRetrievalEvaluator):
+        per_query: dict[str, list[float]]
+
+        def compute_metrics(self, queries_result_list: list[Any]) -> dict[str, Any]:
+            self.per_query = per_query_metrics(self.queries_ids, self.relevant_docs, queries_result_list)
+            return super().compute_metrics(queries_result_list)
+
+    return PerQueryEvaluator
+
+
+def per_query_metrics(query_ids: list[str], relevant: dict[str, set[str]], hits: list[list[dict[str, Any]]]
+                      ) -> dict[str, list[float]]:
+    """Each query's nDCG@10, reciprocal rank within 10, recall@10 and recall@100 from its hits (``corpus_id``,
+    ``score``), by the formulas the evaluator averages: binary gains, log2 discounts, ranks by score."""
+    found: dict[str, list[float]] = {name: [] for name in METRICS}
+    for query_id, query_hits in zip(query_ids, hits):
+        wanted = relevant[query_id]
+        ranked = [hit["corpus_id"] in wanted for hit in sorted(query_hits, key=lambda hit: hit["score"],
+                                                                 reverse=True)]
+        dcg = sum(gain / np.log2(rank + 2) for rank, gain in enumerate(ranked[:10]))
+        ideal = sum(1 / np.log2(rank + 2) for rank in range(min(len(wanted), 10)))
+        first = next((rank for rank, gain in enumerate(ranked[:10]) if gain), None)
+        found["ndcg@10"].append(float(dcg / ideal))
+        found["mrr@10"].append(0.0 if first is None else 1.0 / (first + 1))
+        found["recall@10"].append(sum(ranked[:10]) / len(wanted))
+        found["recall@100"].append(sum(ranked[:100]) / len(wanted))
+    return found
 
 
 def training_columns(rows: list[tuple[str, str, list[str]]], negatives: int, seed: int) -> dict[str, list[str]]:

@@ -157,8 +157,10 @@ def write_run_report(run_dir: Path, summary: dict[str, Any] | None = None) -> Pa
     return write_page(run_dir / contract.RUN_REPORT, run_report(run_dir, summary))
 
 
-def sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str], best: int | None) -> str:
-    """Every job side by side (the columns some job has a value for), the best one marked, and the plots."""
+def sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str], best: int | None,
+                 verdict: str | None = None) -> str:
+    """Every job side by side (the columns some job has a value for), the best one marked, the verdict with its
+    noise, and the plots."""
     # every row holds the sweep summary's columns, in their order (report.sweep.COLUMNS)
     columns = [c for c in (rows[0] if rows else ()) if c != "best" and any(r.get(c) not in (None, "") for r in rows)]
     body = ["<h2>What was run</h2>",
@@ -171,6 +173,9 @@ def sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str],
                     + (f" (mean over its seeds {esc(mean)})" if mean is not None else "")
                     + "; its sampling settings are in <code>best_sampling.yaml</code>."
                     "</p>")
+    if verdict is not None:
+        body.append(f"<p><b>Verdict</b>: {esc(verdict)} (each setting against the best, paired over the dev "
+                    "queries of each seed; 95% bootstrap interval).</p>")
     links = [f'<a href="{esc(row["job"])}/report.html">job {esc(row["job"])}</a>' for row in rows
              if (sweep_dir / str(row["job"]) / contract.RUN_REPORT).is_file()]
     if links:
@@ -184,7 +189,11 @@ def sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str],
         marked = next((i for i, (job, _) in enumerate(objectives) if job == best_job), None)
         bar_chart(bars, labels, [float(v) for _, v in objectives], "the objective per job (best in orange)",
                   "objective on held-out queries", highlight=marked)
-        body += ["<h2>Plots</h2>", image(bars, "the probe's objective per job")]
+        body.append("<h2>Plots</h2>")
+        if (sweep_dir / contract.SWEEP_DIFFERENCE_PLOT).is_file() and verdict is not None:
+            body.append(image(sweep_dir / contract.SWEEP_DIFFERENCE_PLOT, "each setting minus the best, with its "
+                              "interval: a bar across 0 is not distinguishable from the best"))
+        body.append(image(bars, "the probe's objective per job"))
     if (sweep_dir / contract.SWEEP_SIMILARITY_PLOT).is_file():
         if not objectives:
             body.append("<h2>Plots</h2>")
@@ -192,8 +201,9 @@ def sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str],
     return page(f"prep sweep: {sweep_dir.name}", body)
 
 
-def write_sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str], best: int | None) -> Path:
-    return write_page(sweep_dir / contract.SWEEP_REPORT, sweep_report(sweep_dir, rows, common, best))
+def write_sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], common: list[str], best: int | None,
+                       verdict: str | None = None) -> Path:
+    return write_page(sweep_dir / contract.SWEEP_REPORT, sweep_report(sweep_dir, rows, common, best, verdict))
 
 
 def write_page(path: Path, text: str) -> Path:

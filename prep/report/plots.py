@@ -85,3 +85,23 @@ def bar_chart(path: Path, labels: Sequence[str], values: Sequence[float], title:
     axes.margins(x=0.15)
     _save(figure, path)
     plt.close(figure)
+
+
+def difference_plot(path: Path, labels: Sequence[str], differences: Sequence[tuple[float, float, float]],
+                    metric: str) -> None:
+    """Each setting's difference from the best (a point) with its interval (a bar), a line at 0: a bar that
+    crosses the line is a setting not distinguishable from the best."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 0.5 * len(labels) + 1.5))
+    positions = np.arange(len(labels))[::-1]
+    means = np.asarray([d[0] for d in differences])
+    errors = np.asarray([[d[0] - d[1] for d in differences], [d[2] - d[0] for d in differences]])
+    tied = [d[1] <= 0.0 <= d[2] for d in differences]
+    colours = ["tab:blue" if t else "tab:grey" for t in tied]
+    for position, mean, low, high, colour in zip(positions, means, errors[0], errors[1], colours):
+        axes.errorbar(mean, position, xerr=[[low], [high]], fmt="o", color=colour, capsize=4)
+    axes.axvline(0.0, color="tab:orange", linewidth=1)
+    axes.set_yticks(positions, labels)
+    axes.set_xlabel(f"{metric} minus the best setting's (95% interval; blue: not distinguishable from it)")
+    _save(figure, path)
+    plt.close(figure)

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 
 from prep import contract
-from prep.config.schema import SAMPLING_KEYS
+from prep.config.schema import SAMPLING_KEYS, MinerConfig
 from prep.errors import DataError
 from prep.io.atomic import atomic_file
 from prep.report.html import write_sweep_report
-from prep.report.plots import sweep_boxplot
+from prep.report.noise import Difference, default_setting, paired_difference, verdict
+from prep.report.plots import difference_plot, sweep_boxplot
 from prep.report.tracking import (
     finish_parent,
     start_parent,  # nothing happens unless tracking=mlflow
@@ -40,6 +43,9 @@ COLUMNS = [
     # the best job (the best setting's jobs), marked "*"
     "probe_ndcg@10_before", "probe_ndcg@10", "probe_mrr@10", "probe_recall@10", "probe_recall@100", "objective",
     "objective_mean", "best",
+    # the setting's objective minus the best setting's, paired over the dev queries of each seed, with its 95%
+    # interval; "tied": not distinguishable from the best (report/noise.py)
+    "vs_best", "vs_best_low", "vs_best_high", "tied",
 ]
 
 
@@ -58,7 +64,8 @@ def job_row(job: str, summary: dict[str, Any]) -> dict[str, Any]:
     after = {f"probe_{name}": _get(probe, "after", name) for name in ("ndcg@10", "mrr@10", "recall@10", "recall@100")}
     return {**mining_columns(job, {**summary, **probe.get("mine", {})}),  # a probe's mining figures, if any
             "probe_ndcg@10_before": _get(probe, "before", "ndcg@10"), **after,
-            "objective": summary.get("objective"), "objective_mean": None, "best": ""}
+            "objective": summary.get("objective"), "objective_mean": None, "best": "", "vs_best": None,
+            "vs_best_low": None, "vs_best_high": None, "tied": ""}
 
 
 def mining_columns(job: str, summary: dict[str, Any]) -> dict[str, Any]:
@@ -139,8 +146,9 @@ def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
                 label = short_label(folder.name, row["overrides"])
                 distributions.append((label, data["positive"], data["negative"]))
     best = mark_best(rows, summaries)
+    judged = judge_noise(sweep_dir, rows, folders, summaries, best)
     if best is not None:
-        write_best_sampling(sweep_dir, folders[best], summaries[best])
+        write_best_sampling(sweep_dir, folders[best], summaries[best], judged.note if judged else None)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -150,11 +158,18 @@ def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     common = [o for o in summaries[0].get("overrides", []) if o in shared] if summaries else []
     with atomic_file(sweep_dir / contract.SWEEP_MARKDOWN, overwrite=True) as handle:
         handle.write(f"Sweep of {len(rows)} jobs in {sweep_dir}\n\nEvery job: `{' '.join(common) or '(defaults)'}`\n\n")
+        if judged:
+            handle.write(f"Verdict: {judged.line}\n\n")
         handle.write(markdown_table(rows))
     if distributions:
         sweep_boxplot(sweep_dir / contract.SWEEP_SIMILARITY_PLOT, distributions)
-    write_sweep_report(sweep_dir, rows, common, best)
+    write_sweep_report(sweep_dir, rows, common, best, judged.line if judged else None)
     return rows
+
+
+def setting_of(summary: dict[str, Any]) -> tuple[str, ...]:
+    """A job's setting: its overrides less its ``seed``."""
+    return tuple(o for o in summary.get("overrides", []) if not o.startswith("seed="))
 
 
 def mark_best(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> int | None:
@@ -169,8 +184,7 @@ def mark_best(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> in
     settings: dict[tuple[str, ...], list[int]] = {}
     for index, summary in enumerate(summaries):
         if isinstance(summary.get("objective"), (int, float)):
-            setting = tuple(o for o in summary.get("overrides", []) if not o.startswith("seed="))
-            settings.setdefault(setting, []).append(index)
+            settings.setdefault(setting_of(summary), []).append(index)
     if not settings:
         return None
     means = {setting: sum(summaries[i]["objective"] for i in jobs) / len(jobs) for setting, jobs in settings.items()}
@@ -184,13 +198,15 @@ def mark_best(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> in
     return settings[best][0]
 
 
-def write_best_sampling(sweep_dir: Path, folder: Path, summary: dict[str, Any]) -> None:
-    """The best job's sampling settings as a ready ``conf/sampling/`` file: ``best_sampling.yaml``."""
+def write_best_sampling(sweep_dir: Path, folder: Path, summary: dict[str, Any], note: str | None = None) -> None:
+    """The best job's sampling settings as a ready ``conf/sampling/`` file: ``best_sampling.yaml``, headed by
+    ``note`` when the best is no finding (not distinguishable from the default)."""
     from omegaconf import OmegaConf
 
     miner = summary["config"]["miner"]
     recipe = OmegaConf.to_yaml({key: miner[key] for key in SAMPLING_KEYS if key in miner})
-    header = (f"# @package miner\n# python run.py step=mine sampling=best_sampling   (copy this file to "
+    header = ("# @package miner\n" + ("" if note is None else f"# {note}\n")
+              + "# python run.py step=mine sampling=best_sampling   (copy this file to "
               f"conf/sampling/; the best job, {folder.name}, of the sweep {sweep_dir}:\n"
               f"# {summary.get('probe', {}).get('metric')} {summary['objective']} on held-out queries; its overrides: "
               f"{' '.join(summary.get('overrides', []))})\n")
@@ -198,6 +214,81 @@ def write_best_sampling(sweep_dir: Path, folder: Path, summary: dict[str, Any]) 
         handle.write(header + recipe)
     log.info("best job %s (objective %s): its sampling settings in %s", folder.name, summary["objective"],
              sweep_dir / contract.BEST_SAMPLING)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The verdict line, and the note ``best_sampling.yaml`` carries when its pick is no finding."""
+
+    line: str
+    note: str | None
+
+
+def judge_noise(sweep_dir: Path, rows: list[dict[str, Any]], folders: list[Path], summaries: list[dict[str, Any]],
+                best: int | None) -> Judged | None:
+    """Every setting against the best, paired over the dev queries of each seed (``noise.paired_difference``):
+    the rows' ``vs_best`` columns, the plot of the differences, and the verdict; None where the jobs kept no
+    per-query figures (a sweep of step=mine, or probes from before they did)."""
+    if best is None:
+        return None
+    metric = str(summaries[best].get("probe", {}).get("metric"))
+    settings: dict[tuple[str, ...], list[int]] = {}
+    for index, summary in enumerate(summaries):
+        settings.setdefault(setting_of(summary), []).append(index)
+    queries = [_per_query(folder, metric) for folder in folders]
+    best_setting = setting_of(summaries[best])
+    at_seed = {_seed(summaries[i]): queries[i] for i in settings[best_setting] if queries[i] is not None}
+    differences: dict[tuple[str, ...], Difference | None] = {}
+    for setting, jobs in settings.items():
+        pairs = [(queries[i][2], at_seed[_seed(summaries[i])][2]) for i in jobs
+                 if queries[i] is not None and _seed(summaries[i]) in at_seed
+                 and queries[i][:2] == at_seed[_seed(summaries[i])][:2]]
+        differences[setting] = paired_difference(pairs) if pairs else None
+    if all(found is None for setting, found in differences.items() if setting != best_setting):
+        return None
+    labels = {setting: " ".join(o for o in rows[jobs[0]]["overrides"].split() if not o.startswith("seed="))
+              or "(defaults)" for setting, jobs in settings.items()}
+    for setting, jobs in settings.items():
+        found = differences[setting]
+        for index in jobs if found is not None else ():
+            rows[index].update(vs_best=found.mean, vs_best_low=found.low, vs_best_high=found.high,
+                               tied="yes" if found.tied and setting != best_setting else "")
+    drawn = sorted((s for s in differences if differences[s] is not None), key=lambda s: -differences[s].mean)
+    difference_plot(sweep_dir / contract.SWEEP_DIFFERENCE_PLOT,
+                    [labels[s] + (" (best)" if s == best_setting else "") for s in drawn],
+                    [(differences[s].mean, differences[s].low, differences[s].high) for s in drawn], metric)
+    default = default_setting({s: summaries[jobs[0]].get("config", {}).get("miner", {})
+                               for s, jobs in settings.items()}, SAMPLING_DEFAULTS)
+    line = verdict(labels, best_setting, differences, default)
+    log.info("sweep verdict: %s", line)
+    note = None
+    if default is not None and default != best_setting and differences[default] is not None:
+        against = differences[default]
+        if against.tied:
+            note = (f"A tie, not a finding: the default ({labels[default]}) is not distinguishable from this setting "
+                    f"({metric} {against.mean:+.4f}, 95% interval {against.low:+.4f} to {against.high:+.4f}): "
+                    "keep the default")
+    return Judged(line, note)
+
+
+SAMPLING_DEFAULTS = {key: getattr(MinerConfig, key) for key in SAMPLING_KEYS}
+
+
+def _seed(summary: dict[str, Any]) -> Any:
+    return summary.get("config", {}).get("seed")
+
+
+def _per_query(folder: Path, metric: str) -> tuple[str, list[str], list[float]] | None:
+    """A probe job's dev set, query ids and per-query ``metric`` (``contract.PROBE_QUERIES``), or None."""
+    path = folder / contract.PROBE_QUERIES
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return str(data["dev"]), list(data["query_ids"]), [float(v) for v in data[metric]]
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("%s does not load (%s): that job is not compared query by query", path, exc)
+        return None
 
 
 class SweepSummary(Callback):

@@ -35,7 +35,7 @@ BATCH = 100  # MLflow's log_batch takes at most 1,000 metrics and 100 params per
 PARAM_CHARS = 6000  # the longest param value every MLflow store accepts
 ARTIFACTS = (contract.SUMMARY, contract.RUN_REPORT, contract.SIMILARITY_PLOT, contract.FILTERS_PLOT, contract.SWEEP_CSV,
              contract.SWEEP_MARKDOWN, contract.SWEEP_SIMILARITY_PLOT, contract.SWEEP_OBJECTIVE_PLOT,
-             contract.SWEEP_REPORT, contract.BEST_SAMPLING)
+             contract.SWEEP_REPORT, contract.BEST_SAMPLING, contract.SWEEP_DIFFERENCE_PLOT)
 
 
 def enabled(tracking: TrackingConfig) -> bool:

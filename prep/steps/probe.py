@@ -19,13 +19,14 @@ from typing import Any
 
 from prep import contract, seeds
 from prep.cache import tables
-from prep.cache.evaluations import cached_evaluation
+from prep.cache.evaluations import cached_evaluation, dev_texts
+from prep.cache.identity import texts_fingerprint
 from prep.cache.store import Cache
 from prep.config.schema import OutputFormat, Step
 from prep.config.settings import settings_of
 from prep.errors import UsageError
 from prep.evaluation.holdout import hold_out
-from prep.evaluation.student import DevSet, evaluate, load_student, train
+from prep.evaluation.student import DevSet, evaluate, evaluate_queries, load_student, train
 from prep.io import paths
 from prep.io.atomic import write_json
 from prep.io.jsonl import check_training_row, read_jsonl
@@ -167,5 +168,6 @@ def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) 
     with step.phase("train"):
         trained = train(model, mined["rows"], settings.probe, settings.seed, cpu)
     with step.phase("evaluate"):
-        after = evaluate(model, dev)
+        after, per_query = evaluate_queries(model, dev)
+    write_json(step.run_dir / contract.PROBE_QUERIES, {"dev": texts_fingerprint(dev_texts(dev)), **per_query})
     return {"before": before, "after": after, "before_cached": before_cached}, trained

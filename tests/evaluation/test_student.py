@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from prep.evaluation.student import DevSet, evaluate, load_student
+from prep.evaluation.student import DevSet, evaluate, evaluate_queries, load_student
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,8 @@ def test_metrics_equal_an_independent_computation(minilm):
     dev = DevSet({f"q{i}": q for i, q in enumerate(queries)}, {f"c{i}": p for i, p in enumerate(passages)},
                  {f"q{i}": {f"c{j}" for j in r} for i, r in enumerate(relevant)})
     metrics = evaluate(minilm, dev)
+    again, per_query = evaluate_queries(minilm, dev)
+    assert again == metrics and per_query["query_ids"] == ["q0", "q1", "q2"]
     vectors = minilm.encode(passages, normalize_embeddings=True)
     ndcg, mrr, recall = [], [], []
     for query, answers in zip(minilm.encode(queries, normalize_embeddings=True), relevant):
@@ -37,6 +39,11 @@ def test_metrics_equal_an_independent_computation(minilm):
     assert metrics["mrr@10"] == pytest.approx(np.mean(mrr), abs=1e-5)
     assert metrics["recall@10"] == pytest.approx(np.mean(recall), abs=1e-5) == metrics["recall@100"]
     assert 0 < metrics["ndcg@10"] < 1 and 0 < metrics["mrr@10"]
+    # each query's figures (issue 38), those of the independent computation, whose means the evaluator gives
+    assert per_query["ndcg@10"] == pytest.approx(ndcg, abs=1e-5) and per_query["mrr@10"] == pytest.approx(mrr, abs=1e-5)
+    assert per_query["recall@10"] == pytest.approx(recall, abs=1e-5) == per_query["recall@100"]
+    for name in ("ndcg@10", "mrr@10", "recall@10", "recall@100"):
+        assert round(float(np.mean(per_query[name])), 6) == metrics[name]
 
 
 def test_training_columns_draw_a_rows_negatives_as_flagembeddings_trainer_does():

@@ -33,6 +33,9 @@ def test_probe_holds_out_mines_trains_and_returns_its_objective(make_config, tmp
     assert report["dev"]["queries"] == len(split["dev"]) and report["train"]["steps"] == 3
     assert set(report["before"]) == set(report["after"]) == {"ndcg@10", "mrr@10", "recall@10", "recall@100"}
     assert first["objective"] == report["after"]["ndcg@10"]
+    queries = json.loads((tmp_path / "a" / contract.PROBE_QUERIES).read_text())
+    assert len(queries["query_ids"]) == len(split["dev"]) == len(queries["ndcg@10"]) and len(queries["dev"]) == 32
+    assert round(sum(queries["ndcg@10"]) / len(queries["ndcg@10"]), 6) == report["after"]["ndcg@10"]
     assert first["seconds"]["train"] > 0 and first["seconds"]["evaluate"] > 0
     assert report["before_cached"] is False
     # The same run again, through the Hydra task function: the cache serves the pool and the untouched student's
