@@ -23,6 +23,12 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
 from prep.config.dotted import dotted
 from prep.config.schema import OPTION_GROUPS, register
 from prep.config.settings import settings_of
@@ -42,11 +48,6 @@ class Result(NamedTuple):
 def compose(step: str, overrides: dict[str, Any]) -> Any:
     """The config ``python run.py step=STEP ...`` would get, with ``overrides`` applied (checked as the command
     line's are: an unknown key or a wrong type raises, naming the key)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf, open_dict
 
     register()
     if "step" in overrides:
@@ -82,7 +83,6 @@ def compose(step: str, overrides: dict[str, Any]) -> Any:
 def _has_key(cfg: Any, key: str) -> bool:
     """Whether the dotted ``key`` is in ``cfg``, without resolving its value (a default such as the bundled model's
     ``${pkg_model:...}`` is replaced, never looked up: its package may be missing)."""
-    from omegaconf import DictConfig, OmegaConf
 
     parent_key, _, name = key.rpartition(".")
     parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
@@ -124,7 +124,6 @@ def _input_of(data: Any, run_dir: Path) -> str:
     import datasets
 
     if isinstance(data, datasets.Dataset):
-
         if len(data) == 0:
             raise UsageError("data: the Dataset holds no rows")
 

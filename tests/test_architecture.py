@@ -151,6 +151,39 @@ def test_prep_s_own_modules_are_imported_at_the_top_of_a_module():
     assert inside == ["prep: prep"]
 
 
+# Libraries slow to import (about 0.3 s to several seconds each on a 2-core machine) or optional: imported inside the
+# functions that use them, so that `python run.py --help` and a config error answer in about a second.
+HEAVY = {"torch", "transformers", "FlagEmbedding", "sentence_transformers", "datasets", "pyarrow", "faiss", "bm25s",
+         "scipy", "matplotlib", "mlflow", "huggingface_hub", "tokenizers",
+         "resource"}  # the last: not on every platform (steps/frame.py guards it)
+
+
+def lazy_imports(path: Path) -> set[str]:
+    """The top-level names of the libraries a module imports inside its functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for item in ast.walk(node):
+                if isinstance(item, ast.Import):
+                    found |= {alias.name.split(".")[0] for alias in item.names}
+                elif isinstance(item, ast.ImportFrom) and item.level == 0 and item.module:
+                    found.add(item.module.split(".")[0])
+    return found - {"prep"}
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_function_level_imports_are_heavy_libraries_the_module_docstring_names(name):
+    """Issue 33: function-level imports only for heavy or optional libraries, each named, with the reason, in the
+    module's docstring once; anything else (the standard library, numpy, tqdm, Hydra, OmegaConf, which the config
+    loads anyway) is imported at the top."""
+    path = MODULES[name]
+    lazy = lazy_imports(path)
+    assert lazy <= HEAVY, f"{path}: {sorted(lazy - HEAVY)} imported inside a function: import at the top"
+    docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    unnamed = [library for library in sorted(lazy) if library.lower() not in docstring.lower().replace("-", "_")]
+    assert not unnamed, f"{path}: its docstring does not say why {unnamed} are imported inside functions"
+
+
 def test_every_cache_entry_kind_goes_through_the_store_s_entries():
     """Entries name their files through ``Cache.path`` and ``Cache.folder`` (one damage rule, one hit counter):
     no module but the store reaches into the cache's root folder."""

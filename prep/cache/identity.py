@@ -6,6 +6,9 @@ change its values in an explicit ignore list (``identity_of``). A key added to t
 changes the identity unless someone decides, next to the list, that it does not: a new setting can
 never silently reuse stale entries. Settings that name model files count by the files' content, not
 their path.
+
+``huggingface_hub`` is imported inside the functions that use it: loading is slow, and a config error or ``--help``
+answers without waiting for it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from omegaconf import OmegaConf
 
 from prep.config.schema import SAMPLING_KEYS
 from prep.models import batching, runtime
@@ -100,7 +105,6 @@ def settings_fields(settings: Any) -> dict[str, Any]:
     """A settings object's keys and values: a dataclass, or a composed config node (as tests pass them)."""
     if dataclasses.is_dataclass(settings):
         return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
-    from omegaconf import OmegaConf
 
     return OmegaConf.to_container(settings, resolve=True) if OmegaConf.is_config(settings) else dict(settings)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from tqdm import tqdm
+
 from prep.cache.identity import pair_key, teacher_identity
 from prep.cache.store import Cache, ScoreEntries
 
@@ -33,7 +35,6 @@ class CachedScores:
     def scores(self, pairs: list[tuple[str, str]], description: str = "score pairs") -> list[float]:
         """The score of every pair (distinct pairs expected), from the cache where known, else scored now
         in chunks of ``CHUNK_PAIRS`` across queries."""
-        from tqdm import tqdm
 
         keys = [pair_key(q, p) for q, p in pairs]
         missing = [i for i, key in enumerate(keys) if key not in self.known]

@@ -9,10 +9,13 @@ values are plain Python (enums that compare equal to their strings, lists, tuple
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
 import re
 from typing import Any
+
+from omegaconf import OmegaConf
 
 from prep.config.schema import GROUPS, ColumnsConfig, Config, MinerConfig, ProbeConfig, ShardConfig, TrackingConfig
 from prep.config.values import check_mining, parse_length_list
@@ -37,7 +40,6 @@ def settings_of(cfg: Any) -> Config:
     """The typed, checked settings of a composed config (a ``Config`` is returned as it is: checked already)."""
     if isinstance(cfg, Config):
         return cfg
-    from omegaconf import OmegaConf
 
     reject_unknown_keys(cfg)
     if "hydra" in cfg:
@@ -128,7 +130,6 @@ def check_tracking(tracking: TrackingConfig) -> None:
         return
     if not str(tracking.experiment).strip():
         raise UsageError("tracking.experiment: need a name for the MLflow experiment, got an empty one")
-    import importlib.util
 
     if importlib.util.find_spec("mlflow") is None:
         raise UsageError("tracking=mlflow: MLflow is not installed; `make install` installs it (the tracking extra), "

@@ -5,6 +5,9 @@ larger batches in the same memory) over (query, positive, negative_1..k) rows, k
 row's mined ones as FlagEmbedding's trainer draws them, no duplicate texts within a batch, ``max_steps`` steps,
 seeded. Evaluation: ``InformationRetrievalEvaluator`` with cosine similarity:
 nDCG@10, MRR@10, recall@10 and recall@100.
+
+``sentence_transformers`` and ``datasets`` are imported inside the functions that use them: loading is slow, and a
+config error or ``--help`` answers without waiting for it.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ A conversion is made in a scratch folder and handed to the cache (a ``TableStore
 so a rejected input leaves no cache entry. An entry that does not load (a truncated Arrow file, say) is removed
 and made again, by the cache's one damage rule. Without a cache (``cache=false``) a conversion stays in the
 scratch folder its reader gives, removed with it.
+
+``datasets`` and ``pyarrow`` are imported inside the functions that use them: JSON-lines runs never need them.
 """
 
 from __future__ import annotations

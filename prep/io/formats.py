@@ -17,6 +17,8 @@ what ``MarginMSELoss`` and ``DistillKLDivLoss`` take) is added to ``triplet`` an
 the labels of the labeled formats (``score``, ``scores``), as ``mine_hard_negatives(output_scores=True)``
 writes them. A trainer takes every column but the label as an input, so the row's other keys are not
 written in these formats; ``flagembedding`` keeps them all, byte for byte in JSON lines.
+
+``datasets`` and ``pyarrow`` are imported inside the functions that use them: only table outputs need them.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hydra.core.hydra_config import HydraConfig
+
 from prep.errors import UsageError
 from prep.io.sources import resolve
 
@@ -23,10 +25,7 @@ def run_dir(settings: Config) -> Path:
     if settings.run_dir:
         path = Path(settings.run_dir)
     else:
-        from hydra.core.hydra_config import HydraConfig
-
         if not HydraConfig.initialized():
-
             raise UsageError("run_dir is not set and no Hydra run is active: pass run_dir=FOLDER")
         path = Path(HydraConfig.get().runtime.output_dir)
     path.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,9 @@ the texts are written once, as they are read, to an Arrow IPC file in the run fo
 back (pages the OS may drop), and each passage is known by a 16-byte digest kept in a sorted
 numpy array: deduplication and looking up a positive's id need no dict of texts. Ids are positions
 after dropping exact duplicates, first-seen order kept, as FlagEmbedding's script numbers them.
+
+``pyarrow`` is imported inside the functions that use it: loading is slow, and a config error or ``--help`` answers
+without waiting for it.
 """
 
 from __future__ import annotations
@@ -132,7 +135,6 @@ def corpus_texts(rows: Iterable[dict[str, Any]], pool: Source | Path | None, rea
     """Passages to search, duplicates included: the pool's texts (a source, or a path; read by ``reader``, by
     default finding the text column by name), or every ``pos`` and ``neg`` of the rows."""
     if pool is not None:
-
         yield from (reader or Reader(ColumnsConfig())).pool_texts(pool if isinstance(pool, Source) else resolve(pool))
         return
     for row in rows:

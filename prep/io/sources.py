@@ -11,6 +11,9 @@ Columns are found by name unless ``columns.*`` names them: FlagEmbedding's ``que
 (``text`` in a pool), then sentence-transformers' ``anchor``/``positive``/``negative`` and
 ``negative_1..n``. A sentence-transformers column holds one passage per row, so there (and only there) a
 string becomes a one-item list; FlagEmbedding's ``pos`` given as a string stays an error.
+
+``datasets`` and ``huggingface_hub`` are imported inside the functions that use them: only table files and hub
+datasets need them.
 """
 
 from __future__ import annotations

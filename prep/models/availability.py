@@ -1,4 +1,8 @@
-"""Checks that a model can be loaded here, before any data is read."""
+"""Checks that a model can be loaded here, before any data is read.
+
+``huggingface_hub`` is imported inside the functions that use it: loading is slow, and a config error or ``--help``
+answers without waiting for it.
+"""
 
 from __future__ import annotations
 

@@ -7,15 +7,20 @@ batch-size probe) and keeps every tokenized text as a Python dict. The pooling, 
 and instruction formats are FlagEmbedding's own, so both loops give the same embeddings
 (tests/models/test_embedder.py checks this). Other classes (m3, icl, pseudo-moe) and several devices go
 through FlagEmbedding's ``encode`` unchanged.
+
+``torch`` and ``FlagEmbedding`` are imported inside the functions that use them: loading is slow, and a config error
+or ``--help`` answers without waiting for it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm import tqdm
 
 from prep.models import batching, flag, runtime
 from prep.models.lengths import with_own_lengths
@@ -86,7 +91,6 @@ def _token_chunks(tokenizer: Any, texts: list[str], max_length: int) -> Iterator
     While the caller runs one chunk's forward passes, a thread tokenizes the next (the Rust tokenizer
     releases the GIL), so tokenizing costs no wall time of its own.
     """
-    from concurrent.futures import ThreadPoolExecutor
 
     starts = list(range(0, len(texts), TOKENIZE_CHUNK))
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -130,7 +134,6 @@ def _encode_one_device(embedder: Any, pooling: Callable, texts: list[str], hardw
     chunk, so only the last pass of each length has filler rows.
     """
     import torch
-    from tqdm import tqdm
 
     max_length, batch_size = limits
     device = embedder.target_devices[0]

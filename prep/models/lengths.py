@@ -9,6 +9,9 @@ positions the model has: that is an error at start naming both numbers.
 
 Only the model's small JSON files are read: a local folder's, or a hub model's from the Hugging Face
 cache (downloaded when the hub is reachable and the file is not cached yet).
+
+``huggingface_hub`` is imported inside the functions that use it: loading is slow, and a config error or ``--help``
+answers without waiting for it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from omegaconf import OmegaConf
 
 from prep.errors import UsageError
 from prep.models.availability import looks_like_path
@@ -162,7 +167,6 @@ def with_own_lengths(miner: MinerConfig) -> MinerConfig:
     """``miner`` with numbers for its lengths: where embeddings are keyed and made (``CachedEncoder``), so an
     encoder built from unresolved settings (the Python API, a test) keys them as a step does."""
     if not dataclasses.is_dataclass(miner):  # a composed config's node (tests, the Python API)
-        from omegaconf import OmegaConf
 
         miner = OmegaConf.to_object(miner)
     if miner.query_max_length is not None and miner.passage_max_length is not None:

@@ -2,6 +2,9 @@
 
 The dtype is also part of every embedding and score cache key (``effective_dtype``), so the policy that
 chooses it and the key that records it cannot disagree.
+
+``torch`` and ``transformers`` are imported inside the functions that use them: loading is slow, and a config error
+or ``--help`` answers without waiting for it.
 """
 
 from __future__ import annotations
@@ -9,7 +12,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING, Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
 from prep.errors import UsageError
 
@@ -40,7 +47,6 @@ def before_model_imports() -> None:
     forward pass. transformers reads its availability flag when that code is imported, so the flag is cleared
     before, unless the code is loaded already (tests/models/test_runtime.py fails if transformers changes this).
     """
-    import sys
 
     if "transformers.generation.candidate_generator" in sys.modules:
         return
@@ -62,7 +68,6 @@ def check_devices(hardware: HardwareConfig) -> None:
     import torch
 
     if not torch.cuda.is_available():
-
         asked = (f"hardware.devices={devices}" if wants_gpu else
                  "hardware.devices=null with hardware.use_gpu_for_searching=true (hardware=multi_gpu)")
         raise UsageError(f"{asked}: torch sees no CUDA GPU on this machine; use hardware=cpu")
@@ -159,8 +164,6 @@ def job_device(devices: Any, job_number: int | None, gpu_count: int) -> Any:
 
 def multirun_job_number() -> int | None:
     """This job's number in a Hydra multirun, or None in a single run (or outside Hydra)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     if not HydraConfig.initialized():
         return None

@@ -3,6 +3,9 @@
 Each teacher has an ``identity`` (everything that changes its scores, model files included) that
 keys the score cache, and ``score(pairs) -> list[float]``. Models load on the first ``score`` call,
 so a run whose pairs are all cached loads nothing.
+
+``torch`` and ``FlagEmbedding`` are imported inside the functions that use them: loading is slow, and a config error
+or ``--help`` answers without waiting for it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,15 @@
 """Token counts for ``step=split``: the splitter model's fast (Rust) tokenizer, and ``TextLengths``, which counts
-each distinct text once on threads of its own."""
+each distinct text once on threads of its own.
+
+``transformers``, ``tokenizers`` and ``huggingface_hub`` are imported inside the functions that use them: loading is
+slow, and a config error or ``--help`` answers without waiting for it.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,8 +89,6 @@ class TextLengths:
         self.tokenized = 0
 
     def _count(self, texts: list[str]) -> list[int]:
-        from concurrent.futures import ThreadPoolExecutor
-
         parts = [texts[start::self.threads] for start in range(min(self.threads, len(texts)))]
         with own_threads(), ThreadPoolExecutor(max_workers=len(parts)) as pool:
             counted = list(pool.map(lambda part: [len(e) for e in self.backend.encode_batch_fast(

@@ -27,7 +27,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if any(folder.glob(f"*/{contract.SUMMARY}")):
-
         write_sweep_summary(folder)
         print(folder / contract.SWEEP_REPORT)
         return 0

@@ -1,4 +1,7 @@
-"""PNG plots of mined similarities: one run's histogram, and a sweep's jobs side by side."""
+"""PNG plots of mined similarities: one run's histogram, and a sweep's jobs side by side.
+
+``matplotlib`` is imported inside the functions that use it: only the plots need it, after a run's work.
+"""
 
 from __future__ import annotations
 

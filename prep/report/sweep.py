@@ -4,7 +4,7 @@ Hydra hands ``on_multirun_end`` no job results, so the table is built from each 
 ``summary.json`` under ``hydra.sweep.dir`` (this also works when jobs ran on other machines).
 Writes ``sweep_summary.csv``, ``sweep_summary.md``, ``sweep_similarity.png`` and ``sweep_report.html`` into the
 sweep folder; with ``tracking=mlflow`` it also opens the sweep's parent run when the multirun starts and closes it
-with those files when it ends. Imports stay light: Hydra builds the callback before any job starts.
+with those files when it ends. Imports stay light (numpy, Hydra's own): Hydra builds the callback before any job starts.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
 from prep import contract
 from prep.config.schema import SAMPLING_KEYS, MinerConfig
@@ -128,8 +130,6 @@ def job_summaries(folders: list[Path]) -> tuple[list[Path], list[dict[str, Any]]
 
 def write_sweep_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     """Write the CSV, Markdown, PNG and HTML summaries of the jobs found in ``sweep_dir``; return the rows."""
-    import numpy as np
-
     folders, summaries = job_summaries(_job_folders(sweep_dir))
     # Overrides that every job shares are said once, above the table; each row shows what varies.
     shared = set.intersection(*(set(s.get("overrides", [])) for s in summaries)) if summaries else set()
@@ -201,7 +201,6 @@ def mark_best(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> in
 def write_best_sampling(sweep_dir: Path, folder: Path, summary: dict[str, Any], note: str | None = None) -> None:
     """The best job's sampling settings as a ready ``conf/sampling/`` file: ``best_sampling.yaml``, headed by
     ``note`` when the best is no finding (not distinguishable from the default)."""
-    from omegaconf import OmegaConf
 
     miner = summary["config"]["miner"]
     recipe = OmegaConf.to_yaml({key: miner[key] for key in SAMPLING_KEYS if key in miner})

@@ -5,6 +5,9 @@ Tokenisation is ``bm25s``'s own: lower-cased, words of two or more word characte
 English stop words removed, no stemming; scoring is Lucene's BM25 with ``miner.bm25_k1`` and ``miner.bm25_b``.
 The index is kept in the cache (``cache.lexical``), so a sweep builds it once. A query's results with a score of 0
 (no word in common) are not candidates: they are padded with id -1, as an exact search pads what it cannot fill.
+
+``bm25s``, ``scipy`` and ``torch`` are imported inside the functions that use them: only miner.retriever=bm25 or
+hybrid needs BM25.
 """
 
 from __future__ import annotations

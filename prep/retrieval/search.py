@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm import tqdm
 
 from prep.errors import UsageError
 from prep.models.batching import whole_rows
@@ -109,7 +110,6 @@ def _torch_search(passages, queries: np.ndarray, top_k: int, batch_size: int, de
     tests, hence six parameters.)
     """
     import torch
-    from tqdm import tqdm
 
     # The running top-k lives on the first device (a GPU's results are merged there, not on the host), and each
     # device gets the queries once, in its dtype; a GPU takes pieces of an array 8 times as large.
@@ -170,7 +170,6 @@ def resolve_backend(backend: str, use_gpu: bool, top_k: int) -> str:
     the matrix product and ``torch.topk`` win (README, "Mining rules").
     """
     if backend not in ("auto", "faiss", "torch"):
-
         raise UsageError(f"miner.search_backend: '{backend}' is not auto, faiss or torch")
     if use_gpu and backend != "torch" and top_k > FAISS_GPU_MAX_K:
         if backend == "faiss":
@@ -227,7 +226,6 @@ def _faiss_search(index, queries: np.ndarray, top_k: int, batch_size: int,
                   description: str) -> tuple[np.ndarray, np.ndarray]:
     """``index.search`` over batches of queries, with a progress bar; ties ordered by id, as the torch search
     orders them (which of the passages tied at the cut faiss returns is its own choice)."""
-    from tqdm import tqdm
 
     similarities = np.empty((len(queries), top_k), dtype=np.float32)
     ids = np.empty((len(queries), top_k), dtype=np.int64)
@@ -247,7 +245,6 @@ INDEX_KINDS = ("flat", "ivf", "hnsw")
 
 def check_index_kind(kind: str) -> None:
     if kind not in INDEX_KINDS:
-
         raise UsageError(f"miner.index: '{kind}' is not one of {', '.join(INDEX_KINDS)}")
 
 

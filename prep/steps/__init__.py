@@ -6,8 +6,14 @@ faiss are imported inside the phase that needs them, so a config error answers i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 from prep.config.schema import Step
 from prep.config.settings import settings_of
@@ -44,11 +50,7 @@ def run_step(cfg: Any) -> dict[str, Any]:
 def publish(settings: Config, summary: dict[str, Any]) -> None:
     """``report.html`` in the run folder, and the run into the tracker (``tracking=mlflow``). Neither can cost the
     run its outputs: a report that fails is a warning, and so is a tracker that does not answer."""
-    import logging
-    from pathlib import Path
 
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     run_dir = Path(summary["summary"]).parent
     try:
@@ -64,14 +66,10 @@ def publish(settings: Config, summary: dict[str, Any]) -> None:
 def check_multirun_output(cfg: Any) -> None:
     """In a multirun every job would write the same ``output`` file (the second job stops on it, or replaces the
     first's with ``overwrite=true``): refused at the first job's start, with what to do instead."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    from omegaconf import OmegaConf
 
     if cfg.get("output") is None or not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return
     if "${" not in str(OmegaConf.to_container(cfg, resolve=False)["output"]):
-
         raise UsageError(f"output={cfg.output} names one file for every job of this multirun: leave output unset "
                          "(each job writes into its own folder) or put the job number in it, "
                          "e.g. 'output=mined_${hydra:job.num}.jsonl'")

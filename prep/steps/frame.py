@@ -1,13 +1,19 @@
 """What every step does around its own work: the run folder, the output and its overwrite check, seconds per
-phase, a temporary work folder, and ``finish``, which writes ``summary.json``."""
+phase, a temporary work folder, and ``finish``, which writes ``summary.json``.
+
+``resource`` (the peak memory) is imported inside the function that uses it: not every platform has it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from hydra.core.hydra_config import HydraConfig
 
 from prep import contract
 from prep.io import paths
@@ -25,8 +31,7 @@ log = logging.getLogger(__name__)
 def peak_memory_gb() -> float | None:
     """This process's peak resident memory so far, in GB (None where the platform does not say)."""
     try:
-        import resource
-        import sys
+        import resource  # not on every platform
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     except (ImportError, OSError):
@@ -36,8 +41,6 @@ def peak_memory_gb() -> float | None:
 
 def run_metadata(settings: Config) -> dict[str, Any]:
     """The command-line overrides (when run under Hydra), the seed, the process's peak memory and the settings."""
-    from hydra.core.hydra_config import HydraConfig
-
     overrides: list[str] = []
     if HydraConfig.initialized():
         overrides = list(HydraConfig.get().overrides.task)

@@ -9,6 +9,8 @@ same settings but for the shard, every part on disk. JSON-lines parts are joined
 the single run's, byte for byte: each row's sampling is seeded by its input row number); parquet and saved-dataset
 parts are joined as Arrow tables. ``NAME.rejected.jsonl`` parts (``miner.max_positive_rank``) are joined beside the
 output the same way.
+
+``datasets`` and ``pyarrow`` are imported inside the functions that use them: only table parts need them.
 """
 
 from __future__ import annotations

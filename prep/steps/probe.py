@@ -8,6 +8,9 @@ Phases: hold out a dev set (``evaluation.holdout``: no dev positive is a trainin
 training rows through the cache (a sweep encodes the pool once), evaluate the untouched student, train it
 (``evaluation.student``), evaluate again. The run's objective, ``probe.metric`` after training, is what
 the Hydra task function returns, so Hydra's sweepers can optimise it.
+
+``torch`` is imported inside the functions that use it: loading is slow, and a config error or ``--help`` answers
+without waiting for it.
 """
 
 from __future__ import annotations

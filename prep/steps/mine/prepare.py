@@ -36,11 +36,9 @@ def prepare(mining: Mining, inputs: Input, work_dir: Path, teacher: RerankerTeac
     outside_embeddings = encoder.passages(outside) if outside else np.empty((0, 0), np.float32)
     scores = None
     if teacher is not None:
-
         scores = CachedScores(teacher, mining.cache)
     lexical, lexical_cached = None, False
     if settings.miner.retriever != "dense":
-
         with mining.step.phase("search"):
             lexical, lexical_cached = bm25_index(inputs.pool, mining.cache, settings.miner.bm25_k1,
                                                  settings.miner.bm25_b)

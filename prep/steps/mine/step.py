@@ -66,7 +66,6 @@ def start(resolved: Resolved) -> tuple[Mining, RerankerTeacher | EmbedderTeacher
     teacher = None
     lengths = resolved.summary()
     if rules.teacher_filter:
-
         teacher = make_teacher(settings)
         lengths.update(teacher.lengths)
     with step.phase("load"):
