@@ -48,12 +48,12 @@ def sweep(args: argparse.Namespace, steps: int, out: Path) -> Path:
     return folder
 
 
-def jobs(folder: Path) -> dict[tuple[str, int], dict]:
-    """(setting, seed) -> the job's per-query figures and objective."""
+def jobs(folder: Path, key: str) -> dict[tuple[str, int], dict]:
+    """(setting: the job's ``key=value`` override, seed) -> the job's per-query figures and objective."""
     found = {}
     for summary_path in folder.glob(f"*/{contract.SUMMARY}"):
         summary = json.loads(summary_path.read_text())
-        setting = next(o for o in summary["overrides"] if o.startswith(("sampling=", "miner.")))
+        setting = next(o for o in summary["overrides"] if o.startswith(f"{key}="))
         queries = json.loads((summary_path.parent / contract.PROBE_QUERIES).read_text())
         found[(setting, int(summary["config"]["seed"]))] = {**queries, "objective": summary["objective"],
                                                            "seconds": summary["seconds"]["total"]}
@@ -96,7 +96,8 @@ def main() -> None:
     args = parser.parse_args()
     out = (ROOT / args.dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    results = {int(steps): jobs(sweep(args, int(steps), out)) for steps in args.steps.split(",")}
+    key = args.a.split("=", 1)[0]
+    results = {int(steps): jobs(sweep(args, int(steps), out), key) for steps in args.steps.split(",")}
     text = table(args, results)
     (out / "results.md").write_text(text, encoding="utf-8")
     print(text)
