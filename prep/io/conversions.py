@@ -17,10 +17,13 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from prep.errors import DataError
 from prep.io.saved import quiet_datasets
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 T = TypeVar("T")
 
@@ -48,7 +51,7 @@ class Conversions:
         self.scratch = scratch  # with a store: made beside its entries, when the first conversion is
         self.made: dict[str, Path] = {}
 
-    def table(self, kind: str, location: str) -> Any:
+    def table(self, kind: str, location: str) -> Dataset:
         """The ``datasets.Dataset`` of a parquet, CSV or JSON-array file (memory-mapped)."""
         key = None
         if self.store is not None:
@@ -94,7 +97,7 @@ class Conversions:
         self.made.clear()
 
 
-def convert(kind: str, location: str, folder: Path, reuse_only: bool = False) -> Any:
+def convert(kind: str, location: str, folder: Path, reuse_only: bool = False) -> Dataset:
     """The file's table, converted by ``datasets`` into ``folder`` (or, with ``reuse_only``, only read from a
     conversion already there: a FileNotFoundError when there is none)."""
     import datasets

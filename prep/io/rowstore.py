@@ -22,6 +22,7 @@ from prep.errors import DataError
 from prep.io.conversions import Conversions
 from prep.io.jsonl import check_json_values, iter_line_offsets, read_line_at
 from prep.io.sources import (
+    Columns,
     LineRows,
     RowCheck,
     Source,
@@ -33,6 +34,8 @@ from prep.io.sources import (
 )
 
 if TYPE_CHECKING:
+    from datasets import Dataset
+
     from prep.config.schema import ColumnsConfig
 
 
@@ -82,8 +85,8 @@ class _TablePart:
     """A memory-mapped ``datasets`` table's rows, and how its columns map to FlagEmbedding's names."""
 
     label: str
-    table: Any
-    mapping: Any
+    table: Dataset
+    mapping: Columns
     nulls: frozenset[str]  # columns whose nulls are values (``sources.kept_nulls``)
 
 

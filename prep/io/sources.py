@@ -32,6 +32,8 @@ from prep.io.jsonl import FieldError, check_pool_row, check_text, iter_jsonl, it
 from prep.io.saved import is_saved_dataset, quiet_datasets
 
 if TYPE_CHECKING:
+    from datasets import Dataset
+
     from prep.config.schema import ColumnsConfig
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,7 @@ def resolve(value: str | os.PathLike, split: str = "train") -> Source:
     raise DataError(path, None, "no such file or folder")
 
 
-def load_table(part: Part, split: str, conversions: Conversions) -> Any:
+def load_table(part: Part, split: str, conversions: Conversions) -> Dataset:
     """A ``datasets.Dataset`` (memory-mapped) for a part that is not JSON lines."""
     import datasets
 
@@ -137,7 +139,7 @@ def load_table(part: Part, split: str, conversions: Conversions) -> Any:
     return conversions.table(part.kind, part.location)
 
 
-def _load_hub(name: str, split: str) -> Any:
+def _load_hub(name: str, split: str) -> Dataset:
     import datasets
     from huggingface_hub import constants
 
@@ -152,7 +154,7 @@ def _load_hub(name: str, split: str) -> Any:
         raise DataError(f"{name}[{split}]", None, f"cannot load this dataset: {hint}") from None
 
 
-def table_rows(table: Any, nulls: frozenset[str] = frozenset()) -> Iterator[dict[str, Any]]:
+def table_rows(table: Dataset, nulls: frozenset[str] = frozenset()) -> Iterator[dict[str, Any]]:
     """A dataset's rows as dicts, read a batch at a time. A null is a key the row does not have: a table holds
     every column in every row, null where the row (a JSON object, say) had no such key; except in the columns
     ``nulls`` names (``kept_nulls``), where it is the row's value."""
@@ -357,7 +359,7 @@ def _line_values(path: str, name: str) -> Iterator[tuple[int, Any]]:
             yield number, parse_line(path, number, line).get(name, _ABSENT)
 
 
-def _column_values(table: Any, name: str) -> Iterator[Any]:
+def _column_values(table: Dataset, name: str) -> Iterator[Any]:
     """One column's values, a batch at a time (only that column is read from the Arrow file)."""
     for batch in table.select_columns([name]).iter(batch_size=BATCH_ROWS * 8):
         yield from batch[name]
