@@ -172,6 +172,16 @@ def setting_of(summary: dict[str, Any]) -> tuple[str, ...]:
     return tuple(o for o in summary.get("overrides", []) if not o.startswith("seed="))
 
 
+def jobs_by_setting(summaries: list[dict[str, Any]], with_objective: bool = False) -> dict[tuple[str, ...], list[int]]:
+    """Each setting's jobs (indexes into ``summaries``, in order); with ``with_objective``, only the jobs that
+    report an objective."""
+    settings: dict[tuple[str, ...], list[int]] = {}
+    for index, summary in enumerate(summaries):
+        if not with_objective or isinstance(summary.get("objective"), (int, float)):
+            settings.setdefault(setting_of(summary), []).append(index)
+    return settings
+
+
 def mark_best(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> int | None:
     """Mark the best setting's jobs; return its first job's index, or None without objectives.
 
@@ -181,10 +191,7 @@ def mark_best(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> in
     training, their mean with 1.0: README, "Probe"). Otherwise the highest
     objective wins; the first of equals.
     """
-    settings: dict[tuple[str, ...], list[int]] = {}
-    for index, summary in enumerate(summaries):
-        if isinstance(summary.get("objective"), (int, float)):
-            settings.setdefault(setting_of(summary), []).append(index)
+    settings = jobs_by_setting(summaries, with_objective=True)
     if not settings:
         return None
     means = {setting: sum(summaries[i]["objective"] for i in jobs) / len(jobs) for setting, jobs in settings.items()}
@@ -231,9 +238,7 @@ def judge_noise(sweep_dir: Path, rows: list[dict[str, Any]], folders: list[Path]
     if best is None:
         return None
     metric = str(summaries[best].get("probe", {}).get("metric"))
-    settings: dict[tuple[str, ...], list[int]] = {}
-    for index, summary in enumerate(summaries):
-        settings.setdefault(setting_of(summary), []).append(index)
+    settings = jobs_by_setting(summaries)
     queries = [_per_query(folder, metric) for folder in folders]
     best_setting = setting_of(summaries[best])
     at_seed = {_seed(summaries[i]): queries[i] for i in settings[best_setting] if queries[i] is not None}
