@@ -1,4 +1,4 @@
-# make install | demo | test | lint | bench | bench-gpu | bench-quality | bench-quality-code | bench-probe | bench-memory | sweep [SWEEP=similarity|rank_window|grid|probe_grid|probe_optuna] | report RUN=FOLDER | clean | clean-cache
+# make install | demo | test | lint | bench | bench-gpu | bench-quality | bench-quality-code | bench-probe | bench-memory | sweep [SWEEP=similarity|rank_window|grid|probe_grid|probe_optuna|probe_distill] | report RUN=FOLDER | clean | clean-cache
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -28,7 +28,12 @@ is (g) with the window opened to ranks 0-200. (p) is the probe issue's verdict: 
 (``run.py +sweep=probe_grid``, ``--probe-sweep``) over the training queries under two seeds (``--probe-seeds``),
 each job judged on its own hold-out of them (never on the test queries), picks the setting with the best mean;
 its ``best_sampling.yaml`` mines the training queries as every recipe does, and the student trains on them under
-each seed. The table says what was picked and what the sweep cost against one full training run.
+each seed. The table says what was picked and what the sweep cost against one full training run. (m) is plain
+top-k (b) with teacher scores: ``run.py step=score`` scores the mined rows with the teacher (``--teacher``, through the
+score cache), and the student trains with FlagEmbedding's knowledge distillation (``probe.loss=distill``'s loss,
+``prep.evaluation.losses``: the contrastive term plus the teacher's distribution over each row's group), student
+temperature 0.05 as MNRL's scale 20, teacher temperature ``--distill-teacher-temperature`` (0.05: the teacher's
+cosines on the student's scale, as the probe's default for a bi-encoder teacher).
 """
 
 from __future__ import annotations
@@ -77,12 +82,13 @@ RECIPES = {
 
 
 def fast_bf16() -> bool:
-    """bf16 autocast only on CPUs that compute in bf16 (AMX, AVX512-BF16), as ``hardware.use_bf16=auto`` decides:
-    elsewhere (an AVX2-only EPYC) it is emulated, and the base model's evaluation of 7,941 code passages had not
-    finished after 12 minutes; fp32 there."""
-    from prep.models.runtime import BF16_CPU_FLAGS, cpu_flags
+    """bf16 autocast where ``hardware.use_bf16=auto`` runs the miner in bf16 on the CPU (AMX, AVX512-BF16; the
+    rule stated once, ``prep.models.runtime.use_bf16``): elsewhere (an AVX2-only EPYC) bf16 is emulated, and the
+    base model's evaluation of 7,941 code passages had not finished after 12 minutes; fp32 there."""
+    from prep.config.schema import HardwareConfig
+    from prep.models.runtime import use_bf16
 
-    return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
+    return use_bf16(HardwareConfig(devices="cpu"))
 
 
 def log(message: str) -> None:
@@ -219,13 +225,32 @@ def proxy(mined_rows: list[dict], source_of: dict[str, str]) -> float:
     return same / max(total, 1)
 
 
+def score(key: str, rows: list[dict], teacher: Path, out: Path, cache: Path) -> list[dict]:
+    """``run.py step=score`` of a recipe's mined rows (those trained on) with the bi-encoder teacher; the rows with
+    their scores."""
+    run_dir = out / "scored" / key
+    output, mined_path = run_dir / "scored.jsonl", run_dir / "trained.jsonl"
+    if not (run_dir / "summary.json").exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl(mined_path, rows, overwrite=True)
+        command = [PY, str(ROOT / "run.py"), "step=score", f"input={mined_path}", f"output={output}",
+                   f"run_dir={run_dir}", f"hydra.run.dir={run_dir}", f"cache_dir={cache}", "reranker=embedder",
+                   f"reranker.model_name_or_path={teacher}", "reranker.max_length=256", "overwrite=true"]
+        log(f"score {key}: {' '.join(command[2:])}")
+        subprocess.run(command, check=True, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", **os.environ})
+    return read_jsonl(output)
+
+
 def train(model_path: str, rows: list[dict], negatives: int, seed: int, batch_size: int, lr: float,
-          max_length: int):
-    """One epoch of MultipleNegativesRankingLoss over ``rows``; returns the fine-tuned SentenceTransformer."""
+          max_length: int, teacher_temperature: float | None = None):
+    """One epoch of MultipleNegativesRankingLoss over ``rows`` (with ``teacher_temperature``: FlagEmbedding's
+    distillation from the rows' ``pos_scores``/``neg_scores``); returns the fine-tuned SentenceTransformer."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import get_linear_schedule_with_warmup
+
+    from prep.evaluation.losses import distillation_loss_class
 
     torch.manual_seed(seed)
     model = SentenceTransformer(model_path, device="cpu")
@@ -234,7 +259,9 @@ def train(model_path: str, rows: list[dict], negatives: int, seed: int, batch_si
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    loss_function = MultipleNegativesRankingLoss(model)
+    distill = teacher_temperature is not None
+    loss_function = (distillation_loss_class()(model, 0.05, teacher_temperature) if distill
+                     else MultipleNegativesRankingLoss(model))
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     batches = [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
@@ -245,8 +272,10 @@ def train(model_path: str, rows: list[dict], negatives: int, seed: int, batch_si
         columns = [[rows[i]["query"] for i in batch], [rows[i]["pos"][0] for i in batch]]
         columns += [[rows[i]["neg"][k] for i in batch] for k in range(negatives)]
         features = [model.tokenize(texts) for texts in columns]
+        labels = (torch.tensor([[rows[i]["pos_scores"][0], *rows[i]["neg_scores"][:negatives]] for i in batch])
+                  if distill else None)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast_bf16()):
-            loss = loss_function(features, None)
+            loss = loss_function(features, labels)
         loss.backward()
         optimizer.step()
         schedule.step()
@@ -313,6 +342,8 @@ def main() -> None:
     parser.add_argument("--eval-max-length", type=int, default=256)
     parser.add_argument("--teacher-sweep", default="0.0,0.05,0.1",
                         help="teacher_relative_margin values the sweep for (f) tries")
+    parser.add_argument("--distill-teacher-temperature", type=float, default=0.05,
+                        help="(m): the teacher's temperature (its cosines / this, softmaxed over each row's group)")
     parser.add_argument("--probe-sweep", default="probe_grid", help="conf/sweep/ file of recipe (p)'s probe sweep")
     parser.add_argument("--probe-seeds", default="0,1", help="seeds of (p)'s probe sweep (its verdict: their mean)")
     parser.add_argument("--probe-args", default="", help="more overrides for (p)'s probe jobs, space-separated")
@@ -357,7 +388,7 @@ def main() -> None:
     lengths = ([] if args.mine_max_length is None else
                [f"miner.{side}_max_length={args.mine_max_length}" for side in ("query", "passage")])
     teacher = (ROOT / args.teacher).absolute()
-    if {"f", "g", "h"} & set(wanted):
+    if {"f", "g", "h", "m"} & set(wanted):
         if not (teacher / "config.json").exists():
             raise SystemExit(f"--teacher {teacher}: no model there; `make bench-quality` fetches all-mpnet-base-v2")
     teacher_keys = ["miner.teacher_filter=true", "reranker=embedder", f"reranker.model_name_or_path={teacher}",
@@ -384,6 +415,10 @@ def main() -> None:
         recipes["h"] = ("teacher-denoised top-k of ranks 0-200 (mpnet drops what it scores above the positive)",
                         ["sampling=top_k", "miner.range_for_sampling=0-200", *teacher_keys])
 
+    if "m" in wanted:
+        recipes["m"] = (f"plain top-k of 2-200, distilled from mpnet's scores (teacher temperature "
+                        f"{args.distill_teacher_temperature})", ["sampling=top_k"])
+
     if "base" not in results:
         from sentence_transformers import SentenceTransformer
 
@@ -408,6 +443,8 @@ def main() -> None:
             summary = mine(key, [*overrides, *lengths], train_path, corpus_dir / "corpus.jsonl", out, args.negatives,
                            cache)
             rows = read_jsonl(Path(summary["output"]))
+            if key == "m":
+                rows = score(key, rows[: args.train_queries], teacher, out, cache)
             negatives = args.negatives
             entry["proxy"] = proxies(summary, rows, source_of, negatives)
             entry["lengths"] = summary.get("lengths")
@@ -418,7 +455,7 @@ def main() -> None:
             started = time.time()
             log(f"train ({key}) {label}, seed {seed}")
             model = train(model_path, rows[: args.train_queries], negatives, int(seed), args.batch_size, args.lr,
-                          args.train_max_length)
+                          args.train_max_length, args.distill_teacher_temperature if key == "m" else None)
             trained = time.time() - started
             metrics = evaluate(model, test, eval_passages, source_of, args.eval_max_length)
             evaluated = time.time() - started - trained

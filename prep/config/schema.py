@@ -82,6 +82,9 @@ ProbeMetric = StrEnum("ProbeMetric", [(name, name) for name in ("ndcg@10", "mrr@
 class ProbeLoss(StrEnum):
     mnrl = "mnrl"  # MultipleNegativesRankingLoss: in-batch and mined negatives
     cached_mnrl = "cached_mnrl"  # CachedMultipleNegativesRankingLoss: the same loss, larger batches in less memory
+    # FlagEmbedding's knowledge distillation: the contrastive term plus the student's distribution over a row's
+    # positive and negatives against the teacher's (probe.teacher scores the mined rows; evaluation/losses.py)
+    distill = "distill"
 
 
 # Rows written by every step that writes rows: FlagEmbedding's (the input's keys, kept byte for byte) or one of
@@ -300,6 +303,16 @@ class ProbeConfig:
     max_length: int | None = None  # tokens per text, in training and evaluation; null: the student's own
     loss: ProbeLoss = ProbeLoss.mnrl
     mini_batch_size: int = 16  # loss=cached_mnrl: texts per forward pass
+    # The student's similarities are cosine / temperature in every loss: 0.05 is sentence-transformers' MNRL scale
+    # 20; FlagEmbedding's fine-tuning defaults to 0.02.
+    temperature: float = 0.05
+    # Score the mined training rows with the score step's teacher (reranker=..., through the score cache), as
+    # step=pipeline does; loss=distill learns from those scores.
+    teacher: bool = False
+    # loss=distill: the teacher's targets are softmax(score / teacher_temperature) over a row's group. null: 1.0 for
+    # a cross-encoder, FlagEmbedding's (its logits as they are); probe.temperature for reranker=embedder, whose
+    # cosines then sit on the student's own scale (at 1.0 they differ by hundredths: nearly uniform targets).
+    teacher_temperature: float | None = None
     metric: ProbeMetric = ProbeMetric["ndcg@10"]
     dev: str | None = None  # dev rows (query, pos); null: a hold-out of dev_fraction of the input
     dev_corpus: str | None = None  # the dev queries' corpus (pool rows); null: dev pos and neg plus distractors

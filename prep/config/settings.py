@@ -92,7 +92,7 @@ def check(settings: Config) -> None:
     parse_length_list(settings.splitter.length_list)
     if settings.splitter.num_proc < 1:
         raise UsageError(f"splitter.num_proc must be >= 1, got {settings.splitter.num_proc}")
-    check_probe(settings.probe)
+    check_probe(settings.probe, settings.step)
     check_tracking(settings.tracking)
 
 
@@ -142,7 +142,7 @@ def check_tracking(tracking: TrackingConfig) -> None:
                          "store with `mlflow migrate-filestore`, or set MLFLOW_ALLOW_FILE_STORE=true")
 
 
-def check_probe(probe: ProbeConfig) -> None:
+def check_probe(probe: ProbeConfig, step: str) -> None:
     for key in ("steps", "mini_batch_size"):
         _positive(getattr(probe, key), f"probe.{key}")
     if probe.max_length is not None:
@@ -158,3 +158,14 @@ def check_probe(probe: ProbeConfig) -> None:
         raise UsageError(f"probe.dev_fraction: need 0 < value < 1, got {probe.dev_fraction}")
     if probe.dev_corpus and not probe.dev:
         raise UsageError("probe.dev_corpus is the corpus of probe.dev's queries: set probe.dev too")
+    for key in ("temperature", "teacher_temperature"):
+        value = getattr(probe, key)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"probe.{key}: need a finite number > 0, got {value}")
+    if step == "probe" and probe.loss == "distill":
+        if not probe.teacher:
+            raise UsageError("probe.loss=distill learns from teacher scores of the mined rows, which mining leaves "
+                             "out: add probe.teacher=true (the teacher is reranker=..., e.g. reranker=embedder)")
+        if probe.negatives < 1:
+            raise UsageError("probe.loss=distill compares the student's and the teacher's distributions over a "
+                             "row's positive and negatives: need probe.negatives >= 1")

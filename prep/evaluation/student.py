@@ -1,10 +1,11 @@
 """The probe's student: fine-tuned briefly with sentence-transformers' own trainer, judged with its own evaluator.
 
 Training: ``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss`` (or its cached variant, for
-larger batches in the same memory) over (query, positive, negative_1..k) rows, k negatives drawn from each
-row's mined ones as FlagEmbedding's trainer draws them, no duplicate texts within a batch, ``max_steps`` steps,
-seeded. Evaluation: ``InformationRetrievalEvaluator`` with cosine similarity:
-nDCG@10, MRR@10, recall@10 and recall@100.
+larger batches in the same memory; or FlagEmbedding's distillation from teacher scores, ``evaluation/losses.py``)
+over (query, positive, negative_1..k) rows, k negatives drawn from each row's mined ones as FlagEmbedding's trainer
+draws them, no duplicate texts within a batch, ``max_steps`` steps, seeded, under bf16 autocast where
+``hardware.use_bf16`` makes the miner run in bf16. Evaluation: ``InformationRetrievalEvaluator`` with cosine
+similarity: nDCG@10, MRR@10, recall@10 and recall@100 (in fp32).
 
 ``sentence_transformers`` and ``datasets`` are imported inside the functions that use them: loading is slow, and a
 config error or ``--help`` answers without waiting for it.
@@ -16,11 +17,12 @@ import functools
 import logging
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from prep import seeds
+from prep.evaluation.losses import distillation_loss_class
 
 if TYPE_CHECKING:
     from prep.config.schema import ProbeConfig
@@ -29,6 +31,16 @@ log = logging.getLogger(__name__)
 
 METRICS = {"ndcg@10": "cosine_ndcg@10", "mrr@10": "cosine_mrr@10", "recall@10": "cosine_recall@10",
            "recall@100": "cosine_recall@100"}
+
+
+class TrainingRow(NamedTuple):
+    """A mined row as the student trains on it; ``scores``: the teacher's, of the positive then of each negative
+    (None when the rows were not scored)."""
+
+    query: str
+    positive: str
+    negatives: list[str]
+    scores: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,52 +119,64 @@ def per_query_metrics(query_ids: list[str], relevant: dict[str, set[str]], hits:
     return found
 
 
-def training_columns(rows: list[tuple[str, str, list[str]]], negatives: int, seed: int) -> dict[str, list[str]]:
-    """The trainer's columns: anchor, positive, negative_1..k. A row with more than ``negatives`` negatives gives
+def training_columns(rows: list[TrainingRow], negatives: int, seed: int) -> dict[str, list]:
+    """The trainer's columns: anchor, positive, negative_1..k, and ``label`` (the teacher's scores of the positive
+    and the k negatives) when the rows carry scores. A row with more than ``negatives`` negatives gives
     ``negatives`` of them drawn at random (seeded), in its own order, as FlagEmbedding's trainer draws
     ``train_group_size - 1`` of a row's negatives; k is lowered to the fewest any row has (with a warning)."""
 
-    fewest = min((len(negs) for _, _, negs in rows), default=0)
+    fewest = min((len(row.negatives) for row in rows), default=0)
     if fewest < negatives:
         log.warning("probe.negatives=%d, but some rows have only %d negatives: training with %d per row",
                     negatives, fewest, fewest)
         negatives = fewest
     rng = seeds.stream(seed, seeds.STUDENT_NEGATIVES)
-    drawn = [negs if len(negs) == negatives else [negs[i] for i in sorted(rng.choice(len(negs), negatives,
-                                                                                      replace=False))]
-             for _, _, negs in rows]
-    columns = {"anchor": [q for q, _, _ in rows], "positive": [p for _, p, _ in rows]}
+    drawn = [list(range(negatives)) if len(row.negatives) == negatives else
+             sorted(int(i) for i in rng.choice(len(row.negatives), negatives, replace=False)) for row in rows]
+    columns: dict[str, list] = {"anchor": [row.query for row in rows], "positive": [row.positive for row in rows]}
     for k in range(negatives):
-        columns[f"negative_{k + 1}"] = [negs[k] for negs in drawn]
+        columns[f"negative_{k + 1}"] = [row.negatives[chosen[k]] for row, chosen in zip(rows, drawn)]
+    if rows and all(row.scores is not None for row in rows):
+        columns["label"] = [[row.scores[0], *(row.scores[1 + i] for i in chosen)] for row, chosen in zip(rows, drawn)]
     return columns
 
 
-def train(model: Any, rows: list[tuple[str, str, list[str]]], probe: ProbeConfig, seed: int,
-          on_cpu: bool) -> dict[str, Any]:
-    """Fine-tune ``model`` in place on (query, positive, negatives) rows for ``probe.steps`` steps; returns
-    what ran (steps, rows, negatives per row, the last logged loss)."""
+def make_loss(model: Any, probe: ProbeConfig) -> Any:
+    """``probe.loss`` for ``model``, its similarities divided by ``probe.temperature``."""
+    from sentence_transformers.sentence_transformer import losses
+
+    scale = 1 / probe.temperature
+    if probe.loss == "cached_mnrl":
+        return losses.CachedMultipleNegativesRankingLoss(model, scale=scale, mini_batch_size=probe.mini_batch_size)
+    if probe.loss == "distill":
+        return distillation_loss_class()(model, probe.temperature, probe.teacher_temperature)
+    return losses.MultipleNegativesRankingLoss(model, scale=scale)
+
+
+def train(model: Any, rows: list[TrainingRow], probe: ProbeConfig, seed: int, on_cpu: bool,
+          precision: str = "fp32") -> dict[str, Any]:
+    """Fine-tune ``model`` in place on mined rows for ``probe.steps`` steps, under ``precision`` autocast (bf16,
+    fp16 or fp32: none); returns what ran (steps, rows, negatives per row, the last logged loss)."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.sentence_transformer.training_args import (
         BatchSamplers,
         SentenceTransformerTrainingArguments,
     )
 
     columns = training_columns(rows, probe.negatives, seed)
-    negatives = len(columns) - 2
-    if probe.loss == "cached_mnrl":
-        loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=probe.mini_batch_size)
-    else:
-        loss = losses.MultipleNegativesRankingLoss(model)
+    negatives = len([name for name in columns if name.startswith("negative_")])
+    if probe.loss == "distill" and "label" not in columns:
+        raise ValueError("probe.loss=distill needs each training row's teacher scores")
     with tempfile.TemporaryDirectory(prefix="prep-probe-") as scratch:
         arguments = SentenceTransformerTrainingArguments(
             output_dir=scratch, max_steps=probe.steps, per_device_train_batch_size=probe.batch_size,
             learning_rate=probe.learning_rate, warmup_ratio=0.1, seed=seed, data_seed=seed, save_strategy="no",
             report_to=[], logging_steps=max(1, probe.steps // 5), disable_tqdm=False, use_cpu=on_cpu,
+            bf16=precision == "bf16", fp16=precision == "fp16",
             batch_sampler=BatchSamplers.NO_DUPLICATES, dataloader_drop_last=True)
         trainer = SentenceTransformerTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(columns),
-                                             loss=loss)
+                                             loss=make_loss(model, probe))
         result = trainer.train()
     return {"steps": int(result.global_step), "rows": len(rows), "negatives_per_row": negatives,
-            "train_loss": round(float(result.training_loss), 6)}
+            "precision": precision, "train_loss": round(float(result.training_loss), 6)}

@@ -64,22 +64,24 @@ def paired_difference(pairs: list[tuple[np.ndarray, np.ndarray]], resamples: int
                       int(sum(d.size for d in differences)))
 
 
-def default_setting(miners: dict[tuple[str, ...], dict[str, Any]], defaults: dict[str, Any]) -> tuple[str, ...] | None:
-    """The setting a user runs without a sweep, when the sweep ran it: every sampling key that varies across the
-    settings at its schema default (``defaults``), FlagEmbedding's ranks 2-200 counting as the default window as
+def default_setting(configs: dict[tuple[str, ...], dict[str, Any]], defaults: dict[str, Any]
+                    ) -> tuple[str, ...] | None:
+    """The setting a user runs without a sweep, when the sweep ran it: every judged key (``defaults``: dotted
+    names, ``miner.*`` sampling keys and ``probe.*``) that varies across the settings (``configs``: each setting's
+    values by those names) at its schema default, FlagEmbedding's ranks 2-200 counting as the default window as
     much as the schema's 10-210 (``sampling=flagembedding``'s). Keys every setting shares are the sweep's context."""
-    if len(miners) < 2:
+    if len(configs) < 2:
         return None
-    keys = sorted({key for miner in miners.values() for key in miner} & set(defaults))
-    varying = [key for key in keys if len({repr(_normal(key, miner.get(key))) for miner in miners.values()}) > 1]
-    for setting, miner in miners.items():
-        if all(_is_default(key, miner.get(key), defaults[key]) for key in varying):
+    keys = sorted({key for config in configs.values() for key in config} & set(defaults))
+    varying = [key for key in keys if len({repr(_normal(key, config.get(key))) for config in configs.values()}) > 1]
+    for setting, config in configs.items():
+        if all(_is_default(key, config.get(key), defaults[key]) for key in varying):
             return setting
     return None
 
 
 def _is_default(key: str, value: Any, default: Any) -> bool:
-    if key == "range_for_sampling" and _normal(key, value) == (2, 200):
+    if key.endswith("range_for_sampling") and _normal(key, value) == (2, 200):
         return True
     return _normal(key, value) == _normal(key, default)
 
@@ -87,9 +89,9 @@ def _is_default(key: str, value: Any, default: Any) -> bool:
 def _normal(key: str, value: Any) -> Any:
     """A setting's value as summaries and the schema both give it: ``"2-200"`` and ``[2, 200]`` alike."""
     try:
-        if key == "range_for_sampling":
+        if key.endswith("range_for_sampling"):
             return parse_rank_range(value)
-        if key == "similarity_range":
+        if key.endswith("similarity_range"):
             return parse_similarity_range(value)
     except UsageError:
         return value

@@ -10,6 +10,7 @@ with those files when it ends. Imports stay light (numpy, Hydra's own): Hydra bu
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -22,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from prep import contract
-from prep.config.schema import SAMPLING_KEYS, MinerConfig
+from prep.config.schema import SAMPLING_KEYS, MinerConfig, ProbeConfig
 from prep.errors import DataError
 from prep.io.atomic import atomic_file
 from prep.report.html import write_sweep_report
@@ -45,6 +46,8 @@ COLUMNS = [
     # the best job (the best setting's jobs), marked "*"
     "probe_ndcg@10_before", "probe_ndcg@10", "probe_mrr@10", "probe_recall@10", "probe_recall@100", "objective",
     "objective_mean", "best",
+    # how the probe trained: its loss, the student's temperature, the teacher (probe.teacher) and its temperature
+    "probe_loss", "probe_temperature", "probe_teacher", "probe_teacher_temperature",
     # the setting's objective minus the best setting's, paired over the dev queries of each seed, with its 95%
     # interval; "tied": not distinguishable from the best (report/noise.py)
     "vs_best", "vs_best_low", "vs_best_high", "tied",
@@ -66,8 +69,9 @@ def job_row(job: str, summary: dict[str, Any]) -> dict[str, Any]:
     after = {f"probe_{name}": _get(probe, "after", name) for name in ("ndcg@10", "mrr@10", "recall@10", "recall@100")}
     return {**mining_columns(job, {**summary, **probe.get("mine", {})}),  # a probe's mining figures, if any
             "probe_ndcg@10_before": _get(probe, "before", "ndcg@10"), **after,
-            "objective": summary.get("objective"), "objective_mean": None, "best": "", "vs_best": None,
-            "vs_best_low": None, "vs_best_high": None, "tied": ""}
+            "objective": summary.get("objective"), "objective_mean": None, "best": "",
+            **{f"probe_{key}": probe.get(key) for key in ("loss", "temperature", "teacher", "teacher_temperature")},
+            "vs_best": None, "vs_best_low": None, "vs_best_high": None, "tied": ""}
 
 
 def mining_columns(job: str, summary: dict[str, Any]) -> dict[str, Any]:
@@ -261,8 +265,8 @@ def judge_noise(sweep_dir: Path, rows: list[dict[str, Any]], folders: list[Path]
     difference_plot(sweep_dir / contract.SWEEP_DIFFERENCE_PLOT,
                     [labels[s] + (" (best)" if s == best_setting else "") for s in drawn],
                     [(differences[s].mean, differences[s].low, differences[s].high) for s in drawn], metric)
-    default = default_setting({s: summaries[jobs[0]].get("config", {}).get("miner", {})
-                               for s, jobs in settings.items()}, SAMPLING_DEFAULTS)
+    default = default_setting({s: judged_values(summaries[jobs[0]]) for s, jobs in settings.items()},
+                              JUDGED_DEFAULTS)
     line = verdict(labels, best_setting, differences, default)
     log.info("sweep verdict: %s", line)
     note = None
@@ -275,7 +279,15 @@ def judge_noise(sweep_dir: Path, rows: list[dict[str, Any]], folders: list[Path]
     return Judged(line, note)
 
 
-SAMPLING_DEFAULTS = {key: getattr(MinerConfig, key) for key in SAMPLING_KEYS}
+# What a sweep's default setting is judged by (noise.default_setting): the mining recipe and how the probe trained.
+JUDGED_DEFAULTS = {**{f"miner.{key}": getattr(MinerConfig, key) for key in SAMPLING_KEYS},
+                   **{f"probe.{field.name}": field.default for field in dataclasses.fields(ProbeConfig)}}
+
+
+def judged_values(summary: dict[str, Any]) -> dict[str, Any]:
+    """A job's values of the judged keys, by their dotted names."""
+    config = summary.get("config", {})
+    return {f"{group}.{key}": value for group in ("miner", "probe") for key, value in config.get(group, {}).items()}
 
 
 def _seed(summary: dict[str, Any]) -> Any:

@@ -5,7 +5,8 @@ queries the training never saw. The verdict a sweep over mining settings needs (
     python run.py +sweep=probe_grid input=train.jsonl      # every preset; the best one's settings as a file
 
 Phases: hold out a dev set (``evaluation.holdout``: no dev positive is a training positive), mine the
-training rows through the cache (a sweep encodes the pool once), evaluate the untouched student, train it
+training rows through the cache (a sweep encodes the pool once), with ``probe.teacher`` score them as
+``step=score`` does (``probe.loss=distill`` learns from those scores), evaluate the untouched student, train it
 (``evaluation.student``), evaluate again. The run's objective, ``probe.metric`` after training, is what
 the Hydra task function returns, so Hydra's sweepers can optimise it.
 
@@ -25,11 +26,11 @@ from prep.cache import tables
 from prep.cache.evaluations import cached_evaluation, dev_texts
 from prep.cache.identity import texts_fingerprint
 from prep.cache.store import Cache
-from prep.config.schema import OutputFormat, Step
+from prep.config.schema import ColumnsConfig, Config, OutputFormat, ProbeConfig, Step
 from prep.config.settings import settings_of
 from prep.errors import UsageError
 from prep.evaluation.holdout import hold_out
-from prep.evaluation.student import DevSet, evaluate, evaluate_queries, load_student, train
+from prep.evaluation.student import DevSet, TrainingRow, evaluate, evaluate_queries, load_student, train
 from prep.io import paths
 from prep.io.atomic import write_json
 from prep.io.jsonl import check_training_row, read_jsonl
@@ -38,8 +39,9 @@ from prep.io.reader import Reader
 from prep.io.sources import Source
 from prep.models.availability import check_model_source
 from prep.models.lengths import miner_lengths, student_length
-from prep.models.runtime import check_devices, on_cpu
-from prep.steps import mine
+from prep.models.runtime import check_devices, effective_dtype, on_cpu
+from prep.models.teacher import make_teacher
+from prep.steps import mine, score
 from prep.steps.frame import StepRun
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ def run(cfg: Any) -> dict[str, Any]:
     resolved = student_length(settings, student_name)
     settings = resolved.settings
     miner_lengths(settings)  # a miner length past the model's positions is said now, not after the hold-out
+    if probe.teacher:
+        make_teacher(settings)  # found (not loaded) now, so a missing teacher does not surface after mining
     step = StepRun(settings, "probe")
     source, pool_source = paths.input_sources(settings)
     reader = tables.reader(settings)
@@ -61,6 +65,8 @@ def run(cfg: Any) -> dict[str, Any]:
         rows = reader.training_rows(source, check_training_row)
         training, dev = split(step, rows, pool_source, reader)
     mined = mine_training_rows(step, training)
+    if probe.teacher:
+        mined = score_training_rows(step, mined)
     metrics, trained = judge(step, student_name, mined, dev)
     objective = metrics["after"][str(probe.metric)]
     log.info("probe: %s %.4f after %d steps (%.4f before); dev of %d queries over %d passages", probe.metric,
@@ -68,7 +74,9 @@ def run(cfg: Any) -> dict[str, Any]:
     return step.finish(contract.ProbeSummary(
         rows=len(rows),
         objective=objective,
-        probe={"metric": str(probe.metric), "student": student_name, **metrics, "train": trained,
+        probe={"metric": str(probe.metric), "student": student_name, "loss": str(probe.loss),
+               "temperature": probe.temperature, **teacher_figures(training_settings(settings), mined), **metrics,
+               "train": trained,
                   "dev": {"queries": len(dev.queries), "corpus": len(dev.corpus),
                           "source": probe.dev or f"hold-out of {probe.dev_fraction} of the input",
                           "split": str(step.run_dir / contract.PROBE_SPLIT)},
@@ -77,7 +85,18 @@ def run(cfg: Any) -> dict[str, Any]:
         lengths={**resolved.summary(), **mined["summary"]["lengths"]},
         input=source.label,
         candidate_pool=pool_source.label if pool_source else None,
-    ), ("load", "mine", "evaluate", "train"))
+    ), ("load", "mine", *(("score",) if probe.teacher else ()), "evaluate", "train"))
+
+
+def training_settings(settings: Config) -> ProbeConfig:
+    """``probe`` as the training uses it: a null ``teacher_temperature`` resolved (schema.ProbeConfig) to 1.0,
+    FlagEmbedding's, for a cross-encoder's logits, and to the student's temperature for a bi-encoder's cosines.
+    The run's recorded settings keep the null, so a sweep's default setting is still found by it."""
+    probe = settings.probe
+    if probe.teacher_temperature is not None:
+        return probe
+    temperature = probe.temperature if settings.reranker.model_class == "embedder" else 1.0
+    return dataclasses.replace(probe, teacher_temperature=temperature)
 
 
 def split(step: StepRun, rows: list[dict[str, Any]], pool: Source | None, reader: Reader
@@ -144,7 +163,36 @@ def mine_training_rows(step: StepRun, training: list[dict[str, Any]]) -> dict[st
     with step.phase("mine"):
         summary = mine.run(stage, rows=training)
         mined = read_jsonl(output)
-    return {"summary": summary, "rows": [(row["query"], row["pos"][0], row["neg"]) for row in mined]}
+    return {"summary": summary, "rows": [TrainingRow(row["query"], row["pos"][0], row["neg"]) for row in mined]}
+
+
+def score_training_rows(step: StepRun, mined: dict[str, Any]) -> dict[str, Any]:
+    """``step=score`` on the mined rows, in ``score/`` of this run folder, through the score cache: the rows
+    again, each with its teacher's scores of its first positive and of its negatives."""
+    settings = step.settings
+    output = step.run_dir / contract.SCORED
+    stage = dataclasses.replace(settings, step=Step.score, input=str(step.run_dir / contract.MINED),
+                                run_dir=str(step.run_dir / "score"), output=str(output),
+                                output_format=OutputFormat.flagembedding, columns=ColumnsConfig(), input_split="train")
+    with step.phase("score"):
+        summary = score.run(stage)
+        scored = read_jsonl(output)
+    rows = [TrainingRow(row["query"], row["pos"][0], row["neg"], [row["pos_scores"][0], *row["neg_scores"]])
+            for row in scored]
+    return {**mined, "rows": rows, "score_summary": summary}
+
+
+def teacher_figures(probe: ProbeConfig, mined: dict[str, Any]) -> dict[str, Any]:
+    """What the summary says of the teacher: who it is and how its scores were made (None without
+    ``probe.teacher``), and the temperature of its targets under ``probe.loss=distill``."""
+    scored = mined.get("score_summary")
+    if scored is None:
+        return {"teacher": None}
+    figures = {"teacher": scored["teacher"], "teacher_scores": {
+        "pairs": scored["pairs_distinct"], "pairs_cached": scored["pairs_cached"], "scores": scored["scores"]}}
+    if probe.loss == "distill":
+        figures["teacher_temperature"] = probe.teacher_temperature
+    return figures
 
 
 def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) -> tuple[dict[str, Any], dict]:
@@ -169,7 +217,8 @@ def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) 
                    "not_trained": f"fewer training rows than probe.batch_size={settings.probe.batch_size}"}
         return {"before": before, "after": before, "before_cached": before_cached}, trained
     with step.phase("train"):
-        trained = train(model, mined["rows"], settings.probe, settings.seed, cpu)
+        trained = train(model, mined["rows"], training_settings(settings), settings.seed, cpu,
+                        effective_dtype(settings.hardware))
     with step.phase("evaluate"):
         after, per_query = evaluate_queries(model, dev)
     write_json(step.run_dir / contract.PROBE_QUERIES, {"dev": texts_fingerprint(dev_texts(dev)), **per_query})

@@ -81,6 +81,11 @@ def test_closed_sets_are_checked_while_composing_naming_the_key(override, key):
     ("probe.batch_size=1", "probe.batch_size"), ("probe.steps=0", "probe.steps"),
     ("probe.dev_fraction=1.5", "probe.dev_fraction"), ("probe.learning_rate=0", "probe.learning_rate"),
     ("probe.dev_corpus=corpus.jsonl", "probe.dev_corpus"),
+    ("probe.temperature=0", "probe.temperature: need a finite number > 0, got 0"),
+    ("probe.teacher_temperature=nan", "probe.teacher_temperature: need a finite number > 0, got nan"),
+    ("step=probe probe.loss=distill", "probe.loss=distill learns from teacher scores of the mined rows, which mining "
+                                      "leaves out: add probe.teacher=true"),
+    ("step=probe probe.loss=distill probe.teacher=true probe.negatives=0", "need probe.negatives >= 1"),
     ("tracking=mlflow tracking.experiment=''", "tracking.experiment"),
     ("miner.bm25_share=1.0", "miner.bm25_share: need 0 < value < 1"), ("miner.bm25_share=0", "miner.bm25_share"),
     ("miner.rrf_k=-1", "miner.rrf_k: need a whole number >= 0, got -1"),

@@ -47,15 +47,16 @@ def test_metrics_equal_an_independent_computation(minilm):
 
 
 def test_training_columns_draw_a_rows_negatives_as_flagembeddings_trainer_does():
-    from prep.evaluation.student import training_columns
+    from prep.evaluation.student import TrainingRow, training_columns
 
-    rows = [("q1", "p1", ["a", "b", "c", "d", "e"]), ("q2", "p2", ["f", "g"]), ("q3", "p3", ["h", "i", "j"])]
+    rows = [TrainingRow("q1", "p1", ["a", "b", "c", "d", "e"]), TrainingRow("q2", "p2", ["f", "g"]),
+            TrainingRow("q3", "p3", ["h", "i", "j"])]
     columns = training_columns(rows, 2, seed=0)
     assert list(columns) == ["anchor", "positive", "negative_1", "negative_2"]
     assert columns["anchor"] == ["q1", "q2", "q3"] and columns["positive"] == ["p1", "p2", "p3"]
     drawn = [[columns["negative_1"][i], columns["negative_2"][i]] for i in range(3)]
     assert drawn[1] == ["f", "g"]  # exactly as many as asked: all of them, in order
-    for (_, _, negatives), pair in zip(rows, drawn):
+    for (_, _, negatives, _), pair in zip(rows, drawn):
         assert len(set(pair)) == 2 and set(pair) <= set(negatives)
         assert [n for n in negatives if n in pair] == pair  # the row's own order
     assert training_columns(rows, 2, seed=0) == columns  # seeded
@@ -64,4 +65,9 @@ def test_training_columns_draw_a_rows_negatives_as_flagembeddings_trainer_does()
     assert len(first_rows_draws) > 1  # not always the first negatives
     # Fewer negatives than asked in some row: every row gives the fewest (FlagEmbedding would repeat some).
     assert list(training_columns(rows, 4, seed=0)) == ["anchor", "positive", "negative_1", "negative_2"]
-    assert list(training_columns([("q", "p", [])], 3, seed=0)) == ["anchor", "positive"]
+    assert list(training_columns([TrainingRow("q", "p", [])], 3, seed=0)) == ["anchor", "positive"]
+    # With teacher scores (probe.teacher): the label is the positive's score, then the drawn negatives', in order.
+    scored = [row._replace(scores=[10.0 + i, *(float(ord(n)) for n in row.negatives)]) for i, row in enumerate(rows)]
+    with_labels = training_columns(scored, 2, seed=0)
+    assert {k: v for k, v in with_labels.items() if k != "label"} == columns
+    assert with_labels["label"] == [[10.0 + i, *(float(ord(n)) for n in pair)] for i, pair in enumerate(drawn)]

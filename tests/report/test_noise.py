@@ -43,14 +43,17 @@ def test_no_pair_is_an_error():
         paired_difference([])
 
 
-def probe_job(folder, overrides, seed, values, strategy="random", range_="2-200"):
+def probe_job(folder, overrides, seed, values, strategy="random", range_="2-200", probe=None):
     folder.mkdir(parents=True)
     values = np.asarray(values, dtype=float)
+    probe = probe or {"loss": "mnrl", "temperature": 0.05}
     (folder / contract.SUMMARY).write_text(json.dumps({
         "step": "probe", "overrides": ["step=probe", *overrides, f"seed={seed}"], "objective": float(values.mean()),
-        "probe": {"metric": "ndcg@10", "after": {"ndcg@10": float(values.mean())}},
+        "probe": {"metric": "ndcg@10", "after": {"ndcg@10": float(values.mean())}, **probe},
         "config": {"seed": seed, "miner": {"range_for_sampling": range_, "negative_number": 15,
-                                           "sampling_strategy": strategy}}}))
+                                           "sampling_strategy": strategy},
+                   "probe": {"steps": 15, "teacher": probe["loss"] == "distill", "teacher_temperature": None,
+                             **probe}}}))
     (folder / contract.PROBE_QUERIES).write_text(json.dumps({
         "dev": f"dev-of-seed-{seed}", "query_ids": [f"q{i}" for i in range(len(values))],
         "ndcg@10": values.tolist()}))
@@ -100,3 +103,25 @@ def test_a_setting_better_beyond_noise_is_the_verdict(tmp_path):
     default = by_setting["sampling=flagembedding"]
     assert default["tied"] == "" and default["vs_best_high"] < 0
     assert "A tie" not in (tmp_path / contract.BEST_SAMPLING).read_text()
+
+
+def test_a_sweep_of_the_probes_loss_finds_its_default_setting_by_the_probe_keys(tmp_path):
+    """Issue 35: jobs that mine alike and train differently (probe.loss, probe.temperature). The default is the
+    setting with the schema's loss and temperature, whatever order the jobs come in; distill's gain here is noise."""
+    rng = np.random.default_rng(2)
+    job = 0
+    for seed in (0, 1):
+        base = rng.random(200) * 0.9
+        for loss, temperature, shift in (("distill", 0.02, 0.001), ("mnrl", 0.05, 0.0), ("distill", 0.05, 0.002)):
+            noise = rng.normal(0, 0.1, 200) if shift else np.zeros(200)
+            noise -= noise.mean()
+            probe_job(tmp_path / str(job), [f"probe.loss={loss}", f"probe.temperature={temperature}"], seed,
+                      base + shift + noise, probe={"loss": loss, "temperature": temperature})
+            job += 1
+    rows = write_sweep_summary(tmp_path)
+    assert [row["best"] for row in rows[:3]] == ["", "", "*"]
+    assert [(row["probe_loss"], row["probe_temperature"]) for row in rows[:3]] == [
+        ("distill", 0.02), ("mnrl", 0.05), ("distill", 0.05)]
+    markdown = (tmp_path / contract.SWEEP_MARKDOWN).read_text()
+    assert ("Verdict: no setting beats the default (probe.loss=mnrl probe.temperature=0.05) beyond noise: keep the "
+            "default") in markdown

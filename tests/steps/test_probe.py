@@ -100,3 +100,45 @@ def test_fewer_training_rows_than_a_batch_are_not_trained_and_the_summary_says_s
     assert trained["steps"] == 0 and "fewer training rows than probe.batch_size=16" in trained["not_trained"]
     assert summary["probe"]["after"] == summary["probe"]["before"]
     assert "the student is not trained" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_distilling_probe_scores_what_it_mined_and_repeats_exactly_in_bf16(make_config, tmp_path):
+    """Issue 35: probe.teacher scores the mined rows through the score cache; probe.loss=distill trains on those
+    scores; the summary names the loss, the teacher and the precision; a second run (scores from the cache) gives
+    the same loss and metrics, in bf16 too."""
+    distill = [*TINY, "probe.loss=distill", "probe.teacher=true", "reranker=embedder", "hardware.use_bf16=true"]
+    first = probe.run(make_config(*distill, f"run_dir={tmp_path / 'a'}"))
+    report = first["probe"]
+    assert contract.summary_mismatches(first) == []
+    # teacher_temperature null: a bi-encoder teacher's cosines on the student's scale, its temperature
+    assert report["loss"] == "distill" and report["temperature"] == 0.05 and report["teacher_temperature"] == 0.05
+    assert report["teacher"].startswith("bi-encoder ") and report["train"]["precision"] == "bf16"
+    mined, scored = read_jsonl(tmp_path / "a" / "mined.jsonl"), read_jsonl(tmp_path / "a" / "scored.jsonl")
+    assert [{k: v for k, v in row.items() if not k.endswith("_scores")} for row in scored] == mined
+    assert all(len(row["neg_scores"]) == len(row["neg"]) == 4 for row in scored)
+    assert report["teacher_scores"]["pairs"] == report["teacher_scores"]["scores"]["positive"]["count"] + 4 * len(mined)
+    assert report["teacher_scores"]["pairs_cached"] == 0 and first["seconds"]["score"] > 0
+    second = probe.run(make_config(*distill, f"run_dir={tmp_path / 'b'}"))
+    assert second["probe"]["teacher_scores"]["pairs_cached"] == report["teacher_scores"]["pairs"]
+    assert second["probe"]["train"] == report["train"] and second["objective"] == first["objective"]
+    # The same rows and draw without the teacher's term: another loss.
+    contrastive = probe.run(make_config(*TINY, "hardware.use_bf16=true", f"run_dir={tmp_path / 'c'}"))
+    assert contrastive["probe"]["loss"] == "mnrl" and contrastive["probe"]["teacher"] is None
+    assert contrastive["probe"]["train"]["train_loss"] != report["train"]["train_loss"]
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ([], 0.05),  # reranker=embedder, the default: the teacher's cosines on the student's scale
+    (["probe.temperature=0.02"], 0.02),
+    (["reranker=bge_reranker_base"], 1.0),  # a cross-encoder's logits as they are, as FlagEmbedding takes them
+    (["reranker=bge_reranker_base", "probe.teacher_temperature=0.3"], 0.3),
+    (["probe.teacher_temperature=2"], 2.0),
+])
+def test_the_teachers_temperature_follows_the_kind_of_teacher_unless_given(make_config, overrides, expected):
+    from prep.config.settings import settings_of
+
+    settings = settings_of(make_config(*overrides))
+    assert probe.training_settings(settings).teacher_temperature == expected
+    assert settings.probe.teacher_temperature == (None if not any("teacher_temperature" in o for o in overrides)
+                                                  else expected)  # the recorded settings keep the null
