@@ -11,8 +11,9 @@ from tests.conftest import ROOT
 
 PACKAGE = ROOT / "prep"
 # Each subpackage (or top-level module) may import those before it, never one after it.
-LAYERS = ["prep.errors", "prep.contract", "prep.seeds", "prep.timing", "prep.config", "prep.io", "prep.models",
-          "prep.retrieval", "prep.cache", "prep.evaluation", "prep.report", "prep.steps", "prep.api", "prep"]
+LAYERS = ["prep.errors", "prep.contract", "prep.seeds", "prep.timing", "prep.progress", "prep.config", "prep.io",
+          "prep.models", "prep.retrieval", "prep.cache", "prep.evaluation", "prep.report", "prep.steps", "prep.api",
+          "prep"]
 
 
 def module_name(path: Path) -> str:

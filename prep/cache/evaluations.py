@@ -9,12 +9,15 @@ text length and where it runs; the key is the dev set itself, so any change to i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from prep.cache.identity import model_fingerprint, texts_fingerprint
 from prep.cache.store import ArrayEntries, Cache
+
+if TYPE_CHECKING:
+    from prep.evaluation.student import DevSet
 
 
 class EvaluationEntries(ArrayEntries):
@@ -31,7 +34,7 @@ class EvaluationEntries(ArrayEntries):
                        "values": np.array(list(metrics.values()), dtype=np.float64)})
 
 
-def dev_texts(dev: Any) -> Iterator[str]:
+def dev_texts(dev: DevSet) -> Iterator[str]:
     """The dev set as one sequence of texts, ids included, in a fixed order (its cache key)."""
     for name, part in (("queries", dev.queries), ("corpus", dev.corpus)):
         yield name
@@ -43,7 +46,7 @@ def dev_texts(dev: Any) -> Iterator[str]:
         yield from sorted(passages)
 
 
-def cached_evaluation(cache: Cache, student: str, max_length: int, device: str, dev: Any,
+def cached_evaluation(cache: Cache, student: str, max_length: int, device: str, dev: DevSet,
                       evaluate: Callable[[], dict[str, float]]) -> tuple[dict[str, float], bool]:
     """The metrics ``evaluate()`` gives for the untouched ``student`` on ``dev``, from the cache when a job
     computed them before; and whether they came from it."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
 from prep.cache.identity import pair_key, teacher_identity
 from prep.cache.store import Cache, ScoreEntries
+from prep.progress import progress as progress_bar
 
 if TYPE_CHECKING:
     from prep.models.teacher import EmbedderTeacher, RerankerTeacher
@@ -44,7 +43,7 @@ class CachedScores:
         log.info("%s: %d pairs cached, %d to score", self.teacher.description, len(pairs) - len(missing),
                  len(missing))
         if missing:
-            with tqdm(total=len(missing), desc=description, unit="pair") as progress:
+            with progress_bar(total=len(missing), desc=description, unit="pair") as progress:
                 for start in range(0, len(missing), CHUNK_PAIRS):
                     chunk = missing[start:start + CHUNK_PAIRS]
                     values = self.teacher.score([pairs[i] for i in chunk])

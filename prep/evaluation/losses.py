@@ -24,11 +24,15 @@ without waiting for it.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from sentence_transformers import SentenceTransformer
 
 
-def distillation_loss(queries: Any, groups: Any, teacher_scores: Any, temperature: float,
-                      teacher_temperature: float) -> Any:
+def distillation_loss(queries: torch.Tensor, groups: torch.Tensor, teacher_scores: torch.Tensor, temperature: float,
+                      teacher_temperature: float) -> torch.Tensor:
     """The loss above for normalised ``queries`` (B, d), ``groups`` (B, G, d: each row's positive first) and
     ``teacher_scores`` (B, G); a scalar tensor."""
     import torch
@@ -52,11 +56,11 @@ def distillation_loss_class() -> type:
     import torch.nn.functional as F
 
     class FlagEmbeddingDistillation(torch.nn.Module):
-        def __init__(self, model: Any, temperature: float, teacher_temperature: float) -> None:
+        def __init__(self, model: SentenceTransformer, temperature: float, teacher_temperature: float) -> None:
             super().__init__()
             self.model, self.temperature, self.teacher_temperature = model, temperature, teacher_temperature
 
-        def forward(self, sentence_features: list[dict[str, Any]], labels: Any) -> Any:
+        def forward(self, sentence_features: list[dict[str, torch.Tensor]], labels: torch.Tensor) -> torch.Tensor:
             embeddings = [F.normalize(self.model(features)["sentence_embedding"], dim=-1)
                           for features in sentence_features]
             groups = torch.stack(embeddings[1:], dim=1)  # (B, G, d): positive, negative_1..k

@@ -23,8 +23,12 @@ import numpy as np
 
 from prep import seeds
 from prep.evaluation.losses import distillation_loss_class
+from prep.progress import on_terminal
 
 if TYPE_CHECKING:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
     from prep.config.schema import ProbeConfig
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,7 @@ class DevSet:
     relevant: dict[str, set[str]]
 
 
-def load_student(name_or_path: str, max_length: int | None, on_cpu: bool) -> Any:
+def load_student(name_or_path: str, max_length: int | None, on_cpu: bool) -> SentenceTransformer:
     """The student, reading at most ``max_length`` tokens per text (None: its own, as sentence-transformers sets)."""
     from sentence_transformers import SentenceTransformer
 
@@ -62,12 +66,13 @@ def load_student(name_or_path: str, max_length: int | None, on_cpu: bool) -> Any
     return model
 
 
-def evaluate(model: Any, dev: DevSet, batch_size: int = 64) -> dict[str, float]:
+def evaluate(model: SentenceTransformer, dev: DevSet, batch_size: int = 64) -> dict[str, float]:
     """nDCG@10, MRR@10, recall@10 and recall@100 of ``model`` on ``dev`` (sentence-transformers' evaluator)."""
     return evaluate_queries(model, dev, batch_size)[0]
 
 
-def evaluate_queries(model: Any, dev: DevSet, batch_size: int = 64) -> tuple[dict[str, float], dict[str, list]]:
+def evaluate_queries(model: SentenceTransformer, dev: DevSet, batch_size: int = 64
+                     ) -> tuple[dict[str, float], dict[str, list]]:
     """The metrics of ``evaluate``, and each dev query's: ``query_ids``, then one list per metric in that order
     (the evaluator averages them; a sweep compares settings query by query, ``report/noise.py``)."""
     from sentence_transformers import util
@@ -141,7 +146,7 @@ def training_columns(rows: list[TrainingRow], negatives: int, seed: int) -> dict
     return columns
 
 
-def make_loss(model: Any, probe: ProbeConfig) -> Any:
+def make_loss(model: SentenceTransformer, probe: ProbeConfig) -> torch.nn.Module:
     """``probe.loss`` for ``model``, its similarities divided by ``probe.temperature``."""
     from sentence_transformers.sentence_transformer import losses
 
@@ -153,7 +158,7 @@ def make_loss(model: Any, probe: ProbeConfig) -> Any:
     return losses.MultipleNegativesRankingLoss(model, scale=scale)
 
 
-def train(model: Any, rows: list[TrainingRow], probe: ProbeConfig, seed: int, on_cpu: bool,
+def train(model: SentenceTransformer, rows: list[TrainingRow], probe: ProbeConfig, seed: int, on_cpu: bool,
           precision: str = "fp32") -> dict[str, Any]:
     """Fine-tune ``model`` in place on mined rows for ``probe.steps`` steps, under ``precision`` autocast (bf16,
     fp16 or fp32: none); returns what ran (steps, rows, negatives per row, the last logged loss)."""
@@ -172,7 +177,7 @@ def train(model: Any, rows: list[TrainingRow], probe: ProbeConfig, seed: int, on
         arguments = SentenceTransformerTrainingArguments(
             output_dir=scratch, max_steps=probe.steps, per_device_train_batch_size=probe.batch_size,
             learning_rate=probe.learning_rate, warmup_ratio=0.1, seed=seed, data_seed=seed, save_strategy="no",
-            report_to=[], logging_steps=max(1, probe.steps // 5), disable_tqdm=False, use_cpu=on_cpu,
+            report_to=[], logging_steps=max(1, probe.steps // 5), disable_tqdm=not on_terminal(), use_cpu=on_cpu,
             bf16=precision == "bf16", fp16=precision == "fp16",
             batch_sampler=BatchSamplers.NO_DUPLICATES, dataloader_drop_last=True)
         trainer = SentenceTransformerTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(columns),

@@ -20,12 +20,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from prep.models import batching, flag, runtime
 from prep.models.lengths import with_own_lengths
+from prep.progress import progress as progress_bar
 
 if TYPE_CHECKING:
+    import torch
+    from FlagEmbedding.abc.inference import AbsEmbedder
+    from transformers import PreTrainedTokenizerBase
+
     from prep.config.schema import HardwareConfig, MinerConfig
 
 log = logging.getLogger(__name__)
@@ -33,7 +37,7 @@ log = logging.getLogger(__name__)
 TOKENIZE_CHUNK = 8192  # texts tokenized together
 
 
-def load_embedder(miner: MinerConfig, hardware: HardwareConfig) -> Any:
+def load_embedder(miner: MinerConfig, hardware: HardwareConfig) -> AbsEmbedder:
     """Build FlagEmbedding's embedder for the ``miner`` config. Only keys that are set are passed,
     so a model class keeps its own pooling and instruction format unless the config names one."""
     runtime.before_model_imports()
@@ -71,21 +75,23 @@ def load_embedder(miner: MinerConfig, hardware: HardwareConfig) -> Any:
     return FlagAutoModel.from_finetuned(miner.model_name_or_path, **options)
 
 
-def with_instruction(embedder: Any, texts: list[str], instruction: str | None, instruction_format: str) -> list[str]:
+def with_instruction(embedder: AbsEmbedder, texts: list[str], instruction: str | None,
+                     instruction_format: str) -> list[str]:
     """FlagEmbedding's instruction formatting (``format.format(instruction, text)``)."""
     if not instruction:
         return texts
     return [embedder.get_detailed_instruct(instruction_format, instruction, text) for text in texts]
 
 
-def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
+def _tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> list[list[int]]:
     # Only the ids: the attention masks and token types would be two more lists of Python ints per
     # text (about 0.1 GB per chunk of 8,192 passages), and padding rebuilds the mask anyway.
     return tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False,
                      return_token_type_ids=False)["input_ids"]
 
 
-def _token_chunks(tokenizer: Any, texts: list[str], max_length: int) -> Iterator[tuple[int, list[list[int]]]]:
+def _token_chunks(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int
+                  ) -> Iterator[tuple[int, list[list[int]]]]:
     """(first index, token ids) of each chunk of ``TOKENIZE_CHUNK`` texts.
 
     While the caller runs one chunk's forward passes, a thread tokenizes the next (the Rust tokenizer
@@ -105,7 +111,8 @@ def _token_chunks(tokenizer: Any, texts: list[str], max_length: int) -> Iterator
             yield start, token_ids
 
 
-def _embed_pass(embedder: Any, model: Any, pooling: Callable, step: batching.Pass, device: Any) -> np.ndarray:
+def _embed_pass(embedder: AbsEmbedder, model: torch.nn.Module, pooling: Callable, step: batching.Pass,
+                device: torch.device | str) -> np.ndarray:
     """One forward pass: pad to the pass's length (filler rows included), run, pool, truncate and normalise as
     FlagEmbedding does; float32 rows of the pass's own items."""
     import torch
@@ -124,7 +131,7 @@ def _embed_pass(embedder: Any, model: Any, pooling: Callable, step: batching.Pas
 plan_passes = batching.exact_passes
 
 
-def _encode_one_device(embedder: Any, pooling: Callable, texts: list[str], hardware: HardwareConfig,
+def _encode_one_device(embedder: AbsEmbedder, pooling: Callable, texts: list[str], hardware: HardwareConfig,
                        limits: tuple[int, int], description: str) -> np.ndarray:
     """Embeddings of ``texts`` in their order, as float32; ``limits`` is (max length, batch size). (Six
     parameters: the embedder's parts that FlagEmbedding's own loop takes as arguments too.)
@@ -147,7 +154,7 @@ def _encode_one_device(embedder: Any, pooling: Callable, texts: list[str], hardw
                  for chunk_start, token_ids in _token_chunks(embedder.tokenizer, texts, max_length)
                  for offset, ids in enumerate(token_ids))
     embeddings: np.ndarray | None = None
-    with torch.inference_mode(), tqdm(total=len(texts), desc=description, unit="text") as progress:
+    with torch.inference_mode(), progress_bar(total=len(texts), desc=description, unit="text") as progress:
         for step in plan_passes(tokenized, shape):
             values = _embed_pass(embedder, model, pooling, step, device)
             if embeddings is None:
@@ -157,19 +164,19 @@ def _encode_one_device(embedder: Any, pooling: Callable, texts: list[str], hardw
     return embeddings if embeddings is not None else np.empty((0, 0), dtype=np.float32)
 
 
-def _fast_path(embedder: Any):
+def _fast_path(embedder: AbsEmbedder):
     """Our forward loop applies to FlagEmbedding's plain classes on one device."""
     pooling = flag.plain_embedder_pooling(embedder)
     return pooling if pooling is not None and len(embedder.target_devices) == 1 else None
 
 
-def exact(embedder: Any) -> bool:
+def exact(embedder: AbsEmbedder) -> bool:
     """Whether a text's embedding depends on it alone: true in our loop (exact passes); FlagEmbedding's own loop,
     which the other classes and several devices take, batches texts by sorted length."""
     return _fast_path(embedder) is not None
 
 
-def encode_queries(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, queries: list[str],
+def encode_queries(embedder: AbsEmbedder, miner: MinerConfig, hardware: HardwareConfig, queries: list[str],
                    instruction: str | None = None) -> np.ndarray:
     """Query embeddings (float32), with the query instruction in FlagEmbedding's format: ``instruction`` when given
     (a row's own, ``miner.query_instruction_from_row``), else the model's."""
@@ -179,7 +186,8 @@ def encode_queries(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, 
         return _encode_side(embedder, miner, hardware, "queries", queries)
 
 
-def encode_passages(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, passages: list[str]) -> np.ndarray:
+def encode_passages(embedder: AbsEmbedder, miner: MinerConfig, hardware: HardwareConfig,
+                    passages: list[str]) -> np.ndarray:
     """Passage embeddings (float32), with the passage instruction when one is configured."""
     return _encode_side(embedder, miner, hardware, "passages", passages)
 
@@ -192,7 +200,7 @@ def dense(result: Any) -> np.ndarray:
     return np.asarray(result, dtype=np.float32)
 
 
-def _encode_side(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, side: str,
+def _encode_side(embedder: AbsEmbedder, miner: MinerConfig, hardware: HardwareConfig, side: str,
                  texts: list[str]) -> np.ndarray:
     """Our loop where it applies, else FlagEmbedding's own ``encode_queries`` / ``encode_corpus``."""
     miner = with_own_lengths(miner)
@@ -209,7 +217,7 @@ def _encode_side(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, si
                               (max_length, miner.batch_size), f"encode {side}")
 
 
-def encode(embedder: Any, miner: MinerConfig, hardware: HardwareConfig, side: str, texts: list[str],
+def encode(embedder: AbsEmbedder, miner: MinerConfig, hardware: HardwareConfig, side: str, texts: list[str],
            instruction: str | None = None) -> np.ndarray:
     """``encode_queries`` or ``encode_passages`` by ``side`` (looked up when called, so tests can replace them);
     ``instruction``: a query instruction in place of the model's."""

@@ -14,12 +14,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from FlagEmbedding.abc.inference import AbsEmbedder, AbsReranker
+    from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 PAD_WARNING = "Asking-to-pad-a-fast-tokenizer"  # transformers' key in a tokenizer's deprecation_warnings
 
 
-def plain_embedder_pooling(embedder: Any) -> Callable | None:
+def plain_embedder_pooling(embedder: AbsEmbedder) -> Callable | None:
     """The pooling of a loaded embedder of FlagEmbedding's plain classes (encoder-only or decoder-only base), which
     our forward loop runs; None for any other class."""
     from FlagEmbedding.inference.embedder.decoder_only.base import BaseLLMEmbedder, last_token_pool
@@ -54,13 +59,13 @@ def is_plain_embedder_class(cls: type | None) -> bool:
     return cls in (BaseEmbedder, BaseLLMEmbedder)
 
 
-def truncate(embedder: Any, embeddings: Any) -> Any:
+def truncate(embedder: AbsEmbedder, embeddings: torch.Tensor) -> torch.Tensor:
     """The embeddings cut to the embedder's ``truncate_dim`` (Matryoshka models), as its own loop cuts them."""
     return embedder._truncate_embeddings(embeddings)
 
 
 @contextmanager
-def query_instruction(embedder: Any, instruction: str) -> Iterator[None]:
+def query_instruction(embedder: AbsEmbedder, instruction: str) -> Iterator[None]:
     """Within the block the embedder formats queries with ``instruction`` (a row's own) in place of its configured
     one: ``encode_queries`` reads the attribute at each call."""
     configured = embedder.query_instruction_for_retrieval
@@ -71,20 +76,21 @@ def query_instruction(embedder: Any, instruction: str) -> Iterator[None]:
         embedder.query_instruction_for_retrieval = configured
 
 
-def quiet_pad_warning(tokenizer: Any) -> None:
+def quiet_pad_warning(tokenizer: PreTrainedTokenizerBase) -> None:
     """transformers warns when ids tokenized earlier are padded by a fast tokenizer; our loops tokenize once to sort
     texts by length and pad them later, on purpose: marked as already warned."""
     tokenizer.deprecation_warnings[PAD_WARNING] = True
 
 
-def is_plain_reranker(reranker: Any) -> bool:
+def is_plain_reranker(reranker: AbsReranker) -> bool:
     """Whether a loaded reranker is FlagEmbedding's plain encoder-only class, which our scoring loop runs."""
     from FlagEmbedding.inference.reranker.encoder_only.base import BaseReranker
 
     return type(reranker) is BaseReranker
 
 
-def prepare_pair(tokenizer: Any, query_ids: list[int], passage_ids: list[int], max_length: int) -> Any:
+def prepare_pair(tokenizer: PreTrainedTokenizerBase, query_ids: list[int], passage_ids: list[int],
+                 max_length: int) -> BatchEncoding:
     """One (query, passage) pair's model inputs, truncated as FlagEmbedding's encoder-only reranker truncates them
     (``only_second``), unpadded."""
     from FlagEmbedding.utils.tokenizer_compat import prepare_for_model_compat
@@ -93,7 +99,7 @@ def prepare_pair(tokenizer: Any, query_ids: list[int], passage_ids: list[int], m
                                     max_length=max_length, padding=False)
 
 
-def pad(tokenizer: Any, items: list[Any], length: int) -> Any:
+def pad(tokenizer: PreTrainedTokenizerBase, items: list[Any], length: int) -> BatchEncoding:
     """Prepared pairs padded to ``length`` as torch tensors (FlagEmbedding's helper for transformers 4 and 5)."""
     from FlagEmbedding.utils.tokenizer_compat import pad_with_compat
 

@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from prep.errors import UsageError
+from prep.progress import on_terminal
 
 if TYPE_CHECKING:
     from prep.config.schema import Config, HardwareConfig
@@ -36,6 +37,11 @@ def configure_process() -> None:
     Four entries still let the layers of one forward pass share them. A value the user set is kept.
     """
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "4")
+    if not on_terminal():  # the libraries' own bars would write escape sequences into a log (prep/progress.py)
+        for name in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
+            os.environ.setdefault(name, "1")
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()
 
 
 def before_model_imports() -> None:

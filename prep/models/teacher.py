@@ -21,6 +21,8 @@ from prep.models.availability import check_model_source
 from prep.models.lengths import teacher_lengths, with_own_lengths
 
 if TYPE_CHECKING:
+    from FlagEmbedding.abc.inference import AbsEmbedder, AbsReranker
+
     from prep.config.schema import Config, HardwareConfig, MinerConfig, RerankerConfig
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class RerankerTeacher:
         if reranker.peft_path:
             check_model_source(reranker.peft_path, "reranker.peft_path")
         self.reranker, self.hardware = reranker, hardware
-        self.model: Any = None
+        self.model: AbsReranker | None = None
         self.warned = False
         self.description = f"reranker {reranker.model_name_or_path} ({reranker.model_class})"
         self.lengths: dict[str, Any] = {}  # summary.json's: each length and its source (make_teacher)
@@ -103,7 +105,8 @@ class RerankerTeacher:
         return [float(s) for s in np.atleast_1d(np.asarray(scores, dtype=np.float64))]
 
 
-def score_encoder_only(reranker: Any, pairs: list[list[str]], hardware: HardwareConfig, exact: bool) -> list[float]:
+def score_encoder_only(reranker: AbsReranker, pairs: list[list[str]], hardware: HardwareConfig,
+                       exact: bool) -> list[float]:
     """FlagEmbedding's encoder-only scoring in our passes: exact ones (``batching.exact_passes``: a pair's score
     depends on the pair alone) or, with ``exact`` false, length-sorted ones; never its probe pass.
 
@@ -157,7 +160,7 @@ class EmbedderTeacher:
         miner = with_own_lengths(dataclasses.replace(miner, **changes))
         check_model_source(miner.model_name_or_path, "reranker.model_name_or_path", miner.cache_dir)
         self.miner, self.hardware = miner, hardware
-        self.model: Any = None
+        self.model: AbsEmbedder | None = None
         self.batch_invariant = reranker.batch_invariant
         self.description = f"bi-encoder {miner.model_name_or_path} (cosine)"
         self.lengths: dict[str, Any] = {}  # summary.json's: each length and its source (make_teacher)

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from prep.errors import UsageError
 from prep.models.batching import whole_rows
+from prep.progress import progress as progress_bar
 
 if TYPE_CHECKING:
     from prep.config.schema import MinerConfig
@@ -121,7 +121,7 @@ def _torch_search(passages, queries: np.ndarray, top_k: int, batch_size: int, de
     on_device: dict[str, Any] = {}
     best_values = torch.full((len(query_matrix), top_k), -torch.inf, device=home)
     best_ids = torch.full((len(query_matrix), top_k), -1, dtype=torch.int64, device=home)
-    with torch.inference_mode(), tqdm(total=len(passages), desc="search", unit="passage") as progress:
+    with torch.inference_mode(), progress_bar(total=len(passages), desc="search", unit="passage") as progress:
         for number, (first, piece) in enumerate(_pieces(passages, piece_rows)):
             device = devices[number % len(devices)]
             dtype = torch.float32 if device == "cpu" else torch.float16
@@ -230,7 +230,7 @@ def _faiss_search(index, queries: np.ndarray, top_k: int, batch_size: int,
     similarities = np.empty((len(queries), top_k), dtype=np.float32)
     ids = np.empty((len(queries), top_k), dtype=np.int64)
     batch_size = search_rows(batch_size)
-    with tqdm(total=len(queries), desc=description, unit="query") as progress:
+    with progress_bar(total=len(queries), desc=description, unit="query") as progress:
         for start in range(0, len(queries), batch_size):
             count = min(batch_size, len(queries) - start)
             found = index.search(full_batches(queries[start:start + count], batch_size), top_k)  # as in torch's
