@@ -110,14 +110,16 @@ def removed_counts(summary: dict[str, Any]) -> dict[str, int] | None:
 
 def plots_of(run_dir: Path, summary: dict[str, Any]) -> list[str]:
     """The run's plots as figures: the similarity histogram (mine, or a probe's or pipeline's mine/ folder) and
-    the filters' counts, drawn here into ``filters.png``."""
+    the filters' counts, drawn here into ``filters.png`` (one sentence instead where every count is 0)."""
     figures = []
     for histogram in (run_dir / contract.SIMILARITY_PLOT, run_dir / "mine" / contract.SIMILARITY_PLOT):
         if histogram.is_file():
             figures.append(image(histogram, "similarity to the query: the positives against the mined negatives"))
             break
     removed = removed_counts(summary)
-    if removed:
+    if removed and not any(removed.values()):
+        figures.append(f"<p>No filter removed a candidate ({esc(', '.join(removed))}: 0 each).</p>")
+    elif removed:
         bars = run_dir / contract.FILTERS_PLOT
         bar_chart(bars, list(removed), [float(v) for v in removed.values()],
                   "candidates each filter removed (in the order they apply)", "candidates")

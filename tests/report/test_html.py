@@ -60,6 +60,15 @@ def test_run_report_holds_the_command_the_figures_and_the_plots_and_fetches_noth
     assert len(embedded_pngs(write_run_report(tmp_path).read_text())) == 2
 
 
+def test_filters_that_removed_nothing_are_a_sentence_not_a_plot_of_zeros(tmp_path):
+    summary = mine_summary()
+    summary["candidates"]["removed"] = {"positive_or_query": 0, "teacher": 0}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    page = write_run_report(tmp_path).read_text()
+    assert "<p>No filter removed a candidate (positive_or_query, teacher: 0 each).</p>" in page
+    assert embedded_pngs(page) == [] and not (tmp_path / "filters.png").exists()
+
+
 def test_probe_metrics_show_before_and_after_side_by_side(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps(mine_summary(objective=0.75)))
     page = write_run_report(tmp_path).read_text()
