@@ -24,6 +24,7 @@ SUMMARY = "summary.json"  # every step's summary, in its run folder
 MINED = "mined.jsonl"  # step=mine's output when output= is not set
 SCORED = "scored.jsonl"  # step=score's
 SIMILARITIES = "similarities.npz"  # step=mine's similarity of positives and negatives, for the sweep's plot
+REPORT_ROWS = "report_rows.jsonl"  # step=mine's sample of mined rows for report.html's row viewer
 SIMILARITY_PLOT = "similarity.png"
 FILTERS_PLOT = "filters.png"
 RUN_REPORT = "report.html"

@@ -12,6 +12,7 @@ import numpy as np
 HOLDOUT = 15  # the order in which groups of linked rows go to the probe's dev set
 DISTRACTORS = 16  # the pool passages drawn as the dev set's distractors
 STUDENT_NEGATIVES = 18  # which of a row's negatives the probe's student trains on, when it has more
+REPORT_ROWS = 19  # the mined rows report.html shows
 
 
 def stream(seed: int, name: int) -> np.random.Generator:

@@ -321,6 +321,13 @@ class ProbeConfig:
 
 
 @dataclass
+class ReportConfig:
+    """What a run's ``report.html`` shows beyond its figures."""
+
+    rows: int = 50  # mined rows in the row viewer, a seeded sample of the input rows; 0: no viewer
+
+
+@dataclass
 class Config:
     step: Step = Step.mine
     # A .jsonl/.json/.parquet/.csv file, a save_to_disk folder, a folder of such files, or a Hugging Face dataset
@@ -344,6 +351,7 @@ class Config:
     encode_chunk: int = 16384  # passages per cache entry: the unit of resuming and of step=encode's shards
     shard: ShardConfig = field(default_factory=ShardConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     miner: MinerConfig = MISSING
     reranker: RerankerConfig = MISSING
     splitter: SplitterConfig = MISSING

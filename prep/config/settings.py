@@ -17,7 +17,16 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from prep.config.schema import GROUPS, ColumnsConfig, Config, MinerConfig, ProbeConfig, ShardConfig, TrackingConfig
+from prep.config.schema import (
+    GROUPS,
+    ColumnsConfig,
+    Config,
+    MinerConfig,
+    ProbeConfig,
+    ReportConfig,
+    ShardConfig,
+    TrackingConfig,
+)
 from prep.config.values import check_mining, parse_length_list
 from prep.errors import UsageError
 
@@ -27,7 +36,8 @@ DEVICE_NAME = re.compile(r"cpu|cuda(:\d+)?|mps|npu(:\d+)?")
 
 def reject_unknown_keys(cfg: Any) -> None:
     """Hydra's struct check stops ``miner.typo=1`` but lets ``+miner.typo=1`` through; this names the key."""
-    sections = {"": Config, "shard": ShardConfig, "probe": ProbeConfig, "columns": ColumnsConfig, **GROUPS}
+    sections = {"": Config, "shard": ShardConfig, "probe": ProbeConfig, "report": ReportConfig,
+                "columns": ColumnsConfig, **GROUPS}
     for group, schema in sections.items():
         node = cfg[group] if group else cfg
         unknown = sorted(set(node) - {f.name for f in dataclasses.fields(schema)} - {"hydra"})
@@ -93,6 +103,8 @@ def check(settings: Config) -> None:
     if settings.splitter.num_proc < 1:
         raise UsageError(f"splitter.num_proc must be >= 1, got {settings.splitter.num_proc}")
     check_probe(settings.probe, settings.step)
+    if settings.report.rows < 0:
+        raise UsageError(f"report.rows: need a whole number >= 0 (0: no row viewer), got {settings.report.rows}")
     check_tracking(settings.tracking)
 
 

@@ -2,8 +2,8 @@
 
 The pages are built from the files a run leaves (``summary.json``, its PNG plots), so ``make report RUN=...``
 rebuilds them for any existing folder. Self-contained: the plots are embedded as data URIs, the style is inline,
-there is no script and nothing is fetched, so the page reads the same offline, in a mail, or as a tracker's
-artifact.
+the only script is the row viewer's few inline lines (``report/rows.py``) and nothing is fetched, so the page reads
+the same offline, in a mail, or as a tracker's artifact.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from prep import contract
 from prep.config.dotted import dotted
 from prep.io.atomic import atomic_file
 from prep.report.plots import bar_chart
+from prep.report.rows import viewer
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 70em; padding: 0 1em; color: #222 }
@@ -138,6 +139,7 @@ def run_report(run_dir: Path, summary: dict[str, Any]) -> str:
     plots = plots_of(run_dir, summary)
     if plots:
         body += ["<h2>Plots</h2>", *plots]
+    body += viewer(run_dir)
     body.append("<h2>Figures</h2>")
     scalars = [(k, v) for k, v in summary.items() if k not in HEAD and not isinstance(v, dict)]
     if scalars:

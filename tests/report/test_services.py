@@ -153,9 +153,23 @@ def report_folders(root: Path) -> Path:
         similarity_histogram(folder / "similarity.png", positives, negatives, f"job {job}")
         summary = mine_summary(objective=0.6 + job / 10, negative_number=job + 3)
         (folder / "summary.json").write_text(json.dumps(summary))
+        viewer_rows(folder / "report_rows.jsonl")
         write_run_report(folder, summary)
     write_sweep_summary(sweep)
     return sweep
+
+
+def viewer_rows(path: Path) -> None:
+    """Four rows for the row viewer: two with a flagged negative, one about honey."""
+    records = []
+    for number, (query, flagged) in enumerate([("how do bees make honey", True), ("rain tomorrow", False),
+                                               ("compound interest", True), ("paper nests", False)]):
+        negatives = [{"text": f"negative {k} of {query}", "rank": 2 + 3 * k, "similarity": round(0.6 - k / 10, 4),
+                      "source": "dense", "other_positive": flagged and k == 1, "near_duplicate": False}
+                     for k in range(3)]
+        records.append({"row": number, "query": query, "pos": [f"the answer to {query}"], "pos_similarity": [0.8],
+                        "neg": negatives})
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
 
 
 def test_reports_render_in_a_real_headless_browser_with_no_console_error(tmp_path):
@@ -180,6 +194,25 @@ def test_reports_render_in_a_real_headless_browser_with_no_console_error(tmp_pat
                 sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.getBoundingClientRect().width)")
                 assert min(sizes) > 200, path  # drawn, not a broken-image icon
                 page.close()
+            # A run's row viewer (issue 34): visible, its filter and its "flagged" box narrow the rows when used,
+            # a click on a column's head sorts a row's negatives.
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            problems = watch(page)
+            page.goto((sweep / "0" / "report.html").as_uri())
+            page.locator("#rows").scroll_into_view_if_needed()
+            assert page.locator("#rows .row").count() == 4 and page.locator("#rows").is_visible()
+            assert page.screenshot(path=str(tmp_path / "viewer.png"))[:8] == b"\x89PNG\r\n\x1a\n"
+            page.fill("#row-filter", "HONEY")
+            assert page.locator("#row-count").inner_text() == "1" and page.locator("#rows .row:visible").count() == 1
+            page.fill("#row-filter", "")
+            page.check("#row-flagged")
+            assert page.locator("#row-count").inner_text() == "2"
+            page.uncheck("#row-flagged")
+            first = page.locator("#rows table").first
+            first.locator("th", has_text="similarity").click()
+            assert first.locator("tbody td:nth-child(3)").all_inner_texts() == ["0.4", "0.5", "0.6"]
+            assert problems == []
+            page.close()
             # The sweep page marks the best job and links each job's report, and the link opens it.
             page = browser.new_page()
             page.goto((sweep / "sweep_report.html").as_uri())

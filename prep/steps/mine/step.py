@@ -1,7 +1,8 @@
 """``step=mine``'s run, read as its phases: start (settings checked, lengths resolved, the teacher made), load (the
 rows checked, the pool, where each row's texts sit in it), prepare (the pool's embeddings, the search depth, the
 BM25 index), claim (whose positive each passage is), then each block of ``miner.query_block`` rows mined
-(``block.mine_block``), added to the tally and written; the tally is the summary (``summary.report``)."""
+(``block.mine_block``), added to the tally and written, a seeded sample of its rows kept for the report's row
+viewer (``viewer``); the tally is the summary (``summary.report``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from prep.steps.mine.records import Claims, Input, Mining, Shared
 from prep.steps.mine.shards import finished_shard
 from prep.steps.mine.summary import report, reproducible
 from prep.steps.mine.tally import Tally
+from prep.steps.mine.viewer import sample_rows, viewer_rows, write_viewer_rows
 from prep.steps.mine.write import open_outputs, write_block
 
 if TYPE_CHECKING:
@@ -76,7 +78,9 @@ def start(resolved: Resolved) -> tuple[Mining, RerankerTeacher | EmbedderTeacher
 def mine_blocks(mining: Mining, inputs: Input, shared: Shared, claims: Claims) -> tuple[Tally, Written]:
     """Each block mined, added to the tally, then written; only one block's rows are held at a time."""
     tally = Tally()
-    spans = query_blocks(inputs.span, mining.step.settings.miner.query_block)
+    settings = mining.step.settings
+    spans = query_blocks(inputs.span, settings.miner.query_block)
+    shown, viewed = sample_rows(inputs.span, settings.report.rows, settings.seed), []
     with open_outputs(mining) as outputs:
         for number, span in enumerate(spans):
             if len(spans) > 1:
@@ -84,4 +88,7 @@ def mine_blocks(mining: Mining, inputs: Input, shared: Shared, claims: Claims) -
             block = mine_block(mining, inputs.block(span), shared, claims)
             tally.add(block, claims)
             write_block(mining, outputs, block)
+            viewed += viewer_rows(block, claims, shown)
+    if settings.report.rows:
+        write_viewer_rows(mining.step.run_dir / contract.REPORT_ROWS, viewed)
     return tally, outputs.written
