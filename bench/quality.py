@@ -448,7 +448,7 @@ def main() -> None:
             negatives = args.negatives
             entry["proxy"] = proxies(summary, rows, source_of, negatives)
             entry["lengths"] = summary.get("lengths")
-        twin = twin_recipe(out, key, results)
+        twin = None if key == "m" else twin_recipe(out, key, results)  # (m) mines as (b) but trains otherwise
         for seed in args.seeds.split(","):
             if seed in entry["runs"] or reuse_run(results, key, twin, seed):
                 continue
