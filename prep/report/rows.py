@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from prep import contract
+from prep import contract, seeds
+from prep.io.atomic import atomic_file
 
 SCRIPT = """
 const box = document.getElementById('row-filter'), flagged = document.getElementById('row-flagged');
@@ -47,6 +48,21 @@ STYLE = """
 #rows .row { border: 1px solid #ddd; margin: .4em 0; padding: .2em .6em } #rows th { cursor: pointer }
 #rows .flag { color: #a33 } #rows p.pos { background: #eef7ee; padding: .2em .4em }
 """
+
+
+def sample_rows(span: range, count: int, seed: int) -> frozenset[int]:
+    """``count`` input row numbers of ``span`` (all of them where it holds fewer), drawn uniformly, seeded."""
+    if count >= len(span):
+        return frozenset(span)
+    chosen = seeds.stream(seed, seeds.REPORT_ROWS).choice(len(span), count, replace=False)
+    return frozenset(span[int(i)] for i in chosen)
+
+
+def write_viewer_rows(path: Path, records: list[dict[str, Any]]) -> None:
+    """The records as JSON lines, written whole or not at all."""
+    with atomic_file(path, overwrite=True) as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def rows_file(run_dir: Path) -> Path | None:
@@ -82,34 +98,37 @@ def viewer(run_dir: Path) -> list[str]:
     with open(path, encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle]
     scores = teacher_scores(run_dir, {record["query"] for record in records})
+    with_teacher = bool(scores) or any("teacher" in negative for record in records for negative in record["neg"])
     return ["<h2>Rows</h2>",
             f"<p>A seeded sample of <span id=row-count>{len(records)}</span> of {len(records)} mined rows shown "
             "(<code>report.rows</code>); click a column's head to sort a row's negatives.</p>",
             '<p><input id=row-filter type=search size=40 placeholder="text in a query, positive or negative"> '
             "<label><input id=row-flagged type=checkbox> only rows with a flagged negative</label></p>",
             f"<style>{STYLE}</style><div id=rows>",
-            *(row_html(record, scores, opened=number < OPENED) for number, record in enumerate(records)),
+            *(row_html(record, scores, with_teacher, opened=number < OPENED) for number, record in enumerate(records)),
             f"</div><script>{SCRIPT}</script>"]
 
 
-def row_html(record: dict[str, Any], scores: dict[tuple[str, str], float], opened: bool) -> str:
+def row_html(record: dict[str, Any], scores: dict[tuple[str, str], float], with_teacher: bool, opened: bool) -> str:
     """One row: its query (a summary line that opens it), positives and a table of its negatives; the teacher's
     column only where the run scored its rows."""
     esc = html.escape
     query = record["query"]
-    positives = "".join(f'<p class=pos>{esc(text)} <small>(similarity {similarity})</small></p>'
-                        for text, similarity in zip(record["pos"], record.get("pos_similarity", [])))
+    similarities = record.get("pos_similarity") or [None] * len(record["pos"])
+    positives = "".join(f"<p class=pos>{esc(text)}"
+                        + ("" if similarity is None else f" <small>(similarity {similarity})</small>") + "</p>"
+                        for text, similarity in zip(record["pos"], similarities))
     lines, any_flag = [], False
     for number, negative in enumerate(record["neg"], 1):
         flags = [name for key, name in (("other_positive", "another row's positive"),
                                          ("near_duplicate", "near duplicate of a positive")) if negative.get(key)]
         any_flag = any_flag or bool(flags)
-        teacher = scores.get((query, negative["text"]))
+        teacher = negative.get("teacher", scores.get((query, negative["text"])))
         cells = [number, negative["rank"], negative["similarity"],
-                 *([None if teacher is None else round(teacher, 4)] if scores else []), negative["source"]]
+                 *([None if teacher is None else round(teacher, 4)] if with_teacher else []), negative["source"]]
         lines.append("<tr>" + "".join(f"<td>{'' if value is None else esc(str(value))}</td>" for value in cells)
                      + f"<td class=flag>{esc(', '.join(flags))}</td><td>{esc(negative['text'])}</td></tr>")
-    names = ("#", "rank", "similarity", *(("teacher",) if scores else ()), "source", "flags", "negative")
+    names = ("#", "rank", "similarity", *(("teacher",) if with_teacher else ()), "source", "flags", "negative")
     head = "".join(f"<th>{name}</th>" for name in names)
     return (f'<details class=row data-flagged={int(any_flag)}{" open" if opened else ""}><summary>row {record["row"]}: '
             f"<b>{esc(query)}</b></summary>{positives}<div class=wide><table><thead><tr>{head}</tr></thead>"

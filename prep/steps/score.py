@@ -22,6 +22,7 @@ from prep.io.jsonl import check_scores, check_training_row, with_instruction_che
 from prep.io.rawjson import replaced
 from prep.models.runtime import check_devices
 from prep.models.teacher import make_teacher, query_text
+from prep.report.rows import sample_rows, write_viewer_rows
 from prep.report.stats import describe, table
 from prep.steps.frame import StepRun
 
@@ -68,6 +69,9 @@ def run(cfg: Any) -> dict[str, Any]:
         written = write_rows(step.output, scored_rows, settings.output_format, settings.overwrite,
                              negatives=fewest_negatives(scored_rows))
     log_written(written, settings.output_format)
+    if settings.report.rows:
+        write_viewer_rows(step.run_dir / contract.REPORT_ROWS, viewer_rows(scored_rows, settings.report.rows,
+                                                                            settings.seed))
     return report(step, scored_rows, scores, cache, input_path, output_counts(settings.output_format, written))
 
 
@@ -88,6 +92,17 @@ def with_scores(row: dict[str, Any], query: str, pair_scores: dict[tuple[str, st
     scores = {"pos_scores": [pair_scores[(query, p)] for p in row["pos"]],
               "neg_scores": [pair_scores[(query, p)] for p in row["neg"]]}
     return replaced(row, **scores)
+
+
+def viewer_rows(scored_rows: list[dict[str, Any]], count: int, seed: int) -> list[dict[str, Any]]:
+    """A seeded sample of ``count`` scored rows for the report's row viewer, each negative with its teacher score
+    (where it ranked is ``step=mine``'s to say)."""
+    shown = sample_rows(range(len(scored_rows)), count, seed)
+    return [{"row": number, "query": row["query"], "pos": row["pos"],
+             "neg": [{"text": text, "rank": None, "similarity": None, "teacher": score, "source": "input",
+                      "other_positive": False, "near_duplicate": False}
+                     for text, score in zip(row["neg"], row["neg_scores"])]}
+            for number, row in enumerate(scored_rows) if number in shown]
 
 
 def fewest_negatives(rows: list[dict[str, Any]]) -> int:

@@ -6,8 +6,8 @@ from prep import contract
 from prep.io.jsonl import read_jsonl
 from prep.io.paths import SAMPLE_TRAIN
 from prep.report.html import write_run_report
+from prep.report.rows import sample_rows
 from prep.steps import mine
-from prep.steps.mine.viewer import sample_rows
 from tests.conftest import write_jsonl
 
 
@@ -62,3 +62,17 @@ def test_texts_are_escaped_and_a_scored_runs_teacher_column_is_filled(tmp_path):
     assert "<th>teacher</th>" in page and "<td>1.25</td>" in page and "<td>-3.0</td>" in page
     assert "<td class=flag>another row&#x27;s positive</td>" in page and "data-flagged=1" in page
     assert "http://" not in page and "https://" not in page
+
+
+def test_a_score_run_shows_its_rows_with_their_teacher_scores(make_config, tmp_path):
+    from prep.steps import score
+
+    summary = score.run(make_config("step=score", "report.rows=4", f"output={tmp_path / 'scored.jsonl'}"))
+    viewed = read_jsonl(tmp_path / "run" / contract.REPORT_ROWS)
+    scored = read_jsonl(tmp_path / "scored.jsonl")
+    assert len(viewed) == 4
+    for record in viewed:
+        row = scored[record["row"]]
+        assert [(n["text"], n["teacher"]) for n in record["neg"]] == list(zip(row["neg"], row["neg_scores"]))
+    page = write_run_report(tmp_path / "run", summary).read_text()
+    assert page.count("<details class=row") == 4 and "<th>teacher</th>" in page

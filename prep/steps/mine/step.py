@@ -19,6 +19,7 @@ from prep.models.availability import check_model_source
 from prep.models.lengths import Resolved, miner_lengths
 from prep.models.runtime import check_devices
 from prep.models.teacher import make_teacher
+from prep.report.rows import sample_rows, write_viewer_rows
 from prep.retrieval.sampling import MiningRules
 from prep.steps.frame import StepRun
 from prep.steps.mine.block import mine_block
@@ -28,7 +29,7 @@ from prep.steps.mine.records import Claims, Input, Mining, Shared
 from prep.steps.mine.shards import finished_shard
 from prep.steps.mine.summary import report, reproducible
 from prep.steps.mine.tally import Tally
-from prep.steps.mine.viewer import sample_rows, viewer_rows, write_viewer_rows
+from prep.steps.mine.viewer import viewer_rows
 from prep.steps.mine.write import open_outputs, write_block
 
 if TYPE_CHECKING:

@@ -6,22 +6,10 @@ really a positive?); these records are what the page's row viewer draws (``repor
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from prep import seeds
-from prep.io.atomic import atomic_file
 from prep.steps.mine.records import Block, Claims
 from prep.steps.mine.retrieve import negative_sources
-
-
-def sample_rows(span: range, count: int, seed: int) -> frozenset[int]:
-    """``count`` input row numbers of ``span`` (all of them where it holds fewer), drawn uniformly, seeded."""
-    if count >= len(span):
-        return frozenset(span)
-    chosen = seeds.stream(seed, seeds.REPORT_ROWS).choice(len(span), count, replace=False)
-    return frozenset(span[int(i)] for i in chosen)
 
 
 def viewer_rows(block: Block, claims: Claims, wanted: frozenset[int]) -> list[dict[str, Any]]:
@@ -44,10 +32,3 @@ def viewer_rows(block: Block, claims: Claims, wanted: frozenset[int]) -> list[di
                         "neg": [{"text": text, "rank": None, "similarity": None, "source": "input",
                                  "other_positive": False, "near_duplicate": False} for text in kept] + mined})
     return records
-
-
-def write_viewer_rows(path: Path, records: list[dict[str, Any]]) -> None:
-    """The records as JSON lines, written whole or not at all."""
-    with atomic_file(path, overwrite=True) as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
