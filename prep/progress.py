@@ -36,11 +36,11 @@ class _Discard:
 class LoggedProgress(tqdm):
     """A tqdm bar shown as log lines (see the module's docstring)."""
 
+    logged: float = 0  # the count the last line showed: the start (0) and an unchanged end add nothing
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("mininterval", INTERVAL)
         super().__init__(*args, file=_Discard(), bar_format=LINE, **kwargs)
-
-    logged: float = 0  # the count the last line showed: the start (0) and an unchanged end add nothing
 
     def display(self, msg: str | None = None, pos: int | None = None) -> None:
         if self.n != self.logged:
