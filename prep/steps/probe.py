@@ -219,6 +219,13 @@ def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) 
     with step.phase("train"):
         trained = train(model, mined["rows"], training_settings(settings), settings.seed, cpu,
                         effective_dtype(settings.hardware))
+    if trained["steps"] < settings.probe.steps:
+        # sentence-transformers' no-duplicate sampler leaves out a batch in which a text would come twice: rows
+        # that share many negatives (a small pool) can fill fewer batches than asked, or none.
+        trained["short"] = (f"{trained['steps']} of probe.steps={settings.probe.steps} steps: too few batches of "
+                            f"probe.batch_size={settings.probe.batch_size} rows without a repeated text")
+        log.warning("probe: trained %s (rows share negatives); lower probe.batch_size or probe.negatives, or give "
+                    "more rows or a larger pool", trained["short"])
     with step.phase("evaluate"):
         after, per_query = evaluate_queries(model, dev)
     write_json(step.run_dir / contract.PROBE_QUERIES, {"dev": texts_fingerprint(dev_texts(dev)), **per_query})

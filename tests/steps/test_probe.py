@@ -142,3 +142,13 @@ def test_the_teachers_temperature_follows_the_kind_of_teacher_unless_given(make_
     assert probe.training_settings(settings).teacher_temperature == expected
     assert settings.probe.teacher_temperature == (None if not any("teacher_temperature" in o for o in overrides)
                                                   else expected)  # the recorded settings keep the null
+
+
+def test_rows_sharing_negatives_that_fill_no_batch_are_said_not_trained(make_config, caplog):
+    """FlagEmbedding's example data trained 0 steps without a word: with the bundled 234-passage pool, 64 rows of 4
+    negatives each need more distinct texts than there are, so the no-duplicate sampler fills no batch."""
+    summary = probe.run(make_config(*TINY, "probe.batch_size=64", "probe.negatives=4"))
+    trained = summary["probe"]["train"]
+    assert trained["steps"] < 3 and trained["short"].endswith(
+        "of probe.steps=3 steps: too few batches of probe.batch_size=64 rows without a repeated text")
+    assert "lower probe.batch_size or probe.negatives" in caplog.text
