@@ -50,7 +50,7 @@ class LoggedProgress(tqdm):
 
 def progress(**kwargs: Any) -> tqdm:
     """A progress bar (tqdm's arguments: ``total``, ``desc``, ``unit``...): animated on a terminal, else logged."""
-    return tqdm(**kwargs) if sys.stderr.isatty() else LoggedProgress(**kwargs)
+    return tqdm(**kwargs) if on_terminal() else LoggedProgress(**kwargs)
 
 
 def on_terminal() -> bool:

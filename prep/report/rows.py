@@ -100,8 +100,8 @@ def viewer(run_dir: Path) -> list[str]:
     scores = teacher_scores(run_dir, {record["query"] for record in records})
     with_teacher = bool(scores) or any("teacher" in negative for record in records for negative in record["neg"])
     return ["<h2>Rows</h2>",
-            f"<p>A seeded sample of <span id=row-count>{len(records)}</span> of {len(records)} mined rows shown "
-            "(<code>report.rows</code>); click a column's head to sort a row's negatives.</p>",
+            f"<p><span id=row-count>{len(records)}</span> of {len(records)} rows shown: a seeded sample of the run's "
+            "rows (<code>report.rows</code>); click a column's head to sort a row's negatives.</p>",
             '<p><input id=row-filter type=search size=40 placeholder="text in a query, positive or negative"> '
             "<label><input id=row-flagged type=checkbox> only rows with a flagged negative</label></p>",
             f"<style>{STYLE}</style><div id=rows>",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.hydra_config import HydraConfig
 
 from prep import contract
+from prep.config.schema import ColumnsConfig, OutputFormat, Step
 from prep.io import paths
 from prep.io.atomic import write_json
 from prep.io.formats import check_output
@@ -37,6 +38,16 @@ def peak_memory_gb() -> float | None:
     except (ImportError, OSError):
         return None
     return round(peak * (1 if sys.platform == "darwin" else 1024) / 1e9, 3)  # bytes on macOS, KiB elsewhere
+
+
+def stage(settings: Config, step: Step, run_dir: Path, output: Path, input: Path | None = None) -> Config:
+    """The settings of a step run inside another (``step=pipeline``'s stages, ``step=probe``'s mine and score), in
+    ``run_dir``: it writes FlagEmbedding's JSON lines to ``output``; given ``input``, an earlier stage's file, it
+    reads that file in FlagEmbedding's own column names (the user's ``columns.*`` and ``input_split`` were the first
+    stage's)."""
+    reading = {} if input is None else {"input": str(input), "columns": ColumnsConfig(), "input_split": "train"}
+    return dataclasses.replace(settings, step=step, run_dir=str(run_dir), output=str(output),
+                               output_format=OutputFormat.flagembedding, **reading)
 
 
 def run_metadata(settings: Config) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from prep import contract
-from prep.config.schema import ColumnsConfig, OutputFormat, Step
+from prep.config.schema import Step
 from prep.config.settings import settings_of
 from prep.io import paths
 from prep.io.atomic import ensure_writable
@@ -21,7 +21,7 @@ from prep.models.availability import check_model_source
 from prep.models.lengths import miner_lengths
 from prep.models.teacher import make_teacher
 from prep.steps import mine, score, split
-from prep.steps.frame import StepRun
+from prep.steps.frame import StepRun, stage
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +38,17 @@ def run(cfg: Any) -> dict[str, Any]:
     miner_lengths(settings)  # a length past the model's positions is said now, not when mining starts
     make_teacher(settings)
     check_model_source(settings.splitter.model_name_or_path, "splitter.model_name_or_path", settings.splitter.cache_dir)
-    # The files between steps are FlagEmbedding's JSON lines in its own column names; output_format applies to
-    # the buckets, and columns.* to the input.
-    between = {"output_format": OutputFormat.flagembedding}
-    after_mine = {"columns": ColumnsConfig(), "input_split": "train"}
-    stages = [(mine, Step.mine, "mine", {"output": str(mined), **between}),
-              (score, Step.score, "score", {"input": str(mined), "output": str(scored), **between, **after_mine}),
-              (split, Step.split, "split_step", {"input": str(scored), "output": str(split_dir), **after_mine})]
+    # The files between steps are FlagEmbedding's JSON lines in its own column names (frame.stage); output_format
+    # applies to the buckets, and columns.* to the input.
+    split_stage = stage(settings, Step.split, step.run_dir / "split_step", split_dir, input=scored)
+    stages = [(mine, stage(settings, Step.mine, step.run_dir / "mine", mined)),
+              (score, stage(settings, Step.score, step.run_dir / "score", scored, input=mined)),
+              (split, dataclasses.replace(split_stage, output_format=settings.output_format))]
     summaries = {}
-    for module, name, folder, paths_of_stage in stages:
-        stage = dataclasses.replace(settings, step=name, run_dir=str(step.run_dir / folder), **paths_of_stage)
-        with step.phase(str(name)):
-            summaries[str(name)] = module.run(stage)
+    for module, settings_of_stage in stages:
+        name = str(settings_of_stage.step)
+        with step.phase(name):
+            summaries[name] = module.run(settings_of_stage)
     log.info("pipeline: %s -> %s -> %s", mined, scored, split_dir)
     own = {name: {k: v for k, v in s.items() if k not in ("config", "overrides")} for name, s in summaries.items()}
     return step.finish(contract.PipelineSummary(summaries["mine"]["rows"], str(split_dir), **own),

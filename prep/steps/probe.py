@@ -26,7 +26,7 @@ from prep.cache import tables
 from prep.cache.evaluations import cached_evaluation, dev_texts
 from prep.cache.identity import texts_fingerprint
 from prep.cache.store import Cache
-from prep.config.schema import ColumnsConfig, Config, OutputFormat, ProbeConfig, Step
+from prep.config.schema import Config, ProbeConfig, Step
 from prep.config.settings import settings_of
 from prep.errors import UsageError
 from prep.evaluation.holdout import hold_out
@@ -42,7 +42,7 @@ from prep.models.lengths import miner_lengths, student_length
 from prep.models.runtime import check_devices, effective_dtype, on_cpu
 from prep.models.teacher import make_teacher
 from prep.steps import mine, score
-from prep.steps.frame import StepRun
+from prep.steps.frame import StepRun, stage
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +158,8 @@ def mine_training_rows(step: StepRun, training: list[dict[str, Any]]) -> dict[st
     """``step=mine`` on the training rows, in ``mine/`` of this run folder, through the cache."""
     settings = step.settings
     output = step.run_dir / contract.MINED
-    stage = dataclasses.replace(settings, step=Step.mine, run_dir=str(step.run_dir / "mine"), output=str(output),
-                                output_format=OutputFormat.flagembedding)
     with step.phase("mine"):
-        summary = mine.run(stage, rows=training)
+        summary = mine.run(stage(settings, Step.mine, step.run_dir / "mine", output), rows=training)
         mined = read_jsonl(output)
     return {"summary": summary, "rows": [TrainingRow(row["query"], row["pos"][0], row["neg"]) for row in mined]}
 
@@ -171,11 +169,9 @@ def score_training_rows(step: StepRun, mined: dict[str, Any]) -> dict[str, Any]:
     again, each with its teacher's scores of its first positive and of its negatives."""
     settings = step.settings
     output = step.run_dir / contract.SCORED
-    stage = dataclasses.replace(settings, step=Step.score, input=str(step.run_dir / contract.MINED),
-                                run_dir=str(step.run_dir / "score"), output=str(output),
-                                output_format=OutputFormat.flagembedding, columns=ColumnsConfig(), input_split="train")
     with step.phase("score"):
-        summary = score.run(stage)
+        summary = score.run(stage(settings, Step.score, step.run_dir / "score", output,
+                                  input=step.run_dir / contract.MINED))
         scored = read_jsonl(output)
     rows = [TrainingRow(row["query"], row["pos"][0], row["neg"], [row["pos_scores"][0], *row["neg_scores"]])
             for row in scored]
