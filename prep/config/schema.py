@@ -1,12 +1,15 @@
-"""The settings: every key, its type and its default, stated here and nowhere else.
+"""The settings: every key, its type, its default and its meaning, stated here and nowhere else.
+
+A key's meaning is the comment beside it (or right above it): the docs' configuration reference is made from these
+comments (``prep/config/reference.py``), and a test fails when a key has none.
 
 Registering these dataclasses in Hydra's ConfigStore makes a typo (``miner.negtive_number=3``), a wrong
 type (``miner.negative_number=abc``) or a value outside a closed set (``miner.sampling_strategy=best``)
 a start-up error that names the key. The YAML files under ``conf/`` state only what an option changes
 (each starts with ``defaults: [base_<group>, _self_]`` or a sibling option it extends).
 
-Closed sets are ``StrEnum`` types: OmegaConf checks them at composition and they compare equal to their
-strings. ``Any`` is used only where a key takes more than one type (noted beside each).
+Closed sets are ``StrEnum`` types (``prep/config/choices.py``): OmegaConf checks them at composition and they
+compare equal to their strings. ``Any`` is used only where a key takes more than one type (noted beside each).
 
 This module must stay import-light: it runs before ``--help`` answers.
 """
@@ -15,138 +18,75 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-
-class Step(StrEnum):
-    encode = "encode"
-    mine = "mine"
-    score = "score"
-    split = "split"
-    pipeline = "pipeline"
-    probe = "probe"
-    merge = "merge"
-
-
-# FlagEmbedding's class names hold hyphens, so these enums are built from (name, value) pairs.
-EmbedderClass = StrEnum("EmbedderClass", [(name, name) for name in (
-    "encoder-only-base", "encoder-only-m3", "decoder-only-base", "decoder-only-icl", "decoder-only-pseudo_moe")])
-# ``embedder`` scores with a bi-encoder (the offline default); ``auto`` lets FlagEmbedding pick from the name.
-RerankerClass = StrEnum("RerankerClass", [(name, name) for name in (
-    "embedder", "auto", "encoder-only-base", "decoder-only-base", "decoder-only-layerwise",
-    "decoder-only-lightweight")])
-
-
-class Pooling(StrEnum):
-    cls = "cls"
-    mean = "mean"
-    last_token = "last_token"
-
-
-class Strategy(StrEnum):
-    random = "random"  # FlagEmbedding's: a uniform draw from the qualifying candidates
-    top = "top"  # NV-Retriever's: the best-ranked qualifying candidates
-
-
-class SearchBackend(StrEnum):
-    auto = "auto"
-    torch = "torch"
-    faiss = "faiss"
-
-
-class Retriever(StrEnum):
-    dense = "dense"  # the miner's embedder (exact or approximate search)
-    bm25 = "bm25"  # BM25 through bm25s (DPR's negatives)
-    hybrid = "hybrid"  # both lists, fused (miner.fusion)
-
-
-class Fusion(StrEnum):
-    rrf = "rrf"  # reciprocal rank fusion (miner.rrf_k)
-    union = "union"  # the union, a share of the places per retriever (miner.bm25_share)
-
-
-class IndexKind(StrEnum):
-    flat = "flat"
-    ivf = "ivf"
-    hnsw = "hnsw"
-
-
-# What step=probe reports and returns to a sweeper (the metric after training), as sentence-transformers names them.
-ProbeMetric = StrEnum("ProbeMetric", [(name, name) for name in ("ndcg@10", "mrr@10", "recall@10", "recall@100")])
-
-
-class ProbeLoss(StrEnum):
-    mnrl = "mnrl"  # MultipleNegativesRankingLoss: in-batch and mined negatives
-    cached_mnrl = "cached_mnrl"  # CachedMultipleNegativesRankingLoss: the same loss, larger batches in less memory
-    # FlagEmbedding's knowledge distillation: the contrastive term plus the student's distribution over a row's
-    # positive and negatives against the teacher's (probe.teacher scores the mined rows; evaluation/losses.py)
-    distill = "distill"
-
-
-# Rows written by every step that writes rows: FlagEmbedding's (the input's keys, kept byte for byte) or one of
-# sentence-transformers' four training formats, with the names and column orders of its mine_hard_negatives.
-OutputFormat = StrEnum("OutputFormat", [(name, name) for name in (
-    "flagembedding", "triplet", "n-tuple", "labeled-pair", "labeled-list")])
-
-
-class TrackingBackend(StrEnum):
-    none = "none"
-    mlflow = "mlflow"
-
-
-class CacheDtype(StrEnum):
-    float32 = "float32"
-    float16 = "float16"
+from prep.config.choices import (
+    CacheDtype,
+    EmbedderClass,
+    Fusion,
+    IndexKind,
+    OutputFormat,
+    Pooling,
+    ProbeLoss,
+    ProbeMetric,
+    RerankerClass,
+    Retriever,
+    SearchBackend,
+    Step,
+    Strategy,
+    TrackingBackend,
+)
 
 
 @dataclass
 class MinerConfig:
     """Hard-negative mining: FlagEmbedding's ``hn_mine.py`` arguments, without their prefixes."""
 
-    model_name_or_path: str = MISSING
+    model_name_or_path: str = MISSING  # the embedder: a hub name or a folder (miner=minilm: the bundled one)
     model_class: EmbedderClass | None = None  # null: FlagEmbedding picks the class from the model's name
     pooling_method: Pooling | None = None  # null: the model class's own pooling, never forced
-    normalize_embeddings: bool = True
-    query_instruction_for_retrieval: str | None = None
-    query_instruction_format_for_retrieval: str | None = None
+    normalize_embeddings: bool = True  # unit-length vectors, so similarity is the cosine
+    query_instruction_for_retrieval: str | None = None  # an instruction put before every query (BGE's, E5's "query: ")
+    query_instruction_format_for_retrieval: str | None = None  # how instruction and query join; null: the class's
     # Prefix for passages (E5's "passage: "); FlagEmbedding's script has no such argument.
     passage_instruction_for_retrieval: str | None = None
-    passage_instruction_format_for_retrieval: str = "{}{}"
+    passage_instruction_format_for_retrieval: str = "{}{}"  # how that prefix and the passage join
     # In-context examples for decoder-only-icl embedders (bge-en-icl): a JSON file of examples.
     examples_for_task: str | None = None
-    examples_instruction_format: str | None = None
-    trust_remote_code: bool = False
+    examples_instruction_format: str | None = None  # how each in-context example is written (decoder-only-icl)
+    trust_remote_code: bool = False  # run a model's own code from the hub (Hugging Face's flag)
     cache_dir: str | None = None  # where Hugging Face keeps downloaded model files
+    # Texts per forward pass at most, rounded up to a multiple of 8 (fewer for long texts: hardware.max_batch_tokens).
     batch_size: int = 64
     # Tokens per text; null: the model's own (sentence_bert_config.json's max_seq_length, else the tokenizer's
     # model_max_length, else 512: prep/models/lengths.py). 512 reproduces FlagEmbedding's hn_mine.py.
     query_max_length: int | None = None
-    passage_max_length: int | None = None
-    candidate_pool: str | None = None
+    passage_max_length: int | None = None  # tokens per passage; null: the model's own (as query_max_length)
+    candidate_pool: str | None = None  # the passages negatives come from (a file or dataset); null: the input's texts
     range_for_sampling: Any = "10-210"  # Any: "A-B" string or [A, B]; ranks [A, B), 0-based
     similarity_range: Any = None  # Any: "L-H" string or [L, H], inclusive; null: no bound
-    negative_number: int = 15
+    negative_number: int = 15  # negatives per row
     # Positive-aware filters against the row's positive similarity (the lowest among its positives):
     # keep a negative only if similarity <= (1 - relative_margin) * positive (0.05: NV-Retriever's
     # TopK-PercPos 95%) and similarity <= positive - absolute_margin. null: no bound.
     relative_margin: float | None = None
-    absolute_margin: float | None = None
-    sampling_strategy: Strategy = Strategy.random
+    absolute_margin: float | None = None  # keep a negative only if similarity <= positive - this; null: no bound
+    sampling_strategy: Strategy = Strategy.random  # how negatives are picked from the qualifying candidates
     # Teacher denoising: score the qualifying candidates with the `reranker` teacher and drop those whose
     # score passes the margins' ceilings from the positive's teacher score (the lowest among positives).
     teacher_filter: bool = False
+    # Drop a candidate the teacher scores above (1 - this) x the positive's.
     teacher_relative_margin: float | None = None
-    teacher_absolute_margin: float | None = 0.0
-    fill_random: bool = True
+    teacher_absolute_margin: float | None = 0.0  # drop a candidate the teacher scores above the positive's minus this
+    fill_random: bool = True  # rows short of negative_number get random passages of the pool (flagged)
     # Another row's positive is a false negative in every batch it meets: true drops candidates equal to one, and
     # with other_positive_threshold also those at least that similar to one (near duplicates). Counted as
     # other_positive in summary.json, which reports in every run how many negatives are other rows' positives.
     exclude_other_positives: bool = False
-    other_positive_threshold: float | None = None
+    other_positive_threshold: float | None = None  # with exclude_other_positives: also drop those this similar to one
     # Rows whose best positive ranks K or lower for its own query (likely label noise) go to NAME.rejected.jsonl beside
     # the output, with the reason; null keeps every row. Every run reports where positives rank.
     max_positive_rank: int | None = None
@@ -158,13 +98,13 @@ class MinerConfig:
     # that list; the dense similarity of every candidate is computed, so the similarity filters and margins apply
     # to every retriever.
     retriever: Retriever = Retriever.dense
-    fusion: Fusion = Fusion.rrf
-    rrf_k: int = 60
-    bm25_share: float = 0.5
-    bm25_k1: float = 1.5
-    bm25_b: float = 0.75
+    fusion: Fusion = Fusion.rrf  # how retriever=hybrid joins the two lists
+    rrf_k: int = 60  # fusion=rrf: the constant k of 1 / (k + rank)
+    bm25_share: float = 0.5  # fusion=union: the share of the places taken from BM25's list
+    bm25_k1: float = 1.5  # BM25's term-frequency saturation
+    bm25_b: float = 0.75  # BM25's length normalisation
     write_sources: bool = False  # each row gets neg_sources: the retrievers that found each negative
-    search_batch_size: int = 1024
+    search_batch_size: int = 1024  # queries per search call
     # Rows mined at a time, end to end (encode their queries, search, select, write): memory grows with this, not
     # with the rows; the output is the same for any value.
     query_block: int = 4096
@@ -176,9 +116,9 @@ class MinerConfig:
     index: IndexKind = IndexKind.flat
     index_nlist: int | None = None  # ivf cells; null: 4 x sqrt(pool size)
     index_nprobe: int = 32  # ivf cells searched per query
-    hnsw_m: int = 32
+    hnsw_m: int = 32  # hnsw: links per node
     hnsw_ef_search: int = 256  # raised to the search depth when smaller
-    index_recall_queries: int = 200
+    index_recall_queries: int = 200  # approximate indexes: queries whose recall@k is checked
     # A column of each row (e.g. prompt, as FlagEmbedding's example data carry) holding that row's query
     # instruction; rows without one take query_instruction_for_retrieval. null: one instruction for all rows.
     query_instruction_from_row: str | None = None
@@ -200,16 +140,17 @@ class RerankerConfig:
     Keys left null keep the reranker class's own default (decoder-only rerankers bring their own
     instructions and prompt)."""
 
+    # Embedder (a bi-encoder's cosines), or FlagEmbedding's reranker classes.
     model_class: RerankerClass = RerankerClass.auto
     model_name_or_path: str | None = None  # with model_class=embedder, null means the miner's model
-    peft_path: str | None = None
-    query_instruction_for_rerank: str | None = None
-    query_instruction_format_for_rerank: str = "{}{}"
-    passage_instruction_for_rerank: str | None = None
-    passage_instruction_format_for_rerank: str = "{}{}"
-    trust_remote_code: bool = False
-    cache_dir: str | None = None
-    batch_size: int = 128
+    peft_path: str | None = None  # a LoRA adapter loaded over the reranker (FlagEmbedding's)
+    query_instruction_for_rerank: str | None = None  # an instruction put before every query
+    query_instruction_format_for_rerank: str = "{}{}"  # how instruction and query join
+    passage_instruction_for_rerank: str | None = None  # an instruction put before every passage
+    passage_instruction_format_for_rerank: str = "{}{}"  # how instruction and passage join
+    trust_remote_code: bool = False  # run a model's own code from the hub
+    cache_dir: str | None = None  # where Hugging Face keeps downloaded model files
+    batch_size: int = 128  # pairs per forward pass at most
     # true: one pair (or, for reranker=embedder, one text) per forward pass, so a score never depends on which
     # pairs were scored beside it and output bytes never depend on what the cache held. false: batches of
     # batch_size, faster (on a GPU, much faster); scores then move in the 7th digit with their batch.
@@ -217,10 +158,10 @@ class RerankerConfig:
     query_max_length: int | None = None  # null: a cross-encoder's 3/4 of max_length; a bi-encoder's own length
     max_length: int | None = None  # null: the teacher model's own (as miner.passage_max_length)
     normalize: bool = False  # raw logits, as FlagEmbedding's distillation expects; true: a sigmoid
-    prompt: str | None = None
-    cutoff_layers: list[int] | None = None
-    compress_ratio: int = 1
-    compress_layers: list[int] | None = None
+    prompt: str | None = None  # decoder-only rerankers: the question asked of each pair; null: the class's
+    cutoff_layers: list[int] | None = None  # layerwise rerankers: the layers whose scores are read
+    compress_ratio: int = 1  # lightweight rerankers: token compression
+    compress_layers: list[int] | None = None  # lightweight rerankers: the layers that compress
     # As miner.query_instruction_from_row, for the teacher's query instruction (query_instruction_for_rerank).
     query_instruction_from_row: str | None = None
 
@@ -229,21 +170,22 @@ class RerankerConfig:
 class SplitterConfig:
     """Length buckets: FlagEmbedding's ``split_data_by_length.py`` arguments."""
 
-    model_name_or_path: str = MISSING
+    model_name_or_path: str = MISSING  # the tokenizer that counts tokens
+    # Bucket edges in tokens: a row goes to the bucket its length falls in.
     length_list: list[int] = field(default_factory=lambda: [0, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000])
     num_proc: int = 2  # tokenizer threads
-    log_name: str = ".split_log"
-    overwrite: bool = False
-    cache_dir: str | None = None
-    trust_remote_code: bool = False
+    log_name: str = ".split_log"  # the log of counts per bucket, in the output folder
+    overwrite: bool = False  # replace existing buckets (FlagEmbedding's flag; overwrite= does it too)
+    cache_dir: str | None = None  # where Hugging Face keeps downloaded tokenizer files
+    trust_remote_code: bool = False  # run a tokenizer's own code from the hub
 
 
 @dataclass
 class HardwareConfig:
     devices: Any = None  # Any: null (the CPU, or the first GPU when CUDA is available), "cuda:0", [0, 1], ...
-    use_fp16: bool = False
+    use_fp16: bool = False  # fp16 on GPUs (hardware=gpu sets it)
     use_bf16: Any = "auto"  # Any: true, false, or auto (bf16 on CPUs with AMX or AVX512-BF16, else fp32)
-    use_gpu_for_searching: bool = False
+    use_gpu_for_searching: bool = False  # the search on the GPUs too
     # Padded tokens per forward pass (batch_size still caps the count): long texts go in small batches;
     # on a CPU, small batches stay in cache.
     max_batch_tokens: int = 2048
@@ -260,21 +202,22 @@ class ShardConfig:
     """``step=encode``: this job encodes chunks ``index, index + count, ...`` of the passage pool. ``step=mine``: it
     mines the ``index``-th of ``count`` contiguous blocks of the input rows (``step=merge`` joins the parts)."""
 
-    index: int = 0
-    count: int = 1
+    index: int = 0  # this job's shard, 0-based (a sweep: shard.index='range(0,4)')
+    count: int = 1  # how many shards the work is cut into
 
 
 @dataclass
 class TrackingConfig:
-    """``tracking=mlflow``: each run's settings, figures and plots go to an experiment tracker too (README,
-    "Tracking and reports"). A tracker that cannot be reached is a warning: the run's own files are written first."""
+    """``tracking=mlflow``: each run's settings, figures and plots go to an experiment tracker too (docs/tracking.md).
+    A tracker that cannot be reached is a warning: the run's own files are written first."""
 
+    # None, or mlflow: the run's settings, figures and plots go there too.
     backend: TrackingBackend = TrackingBackend.none
     # null: a local store, the folder mlruns/ where the command runs (mlflow.db and artifacts/ inside); a folder
     # path is such a store in that folder; a URI (http://host:5000, sqlite:///f.db, databricks) is MLflow's own
     # (file:PATH, MLflow's folder store, is refused at start: MLflow 3 refuses it).
     uri: str | None = None
-    experiment: str = "prep"
+    experiment: str = "prep"  # the MLflow experiment the runs go to
 
 
 @dataclass
@@ -283,10 +226,10 @@ class ColumnsConfig:
     name, FlagEmbedding's first (query, pos, neg, text), then sentence-transformers' (anchor, positive,
     negative or negative_1..n)."""
 
-    query: str | None = None
-    pos: str | None = None
-    neg: str | None = None
-    text: str | None = None
+    query: str | None = None  # the query's column
+    pos: str | None = None  # the positives' column (a list, or one text)
+    neg: str | None = None  # the negatives' column (a list, one text, or sentence-transformers' negative_1..n)
+    text: str | None = None  # the passage's column of a candidate_pool or dev_corpus
 
 
 @dataclass
@@ -294,14 +237,14 @@ class ProbeConfig:
     """``step=probe``: a short training run judged on held-out queries, the objective a sweep optimises."""
 
     student: str | None = None  # the model fine-tuned (a copy of it); null: the miner's model
-    steps: int = 15  # the smallest probe measured to rank the presets as full training does (README, "Probe")
-    batch_size: int = 16
+    steps: int = 15  # training steps; 15: the fewest measured to rank the presets as full training does (docs/probe.md)
+    batch_size: int = 16  # rows per training step (in-batch negatives come from the others)
     # Mined negatives per row in training, drawn from each row's as FlagEmbedding's trainer draws them (its default
-    # train_group_size 8: 7 negatives); 3 ranked the presets unlike full training (README, "Probe").
+    # train_group_size 8: 7 negatives); 3 ranked the presets unlike full training (docs/probe.md).
     negatives: int = 7
-    learning_rate: float = 2e-5
+    learning_rate: float = 2e-5  # the student's learning rate (AdamW, as sentence-transformers' trainer)
     max_length: int | None = None  # tokens per text, in training and evaluation; null: the student's own
-    loss: ProbeLoss = ProbeLoss.mnrl
+    loss: ProbeLoss = ProbeLoss.mnrl  # the training loss: mnrl, cached_mnrl or distill (teacher scores)
     mini_batch_size: int = 16  # loss=cached_mnrl: texts per forward pass
     # The student's similarities are cosine / temperature in every loss: 0.05 is sentence-transformers' MNRL scale
     # 20; FlagEmbedding's fine-tuning defaults to 0.02.
@@ -313,10 +256,11 @@ class ProbeConfig:
     # a cross-encoder, FlagEmbedding's (its logits as they are); probe.temperature for reranker=embedder, whose
     # cosines then sit on the student's own scale (at 1.0 they differ by hundredths: nearly uniform targets).
     teacher_temperature: float | None = None
+    # The figure a sweep optimises, measured on the dev queries after training.
     metric: ProbeMetric = ProbeMetric["ndcg@10"]
     dev: str | None = None  # dev rows (query, pos); null: a hold-out of dev_fraction of the input
     dev_corpus: str | None = None  # the dev queries' corpus (pool rows); null: dev pos and neg plus distractors
-    dev_fraction: float = 0.2
+    dev_fraction: float = 0.2  # the share of the input's rows held out as dev queries (dev=null)
     dev_distractors: int = 2000  # passages drawn (seeded) from the mined corpus into the dev corpus
 
 
@@ -329,7 +273,7 @@ class ReportConfig:
 
 @dataclass
 class Config:
-    step: Step = Step.mine
+    step: Step = Step.mine  # what the run does: mine, score, split, all three (pipeline), encode, probe or merge
     # A .jsonl/.json/.parquet/.csv file, a save_to_disk folder, a folder of such files, or a Hugging Face dataset
     # id (read from the local cache); null: the sample that ships inside the package.
     input: str | None = None
@@ -338,12 +282,13 @@ class Config:
     # Rows written as output_format, in a container chosen by the output's suffix: .jsonl, .parquet, or a
     # save_to_disk folder (no suffix).
     output_format: OutputFormat = OutputFormat.flagembedding
-    output: str | None = None  # null: a file (or folder, for split) inside the run's output folder
-    run_dir: str | None = None  # null: Hydra's output folder for this run
+    output: str | None = None  # the output's path; null: a file (or folder, for split) inside the run's folder
+    run_dir: str | None = None  # where summary.json and report.html (and the default output) go; null: Hydra's
     outputs_dir: str = "outputs"  # where Hydra's run folders go (<outputs_dir>/<step>/<time>/)
-    seed: int = 42
-    overwrite: bool = False  # replace an existing output
-    cache: bool = True  # the embedding, search and score cache (README, "Cache")
+    seed: int = 42  # the seed of every random choice (draws, the dev hold-out, the probe's training)
+    overwrite: bool = False  # replace an existing output; without it one stops the run before any work
+    cache: bool = True  # the embedding, search and score cache (docs/scaling.md, "Cache")
+    # Where the cache lives: $PREP_CACHE_DIR, else ~/.cache/prep.
     cache_dir: str = "${oc.env:PREP_CACHE_DIR,${oc.env:HOME,.}/.cache/prep}"
     # Embeddings are stored (and used) as float32, or float16: half the disk, rounded the same way with or
     # without the cache.

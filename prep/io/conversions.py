@@ -148,7 +148,7 @@ def _move_children(source: Path, target: Path) -> None:
 def lean_arrow_allocator() -> None:
     """Arrow allocates through jemalloc where the build has it. Its default here, mimalloc, kept the buffers of
     converting a million-row parquet pool: the mine run then peaked 0.06-0.10 GB above the same pool read as JSON
-    lines; through jemalloc, at the same peak (README, "Large pools: memory")."""
+    lines; through jemalloc, at the same peak (docs/scaling.md, "Large pools")."""
     import pyarrow
 
     try:

@@ -1,7 +1,7 @@
 """Training rows left where they are: read and checked once, then read again a block at a time.
 
 ``step=mine`` holds one block of rows (``miner.query_block``) at a time, so that its memory does not grow with
-the number of rows (README, "Large training sets"). A ``RowStore`` remembers where each row is, a few bytes per
+the number of rows (docs/scaling.md, "Large training sets"). A ``RowStore`` remembers where each row is, a few bytes per
 row: the byte offset and line number of a JSON line, or the row number of a memory-mapped ``datasets`` table,
 and reads any span of rows again on demand, mapped to FlagEmbedding's names and checked as the first read was.
 Rows that a caller already holds (``step=probe``'s training rows, the Python API's dataset) are a ``ListRows``.

@@ -1,7 +1,7 @@
 """How tokenized texts (or pairs) are cut into forward passes.
 
 ``exact_passes`` makes a text's result depend on that text alone. Three things can move a row's result in the last
-bits of a float (README, "Reproducible", and the figures under "Benchmarks"): the length it
+bits of a float (docs/reproducibility.md, and the figures under "Benchmarks"): the length it
 is padded to (on an AMX CPU, 3 of 16 rows changed between 128 and 160 tokens), the number of rows in its pass and
 its place there (a matrix product's kernel treats the rows past a multiple of its unrolling otherwise: in fp32 a
 cross-encoder's head scored a row of a 7- or 42-row pass otherwise at another place), and whether the pass has an

@@ -127,7 +127,7 @@ def _embed_pass(embedder: AbsEmbedder, model: torch.nn.Module, pooling: Callable
 
 
 # How texts are cut into passes; the batching benchmark puts batching.sorted_passes here to measure what exactness
-# costs (README, "Benchmarks").
+# costs (docs/benchmarks.md).
 plan_passes = batching.exact_passes
 
 

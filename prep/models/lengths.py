@@ -1,4 +1,4 @@
-"""The number of tokens a model is meant to read, the default of every length key (README, "Lengths").
+"""The number of tokens a model is meant to read, the default of every length key (docs/configuration.md, "Lengths").
 
 sentence-transformers encodes with ``max_seq_length`` of the model's ``sentence_bert_config.json``
 (all-MiniLM-L6-v2: 256, the length it was trained on), else with the tokenizer's ``model_max_length``

@@ -192,7 +192,7 @@ def mark_best(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> in
     A setting is a job's overrides less its ``seed``. Where a setting ran under several seeds, settings are
     ranked by their mean objective (``objective_mean``): one seed's winner is often noise (on the Debian
     corpus, single-seed probes of 30 steps ranked the presets with Kendall tau 0.8 and 0.6 against full
-    training, their mean with 1.0: README, "Probe"). Otherwise the highest
+    training, their mean with 1.0: docs/probe.md). Otherwise the highest
     objective wins; the first of equals.
     """
     settings = jobs_by_setting(summaries, with_objective=True)

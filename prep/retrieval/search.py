@@ -106,7 +106,7 @@ def _torch_search(passages, queries: np.ndarray, top_k: int, batch_size: int, de
     holds one piece, one batch's scores and the results, whatever the pool's size. Pieces take turns
     on ``devices`` (fp16 on a GPU, fp32 on the CPU). Neither faiss's GPU limit of 2,048 neighbours nor
     its per-query heap applies: on this CPU it ran 10,000 queries over 60,835 passages at k = 200 in
-    about 5 s, faiss ``IndexFlatIP`` in batches of 64 in 29 s (README, "Benchmarks"). (``piece_rows`` is there for
+    about 5 s, faiss ``IndexFlatIP`` in batches of 64 in 29 s (docs/benchmarks.md). (``piece_rows`` is there for
     tests, hence six parameters.)
     """
     import torch
@@ -167,7 +167,7 @@ def resolve_backend(backend: str, use_gpu: bool, top_k: int) -> str:
     """``auto`` picks torch, except faiss on GPUs where faiss-gpu is installed and ``top_k`` fits its limit.
 
     On the CPU faiss keeps a heap per query, which dominates at mining's deep windows (k = 200), so
-    the matrix product and ``torch.topk`` win (README, "Mining rules").
+    the matrix product and ``torch.topk`` win (docs/mining.md).
     """
     if backend not in ("auto", "faiss", "torch"):
         raise UsageError(f"miner.search_backend: '{backend}' is not auto, faiss or torch")

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from prep.config.schema import Step
+from prep.config.choices import Step
 from prep.config.settings import settings_of
 from prep.errors import UsageError
 from prep.models.runtime import with_job_device

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.hydra_config import HydraConfig
 
 from prep import contract
-from prep.config.schema import ColumnsConfig, OutputFormat, Step
+from prep.config.choices import OutputFormat, Step
+from prep.config.schema import ColumnsConfig
 from prep.io import paths
 from prep.io.atomic import write_json
 from prep.io.formats import check_output

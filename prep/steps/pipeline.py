@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from prep import contract
-from prep.config.schema import Step
+from prep.config.choices import Step
 from prep.config.settings import settings_of
 from prep.io import paths
 from prep.io.atomic import ensure_writable

@@ -1,5 +1,5 @@
 """``step=probe``: mine as ``step=mine`` does, train a fresh student briefly on the result, and score it on
-queries the training never saw. The verdict a sweep over mining settings needs (README, "Probe").
+queries the training never saw. The verdict a sweep over mining settings needs (docs/probe.md).
 
     python run.py step=probe input=train.jsonl [miner.candidate_pool=pool.jsonl] [probe.steps=30]
     python run.py +sweep=probe_grid input=train.jsonl      # every preset; the best one's settings as a file
@@ -26,7 +26,8 @@ from prep.cache import tables
 from prep.cache.evaluations import cached_evaluation, dev_texts
 from prep.cache.identity import texts_fingerprint
 from prep.cache.store import Cache
-from prep.config.schema import Config, ProbeConfig, Step
+from prep.config.choices import Step
+from prep.config.schema import Config, ProbeConfig
 from prep.config.settings import settings_of
 from prep.errors import UsageError
 from prep.evaluation.holdout import hold_out

@@ -1,5 +1,5 @@
 """bench/gpu.py, the GPU check, run on the CPU at toy sizes: every measurement runs and agrees with its reference
-(the GPU's figures themselves come from a GPU machine: README, "A GPU check")."""
+(the GPU's figures themselves come from a GPU machine: docs/benchmarks.md, "A GPU check")."""
 
 from __future__ import annotations
 

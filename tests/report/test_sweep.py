@@ -110,7 +110,7 @@ def test_a_sweep_over_seeds_picks_the_setting_with_the_best_mean(tmp_path):
 
 def test_the_jobs_of_two_sweeps_gathered_in_one_folder_get_one_verdict(tmp_path, capsys):
     """Points added to a finished sweep run into a folder of their own; linking both sweeps' job folders into a
-    third and running ``python -m prep.report`` on it ranks every setting together (README, "Probe")."""
+    third and running ``python -m prep.report`` on it ranks every setting together (docs/probe.md)."""
     from omegaconf import OmegaConf
 
     from prep.report.__main__ import main

@@ -99,7 +99,7 @@ def test_a_fixed_output_in_a_multirun_is_refused_at_the_first_job(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_removes_the_run_s_temporary_folder(tmp_path):
-    """The README promises the .mine-* folder goes however the run ends; a scheduler ends runs with SIGTERM."""
+    """docs/errors.md promises the .mine-* folder goes however the run ends; a scheduler ends runs with SIGTERM."""
     rows = [json.loads(line) for line in SAMPLE_TRAIN.read_text().splitlines()] * 30
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({**r, "query": f"{r['query']} {i}"}) + "\n" for i, r in enumerate(rows)))

@@ -1,6 +1,6 @@
 """``step=mine``: hard negatives for each training row, from a window of ranks and similarities.
 
-The rules (README, "Mining rules"): the corpus is the candidate pool, or every ``pos`` and ``neg`` of the input,
+The rules (docs/mining.md): the corpus is the candidate pool, or every ``pos`` and ``neg`` of the input,
 deduplicated in first-seen order; search the top ``B`` passages of each query; keep ranks ``[A, B)``; drop passages
 equal to a positive or to the query; keep those within ``similarity_range`` and under the margins; optionally drop
 what the teacher scores too close to the positive; sample ``negative_number`` of them, seeded per row; fill a short
@@ -13,9 +13,9 @@ every block shares, the claims), ``block`` (one block: encode -> search -> rank 
 
 Memory does not grow with the pool: its texts are an Arrow file (``io.pool``), its embeddings chunks on disk
 (``cache.embeddings.PoolEmbeddings``) that the exact search reads one at a time, and the output is written row by
-row (README, "Large pools: memory"). Nor does it grow with the rows beyond a few bytes per row and negative: the
+row (docs/scaling.md, "Large pools"). Nor does it grow with the rows beyond a few bytes per row and negative: the
 input rows stay on disk and are read again a block at a time (``io.rowstore``), and what every block needs of all
-of them (``Placement``, the claims) is arrays and numbers (README, "Large training sets").
+of them (``Placement``, the claims) is arrays and numbers (docs/scaling.md, "Large training sets").
 """
 
 from prep.steps.mine.load import load, query_blocks

@@ -1,4 +1,4 @@
-"""``step=mine``'s summary (README, "Mining rules") from the blocks' tally, the log's tables, ``similarities.npz``
+"""``step=mine``'s summary (docs/mining.md) from the blocks' tally, the log's tables, ``similarities.npz``
 and ``similarity.png``; and whether the run's bytes are reproducible, said at start."""
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ PHASES = ("load", "encode", "search", "teacher", "sample", "write")
 
 
 def reproducible(settings: Config, teacher: RerankerTeacher | EmbedderTeacher | None) -> dict[str, Any]:
-    """Whether output bytes hold across ``miner.query_block``, shards and the cache's history (README,
-    "Reproducible"): the embeddings' answer, or the teacher's where ``miner.teacher_filter`` uses one that holds
-    less; said in the log at start when it does not hold."""
+    """Whether output bytes hold across ``miner.query_block``, shards and the cache's history
+    (docs/reproducibility.md): the embeddings' answer, or the teacher's where ``miner.teacher_filter`` uses one that
+    holds less; said in the log at start when it does not hold."""
     found = reproducibility(settings.miner, settings.hardware)
     if teacher is not None and found["across_batches"] is True:
         scored = teacher.reproducible()

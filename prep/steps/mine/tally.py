@@ -17,7 +17,7 @@ ARRAYS = ("counts", "filled", "positives", "negatives", "window", "ranks", "posi
 
 class Tally:
     """Counts as numbers, distributions as float32 and int32 arrays (a few bytes per negative), so that nothing else
-    of a block outlives it (README, "Large training sets"). Only ``add`` changes it."""
+    of a block outlives it (docs/scaling.md, "Large training sets"). Only ``add`` changes it."""
 
     def __init__(self) -> None:
         self.rows = self.rejected = self.stale = self.own = self.other_positives = 0

@@ -1,4 +1,4 @@
-"""The rows ``report.html`` shows (README, "Tracking and reports"): a seeded sample of ``report.rows`` of the input
+"""The rows ``report.html`` shows (docs/tracking.md): a seeded sample of ``report.rows`` of the input
 rows mined here, each with its query, positives and mined negatives, and per negative where it ranked, its
 similarity to the query, which retriever found it (``random``: a fill; ``input``: a kept input negative), and whether
 it is another row's positive or a near duplicate of one. People judge negatives by reading them (is this "negative"
