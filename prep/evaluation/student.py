@@ -180,6 +180,9 @@ def train(model: SentenceTransformer, rows: list[TrainingRow], probe: ProbeConfi
             report_to=[], logging_steps=max(1, probe.steps // 5), disable_tqdm=not on_terminal(), use_cpu=on_cpu,
             bf16=precision == "bf16", fp16=precision == "fp16",
             batch_sampler=BatchSamplers.NO_DUPLICATES, dataloader_drop_last=True)
+        # The student is never saved, so its model card needs no widget examples: sentence-transformers computes
+        # them (under a progress bar of its own, which disable_tqdm does not reach) only while the card has none.
+        model.model_card_data.widget = [{"text": "unused"}]
         trainer = SentenceTransformerTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(columns),
                                              loss=make_loss(model, probe))
         result = trainer.train()
