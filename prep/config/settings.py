@@ -15,7 +15,7 @@ import os
 import re
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from prep.config.schema import (
     GROUPS,
@@ -52,8 +52,10 @@ def settings_of(cfg: Any) -> Config:
         return cfg
 
     reject_unknown_keys(cfg)
-    if "hydra" in cfg:
-        cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    if "hydra" in cfg:  # composed with Hydra's own node: a copy without it keeps the schema's type
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            del cfg["hydra"]
     settings = OmegaConf.to_object(cfg)
     check(settings)
     return settings

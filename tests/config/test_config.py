@@ -252,3 +252,11 @@ def test_launcher_configs_compose(launcher):
     assert first.startswith("# python run.py -m") and f"hydra/launcher={launcher}" in first
     cfg = compose_config(["step=encode", f"hydra/launcher={launcher}"], with_hydra=True)
     assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
+
+
+def test_a_config_composed_with_hydras_node_gives_the_same_checked_settings():
+    from prep.config.schema import Config
+    from prep.config.settings import settings_of
+
+    with_node = settings_of(compose_config(["step=probe", "seed=3"], with_hydra=True))
+    assert isinstance(with_node, Config) and with_node == settings_of(compose_config(["step=probe", "seed=3"]))
