@@ -73,8 +73,8 @@ def default_text(key: dataclasses.Field) -> str:
         value = key.default_factory()
     else:
         value = key.default
-    if value is MISSING or dataclasses.is_dataclass(value):
-        return "from the group's option" if value is MISSING else ""
+    if value is MISSING:
+        return "from the group's option"
     if isinstance(value, Enum):
         value = value.value
     return "null" if value is None else f"`{str(value).lower() if isinstance(value, bool) else value}`"
@@ -102,11 +102,15 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def own_keys(settings: type) -> list[dataclasses.Field]:
+    """A section's keys, less the sections the top level holds (``columns``, ``probe``, ``miner``, ...)."""
+    nested = {*NESTED, *schema.GROUPS} if settings is schema.Config else set()
+    return [key for key in dataclasses.fields(settings) if key.name not in nested]
+
+
 def key_table(prefix: str, settings: type, meanings: dict[tuple[str, str], str]) -> list[str]:
     rows = ["| key | takes | default | meaning |", "|---|---|---|---|"]
-    for key in dataclasses.fields(settings):
-        if key.name in NESTED and settings is schema.Config or key.name in schema.GROUPS:
-            continue
+    for key in own_keys(settings):
         meaning = meanings.get((settings.__name__, key.name), "")
         rows.append(f"| `{prefix}{key.name}` | {_cell(type_text(str(key.type)))} | {_cell(default_text(key))} | "
                     f"{_cell(meaning)} |")
@@ -118,9 +122,8 @@ def missing_meanings(source: str | None = None) -> list[str]:
     meanings = key_meanings(source if source is not None else Path(schema.__file__).read_text(encoding="utf-8"))
     sections = {"": schema.Config, **{f"{name}.": cls for name, cls in NESTED.items()},
                 **{f"{name}.": cls for name, cls in schema.GROUPS.items()}}
-    return [f"{prefix}{key.name}" for prefix, settings in sections.items() for key in dataclasses.fields(settings)
-            if not (key.name in NESTED and settings is schema.Config or key.name in schema.GROUPS)
-            and not meanings.get((settings.__name__, key.name))]
+    return [f"{prefix}{key.name}" for prefix, settings in sections.items() for key in own_keys(settings)
+            if not meanings.get((settings.__name__, key.name))]
 
 
 def reference_markdown(conf_dir: Path = CONF_DIR) -> str:
