@@ -32,8 +32,3 @@ def test_the_readme_fits_on_a_screen_and_links_to_pages_that_exist():
     for link in links:
         assert (ROOT / link).is_file(), link
 
-
-def test_every_page_is_in_the_sites_navigation():
-    navigation = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
-    for page in PAGES:
-        assert f" {page.name}\n" in navigation, page.name

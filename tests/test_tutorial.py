@@ -28,7 +28,7 @@ def test_blocks_finds_every_fenced_block_with_its_language():
 
 def test_the_tutorial_runs_as_written(tmp_path):
     found = blocks(TUTORIAL.read_text(encoding="utf-8"))
-    assert [language for language, _ in found].count("bash") >= 5 and ("python", found[-1][1]) in found
+    assert [language for language, _ in found].count("bash") >= 5 and found[-1][0] == "python"
     shims = tmp_path / "bin"  # `python` is this interpreter, `run.py` the repository's
     shims.mkdir()
     (shims / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
