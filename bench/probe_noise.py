@@ -30,33 +30,48 @@ from prep.report.noise import paired_difference
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sweep(args: argparse.Namespace, steps: int, out: Path) -> Path:
-    """One probe sweep at ``steps`` (skipped when its folder holds a finished summary)."""
-    folder = out / f"steps-{steps}"
-    if (folder / contract.SWEEP_CSV).is_file():
-        return folder
+def seeds_in(folder: Path) -> set[int]:
+    """The seeds of the finished jobs in a sweep folder."""
+    return {int(json.loads(path.read_text())["config"]["seed"]) for path in folder.glob(f"*/{contract.SUMMARY}")}
+
+
+def sweeps(args: argparse.Namespace, steps: int, out: Path) -> list[Path]:
+    """The sweep folders at ``steps``: ``steps-N`` and, for seeds added later, ``steps-N-seeds-...``.
+
+    A seed whose jobs are already in a finished folder is not run again, so seeds can be added one sitting at a time.
+    """
+    done = [f for f in [out / f"steps-{steps}", *sorted(out.glob(f"steps-{steps}-seeds-*"))]
+            if (f / contract.SWEEP_CSV).is_file()]
+    have = set().union(*(seeds_in(f) for f in done))
+    missing = [s for s in args.seeds.split(",") if int(s) not in have]
+    if not missing:
+        return done
+    folder = out / f"steps-{steps}-seeds-{'-'.join(missing)}" if done else out / f"steps-{steps}"
     corpus = (ROOT / args.corpus_dir).absolute()
     settings = f"{args.a.split('=', 1)[1]},{args.b.split('=', 1)[1]}"
     key = args.a.split("=", 1)[0]
     command = [sys.executable, str(ROOT / "run.py"), "-m", "step=probe", f"input={corpus / 'train.jsonl'}",
                f"miner.candidate_pool={corpus / 'corpus.jsonl'}", f"{key}={settings}",
-               "miner.range_for_sampling=[2,200]", f"seed={args.seeds}", f"probe.steps={steps}",
+               "miner.range_for_sampling=[2,200]", f"seed={','.join(missing)}", f"probe.steps={steps}",
                f"probe.dev_fraction={args.dev_fraction}", f"cache_dir={out / 'cache'}",
                f"hydra.sweep.dir={folder}", *args.extra.split()]
     print(" ".join(command[2:]), flush=True)
     subprocess.run(command, check=True, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", **os.environ})
-    return folder
+    return [*done, folder]
 
 
-def jobs(folder: Path, key: str) -> dict[tuple[str, int], dict]:
+def jobs(folders: list[Path], key: str) -> dict[tuple[str, int], dict]:
     """(setting: the job's ``key=value`` override, seed) -> the job's per-query figures and objective."""
     found = {}
-    for summary_path in folder.glob(f"*/{contract.SUMMARY}"):
+    for summary_path in (path for folder in folders for path in folder.glob(f"*/{contract.SUMMARY}")):
         summary = json.loads(summary_path.read_text())
         setting = next(o for o in summary["overrides"] if o.startswith(f"{key}="))
         queries = json.loads((summary_path.parent / contract.PROBE_QUERIES).read_text())
+        # Jobs from before the probe trained in bf16 record no precision: they trained in fp32.
+        precision = summary["probe"]["train"].get("precision", "fp32")
         found[(setting, int(summary["config"]["seed"]))] = {**queries, "objective": summary["objective"],
-                                                           "seconds": summary["seconds"]["total"]}
+                                                           "seconds": summary["seconds"]["total"],
+                                                           "precision": precision}
     return found
 
 
@@ -64,10 +79,11 @@ def table(args: argparse.Namespace, results: dict[int, dict]) -> str:
     seeds = [int(s) for s in args.seeds.split(",")]
     lines = [f"B = `{args.b}` minus A = `{args.a}`, nDCG@10 on the dev queries, 95% interval (two-level paired "
              "bootstrap, prep/report/noise.py)", "",
-             "| steps | seeds | dev queries per seed | B - A | interval | width | seconds per job |",
-             "|---|---|---|---|---|---|---|"]
+             "| steps | training | seeds | dev queries per seed | B - A | interval | width | seconds per job |",
+             "|---|---|---|---|---|---|---|---|"]
     for steps, found in sorted(results.items()):
         seconds = np.median([job["seconds"] for job in found.values()])
+        precision = "/".join(sorted({job["precision"] for job in found.values()}))
         for count in range(1, len(seeds) + 1):
             for queries in [int(q) for q in args.queries.split(",")]:
                 pairs = []
@@ -77,8 +93,8 @@ def table(args: argparse.Namespace, results: dict[int, dict]) -> str:
                     pairs.append((np.asarray(b["ndcg@10"][:size]), np.asarray(a["ndcg@10"][:size])))
                 shown = queries or min(len(p[0]) for p in pairs)
                 d = paired_difference(pairs)
-                lines.append(f"| {steps} | {count} | {shown} | {d.mean:+.4f} | {d.low:+.4f} to {d.high:+.4f} | "
-                             f"{d.high - d.low:.4f} | {seconds:.0f} |")
+                lines.append(f"| {steps} | {precision} | {count} | {shown} | {d.mean:+.4f} | "
+                             f"{d.low:+.4f} to {d.high:+.4f} | {d.high - d.low:.4f} | {seconds:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -97,7 +113,7 @@ def main() -> None:
     out = (ROOT / args.dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     key = args.a.split("=", 1)[0]
-    results = {int(steps): jobs(sweep(args, int(steps), out), key) for steps in args.steps.split(",")}
+    results = {int(steps): jobs(sweeps(args, int(steps), out), key) for steps in args.steps.split(",")}
     text = table(args, results)
     (out / "results.md").write_text(text, encoding="utf-8")
     print(text)

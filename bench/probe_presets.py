@@ -2,7 +2,8 @@
 
     python bench/probe_presets.py [--dir .bench/probe] [--queries 2000] [--corpus 0] [--sizes 15x16,30x16]
                                   [--presets flagembedding,top_k,topk_percpos,percpos_random,in_batch]
-                                  [--seeds 0,1] [--tag _n7 probe.negatives=7 ...]
+                                  [--seeds 0,1] [--corpus-dir .bench/debian-2k-8k]
+                                  [--tag _n7 probe.negatives=7 ...]
 
 Builds the Debian corpus (../shared/bench/debian_corpus.py), then for each probe size (steps x batch) and
 seed runs ``step=probe`` over the presets as one sweep (one encode of the pool, shared cache), plus
@@ -90,6 +91,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=ROOT / ".bench" / "probe")
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--corpus", type=int, default=0, help="passages in the corpus (0: every package)")
+    parser.add_argument("--corpus-dir", type=Path, default=None,
+                        help="a corpus built already (its train.jsonl, corpus.jsonl); default DIR/corpus, built")
     parser.add_argument("--sizes", default="15x16,30x16", help="probe sizes, steps x batch, comma-separated")
     parser.add_argument("--presets", default=",".join(FULL_TRAINING))
     parser.add_argument("--seeds", default="0,1")
@@ -99,7 +102,7 @@ def main() -> None:
     args.presets = args.presets.split(",")
     args.dir = args.dir.absolute()
     args.dir.mkdir(parents=True, exist_ok=True)
-    corpus = args.dir / "corpus"
+    corpus = args.corpus_dir.absolute() if args.corpus_dir else args.dir / "corpus"
     if not (corpus / "train.jsonl").is_file():
         subprocess.run([sys.executable, str(CORPUS_SCRIPT), str(corpus), "--queries", str(args.queries),
                         "--corpus", str(args.corpus)], check=True)
