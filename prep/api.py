@@ -80,7 +80,7 @@ def compose(step: str, overrides: dict[str, Any]) -> Any:
 
 
 
-def _has_key(cfg: Any, key: str) -> bool:
+def _has_key(cfg: DictConfig, key: str) -> bool:
     """Whether the dotted ``key`` is in ``cfg``, without resolving its value (a default such as the bundled model's
     ``${pkg_model:...}`` is replaced, never looked up: its package may be missing)."""
 

@@ -22,6 +22,8 @@ from prep.models import embedder as embedder_module
 from prep.models.lengths import with_own_lengths
 
 if TYPE_CHECKING:
+    from FlagEmbedding.abc.inference import AbsEmbedder
+
     from prep.config.schema import HardwareConfig, MinerConfig
     from prep.io.pool import PassagePool
     from prep.timing import PhaseTimer
@@ -55,9 +57,9 @@ class CachedEncoder:
         self.storage_dtype = np.dtype(str(storage_dtype))
         self.encoded = {"queries": 0, "passages": 0}
         self.chunks = {"cached": 0, "encoded": 0}
-        self._embedder: Any = None
+        self._embedder: AbsEmbedder | None = None
 
-    def model(self) -> Any:
+    def model(self) -> AbsEmbedder:
         if self._embedder is None:
             with self.timer("load"):
                 self._embedder = embedder_module.load_embedder(self.miner, self.hardware)

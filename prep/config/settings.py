@@ -15,7 +15,7 @@ import os
 import re
 from typing import Any
 
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prep.config.schema import (
     GROUPS,
@@ -34,7 +34,7 @@ SEED_LIMIT = 2**32
 DEVICE_NAME = re.compile(r"cpu|cuda(:\d+)?|mps|npu(:\d+)?")
 
 
-def reject_unknown_keys(cfg: Any) -> None:
+def reject_unknown_keys(cfg: DictConfig) -> None:
     """Hydra's struct check stops ``miner.typo=1`` but lets ``+miner.typo=1`` through; this names the key."""
     sections = {"": Config, "shard": ShardConfig, "probe": ProbeConfig, "report": ReportConfig,
                 "columns": ColumnsConfig, **GROUPS}
@@ -46,7 +46,7 @@ def reject_unknown_keys(cfg: Any) -> None:
             raise UsageError(f"unknown config key '{prefix}{unknown[0]}' (see prep/config/schema.py for the keys)")
 
 
-def settings_of(cfg: Any) -> Config:
+def settings_of(cfg: DictConfig | Config) -> Config:
     """The typed, checked settings of a composed config (a ``Config`` is returned as it is: checked already)."""
     if isinstance(cfg, Config):
         return cfg

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prep.contract import OutputCounts
 from prep.errors import OutputExistsError, UsageError
@@ -41,6 +41,9 @@ from prep.io.atomic import atomic_file, ensure_writable
 from prep.io.jsonl import FieldError, RowCheck, both
 from prep.io.rawjson import dump_row
 from prep.io.saved import is_saved_dataset, quiet_datasets
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +298,7 @@ class ArrowBatches:
         self.tables.append(pa.Table.from_pylist(self.batch))
         self.batch = []
 
-    def table(self) -> Any:
+    def table(self) -> pa.Table:
         import pyarrow as pa
 
         if self.batch or not self.tables:
@@ -308,7 +311,7 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]], overwri
     return write_rows(path, rows, "flagembedding", overwrite).rows_out
 
 
-def write_saved_dataset(path: Path, table: Any, overwrite: bool) -> None:
+def write_saved_dataset(path: Path, table: pa.Table, overwrite: bool) -> None:
     """``Dataset.save_to_disk`` into a temporary folder beside ``path``, then renamed onto it (an old saved
     dataset there is replaced only with ``overwrite``, after the new one is complete)."""
     import datasets

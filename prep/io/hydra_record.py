@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 _before: dict[Path, bytes | None] = {}  # each record file of this process's run folder, as it was (None: absent)
 
 
 class KeepRecord(Callback):
-    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         subdir = config.hydra.output_subdir
         if subdir is None:
             return

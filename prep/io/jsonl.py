@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from prep.errors import DataError
 from prep.io.rawjson import dump_row, parse_object
@@ -201,7 +201,7 @@ def iter_line_offsets(path: str | os.PathLike) -> Iterator[tuple[int, int, str]]
                                                    f"{exc.start + 1} of the line); save the file as UTF-8") from None
 
 
-def read_line_at(handle: Any, offset: int) -> str:
+def read_line_at(handle: BinaryIO, offset: int) -> str:
     """The line that starts at byte ``offset`` of an open binary file (one ``iter_line_offsets`` read before)."""
     handle.seek(offset)
     return handle.readline().decode("utf-8")

@@ -49,7 +49,7 @@ class Reader:
         with self._scratch() as scratch:
             yield from iter_pool_texts(source, self.columns, self.conversions(Path(scratch)))
 
-    def _scratch(self) -> Any:
+    def _scratch(self) -> contextlib.AbstractContextManager[str]:
         if self.tables is not None:
             return contextlib.nullcontext(".")  # unused: conversions are made beside the cache's entries
         return tempfile.TemporaryDirectory(prefix="prep-datasets-")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from hydra.experimental.callback import Callback
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from prep import contract
 from prep.config.schema import SAMPLING_KEYS, MinerConfig, ProbeConfig
@@ -309,10 +309,10 @@ def _per_query(folder: Path, metric: str) -> tuple[str, list[str], list[float]] 
 
 class SweepSummary(Callback):
     """``hydra.callbacks.sweep_summary`` in conf/config.yaml."""
-    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         start_parent(config.get("tracking"), Path(config.hydra.sweep.dir), list(config.hydra.overrides.task))
 
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return

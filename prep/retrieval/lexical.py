@@ -15,11 +15,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from prep.retrieval.search import canonical_topk
+
+if TYPE_CHECKING:
+    import bm25s
+    from bm25s.tokenization import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ def union_fuse(ranked_lists: Sequence[Sequence[int]], shares: Sequence[float], d
 
 class BM25Index:
     """A pool's BM25 index: built with ``bm25s`` (or loaded from the cache) and searched for the top ``k``."""
-    def __init__(self, retriever: Any, tokenizer: Any):
+    def __init__(self, retriever: bm25s.BM25, tokenizer: Tokenizer):
         self.retriever, self.tokenizer = retriever, tokenizer
 
     @classmethod

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from prep.config.choices import Step
 from prep.config.settings import settings_of
@@ -26,7 +26,7 @@ from prep.steps import encode, merge, mine, pipeline, probe, score, split
 if TYPE_CHECKING:
     from prep.config.schema import Config
 
-STEPS: dict[Step, Callable[[Any], dict[str, Any]]] = {
+STEPS: dict[Step, Callable[[Config], dict[str, Any]]] = {
     Step.encode: encode.run,
     Step.mine: mine.run,
     Step.score: score.run,
@@ -37,7 +37,7 @@ STEPS: dict[Step, Callable[[Any], dict[str, Any]]] = {
 }
 
 
-def run_step(cfg: Any) -> dict[str, Any]:
+def run_step(cfg: DictConfig) -> dict[str, Any]:
     """Check the settings once, give this multirun job its device, run ``step``, then write its report and track
     it (both after the run's own files are written); returns the summary."""
     check_multirun_output(cfg)
@@ -63,7 +63,7 @@ def publish(settings: Config, summary: dict[str, Any]) -> None:
     track_run(settings.tracking, summary, run_dir, job)
 
 
-def check_multirun_output(cfg: Any) -> None:
+def check_multirun_output(cfg: DictConfig) -> None:
     """In a multirun every job would write the same ``output`` file (the second job stops on it, or replaces the
     first's with ``overwrite=true``): refused at the first job's start, with what to do instead."""
 
