@@ -64,14 +64,13 @@ def jobs(folders: list[Path], key: str) -> dict[tuple[str, int], dict]:
     """(setting: the job's ``key=value`` override, seed) -> the job's per-query figures and objective."""
     found = {}
     for summary_path in (path for folder in folders for path in folder.glob(f"*/{contract.SUMMARY}")):
-        summary = json.loads(summary_path.read_text())
-        setting = next(o for o in summary["overrides"] if o.startswith(f"{key}="))
+        data = contract.load(summary_path)
+        run, summary = contract.read(contract.RunRecord, data), contract.read(contract.ProbeSummary, data)
+        setting = next(o for o in run.overrides if o.startswith(f"{key}="))
         queries = json.loads((summary_path.parent / contract.PROBE_QUERIES).read_text())
         # Jobs from before the probe trained in bf16 record no precision: they trained in fp32.
-        precision = summary["probe"]["train"].get("precision", "fp32")
-        found[(setting, int(summary["config"]["seed"]))] = {**queries, "objective": summary["objective"],
-                                                           "seconds": summary["seconds"]["total"],
-                                                           "precision": precision}
+        found[(setting, run.seed)] = {**queries, "objective": summary.objective, "seconds": run.seconds["total"],
+                                      "precision": summary.probe.train.precision or "fp32"}
     return found
 
 

@@ -49,9 +49,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from prep import contract
 from prep.io.formats import write_jsonl
 from prep.io.jsonl import read_jsonl
 
@@ -127,18 +129,24 @@ def check_corpus(results: dict, digest: str, results_path: Path) -> None:
                          f"{recorded}, now {digest}); move {results_path.parent} aside or pass another --dir")
 
 
+class Mined(NamedTuple):
+    summary: contract.MineSummary
+    output: Path  # the mined rows
+
+
 def mine(name: str, overrides: list[str], train_path: Path, corpus_path: Path, out: Path, negatives: int,
-         cache: Path, common: list[str] = COMMON) -> dict:
-    """One ``run.py step=mine`` (a multirun when the overrides sweep); returns its summary."""
+         cache: Path, common: list[str] = COMMON) -> Mined:
+    """One ``run.py step=mine``; returns its summary and where its rows are."""
     run_dir = out / "mined" / name
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / contract.SUMMARY
     if not summary_path.exists():
         command = [PY, str(ROOT / "run.py"), "step=mine", f"input={train_path}",
                    f"miner.candidate_pool={corpus_path}", f"run_dir={run_dir}", f"hydra.run.dir={run_dir}",
                    f"cache_dir={cache}", *common, *overrides, f"miner.negative_number={negatives}", "overwrite=true"]
         log(f"mine {name}: {' '.join(command[2:])}")
         subprocess.run(command, check=True, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", **os.environ})
-    return json.loads(summary_path.read_text())
+    data = contract.load(summary_path)
+    return Mined(contract.read(contract.MineSummary, data), Path(contract.read(contract.RunRecord, data).output))
 
 
 def probe_pick(args: argparse.Namespace, train_path: Path, corpus_path: Path, out: Path, cache: Path) -> dict:
@@ -168,17 +176,18 @@ def probe_pick(args: argparse.Namespace, train_path: Path, corpus_path: Path, ou
         started = time.time()
         subprocess.run(command, check=True, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", **os.environ})
         record_path.write_text(json.dumps({**asked, "seconds": round(time.time() - started)}, indent=1))
-    with open(sweep_dir / "sweep_summary.csv", newline="", encoding="utf-8") as handle:
+    with open(sweep_dir / contract.SWEEP_CSV, newline="", encoding="utf-8") as handle:
         table = list(csv.DictReader(handle))
-    jobs = {row["job"]: json.loads((sweep_dir / row["job"] / "summary.json").read_text()) for row in table}
+    overrides = {row["job"]: contract.read(contract.RunRecord, contract.load(sweep_dir / row["job"] / contract.SUMMARY))
+                 .overrides for row in table}
     best = next(row for row in table if row["best"] == "*")
-    settings = {" ".join(sampling_overrides(jobs[row["job"]]["overrides"])): setting_objective(row) for row in table}
+    settings = {" ".join(sampling_overrides(overrides[row["job"]])): setting_objective(row) for row in table}
     # The picked settings as a user takes them: best_sampling.yaml as a sampling preset found on a search path.
     presets = out / "probe" / "conf" / "sampling"
     presets.mkdir(parents=True, exist_ok=True)
-    (presets / "picked.yaml").write_text((sweep_dir / "best_sampling.yaml").read_text())
+    (presets / "picked.yaml").write_text((sweep_dir / contract.BEST_SAMPLING).read_text())
     return {**json.loads(record_path.read_text()), "jobs": len(table),
-            "picked": sampling_overrides(jobs[best["job"]]["overrides"]),
+            "picked": sampling_overrides(overrides[best["job"]]),
             "dev_objective": setting_objective(best), "dev_objectives": settings,
             "overrides": [f"hydra.searchpath=[file://{presets.parent}]", "sampling=picked"]}
 
@@ -206,12 +215,12 @@ def sampling_overrides(overrides: list[str]) -> list[str]:
     return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
 
 
-def proxies(summary: dict, rows: list[dict], source_of: dict[str, str], negatives: int) -> dict:
+def proxies(summary: contract.MineSummary, rows: list[dict], source_of: dict[str, str], negatives: int) -> dict:
     """What a mine's negatives look like before any training: the same-source share, their similarity and rank."""
     share = proxy(rows, source_of)
     return {"same_source_share": round(share, 4), "same_source_per_row": round(share * negatives, 3),
-            "negative_similarity_mean": summary["similarity"]["negative"]["mean"],
-            "negative_rank_mean": summary["negative_rank"]["mean"], "removed": summary["candidates"]["removed"]}
+            "negative_similarity_mean": summary.similarity["negative"]["mean"],
+            "negative_rank_mean": summary.negative_rank["mean"], "removed": summary.candidates.removed}
 
 
 def proxy(mined_rows: list[dict], source_of: dict[str, str]) -> float:
@@ -229,8 +238,8 @@ def score(key: str, rows: list[dict], teacher: Path, out: Path, cache: Path) -> 
     """``run.py step=score`` of a recipe's mined rows (those trained on) with the bi-encoder teacher; the rows with
     their scores."""
     run_dir = out / "scored" / key
-    output, mined_path = run_dir / "scored.jsonl", run_dir / "trained.jsonl"
-    if not (run_dir / "summary.json").exists():
+    output, mined_path = run_dir / contract.SCORED, run_dir / "trained.jsonl"
+    if not (run_dir / contract.SUMMARY).exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         write_jsonl(mined_path, rows, overwrite=True)
         command = [PY, str(ROOT / "run.py"), "step=score", f"input={mined_path}", f"output={output}",
@@ -398,9 +407,9 @@ def main() -> None:
         sweep = {}
         for margin in args.teacher_sweep.split(","):
             name = f"f-sweep-{margin}"
-            summary = mine(name, [*base, f"miner.teacher_relative_margin={margin}"], train_path,
-                           corpus_dir / "corpus.jsonl", out, args.negatives, cache)
-            sweep[margin] = proxy(read_jsonl(Path(summary["output"])), source_of)
+            mined = mine(name, [*base, f"miner.teacher_relative_margin={margin}"], train_path,
+                         corpus_dir / "corpus.jsonl", out, args.negatives, cache)
+            sweep[margin] = proxy(read_jsonl(mined.output), source_of)
             log(f"  teacher_relative_margin={margin}: same-source share {sweep[margin]:.4f}")
         best = min(sweep, key=lambda m: (sweep[m], -float(m)))
         results["f_sweep"] = sweep
@@ -440,14 +449,14 @@ def main() -> None:
             rows = [{"query": r["query"], "pos": r["pos"], "neg": []} for r in train_rows]
             negatives = 0
         else:
-            summary = mine(key, [*overrides, *lengths], train_path, corpus_dir / "corpus.jsonl", out, args.negatives,
-                           cache)
-            rows = read_jsonl(Path(summary["output"]))
+            mined = mine(key, [*overrides, *lengths], train_path, corpus_dir / "corpus.jsonl", out, args.negatives,
+                         cache)
+            rows = read_jsonl(mined.output)
             if key == "m":
                 rows = score(key, rows[: args.train_queries], teacher, out, cache)
             negatives = args.negatives
-            entry["proxy"] = proxies(summary, rows, source_of, negatives)
-            entry["lengths"] = summary.get("lengths")
+            entry["proxy"] = proxies(mined.summary, rows, source_of, negatives)
+            entry["lengths"] = mined.summary.lengths
         twin = None if key == "m" else twin_recipe(out, key, results)  # (m) mines as (b) but trains otherwise
         for seed in args.seeds.split(","):
             if seed in entry["runs"] or reuse_run(results, key, twin, seed):
@@ -477,10 +486,10 @@ def probe_recipe(args: argparse.Namespace, results: dict, train_path: Path, corp
     pick = probe_pick(args, train_path, corpus_path, out, cache)
     log(f"(p) the probe sweep picked {' '.join(pick['picked'])} ({dev_range(pick)}; {pick['jobs']} jobs, "
         f"{pick['seconds']} s)")
-    summary = mine("p", pick.pop("overrides"), train_path, corpus_path, out, args.negatives, cache, common=[])
-    rows = read_jsonl(Path(summary["output"]))
+    mined = mine("p", pick.pop("overrides"), train_path, corpus_path, out, args.negatives, cache, common=[])
+    rows = read_jsonl(mined.output)
     entry["pick"] = pick
-    entry["proxy"] = proxies(summary, rows, source_of, args.negatives)
+    entry["proxy"] = proxies(mined.summary, rows, source_of, args.negatives)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     twin = twin_recipe(out, "p", results)
     for seed in args.seeds.split(","):
@@ -501,12 +510,12 @@ def twin_recipe(out: Path, key: str, results: dict) -> str | None:
     """Another recipe with runs whose mined rows are this recipe's byte for byte (a probe's pick that is a fixed
     recipe's setting, say): trained on the same rows under the same seed the student comes out the same on the
     CPU, so its runs stand for this recipe's rather than train again."""
-    mined = out / "mined" / key / "mined.jsonl"
+    mined = out / "mined" / key / contract.MINED
     if not mined.is_file():
         return None
     rows = mined.read_bytes()
     for other in sorted(results):
-        other_mined = out / "mined" / other / "mined.jsonl"
+        other_mined = out / "mined" / other / contract.MINED
         if (other != key and isinstance(results[other], dict) and results[other].get("runs")
                 and other_mined.is_file() and other_mined.read_bytes() == rows):
             return other

@@ -5,7 +5,7 @@ serialises it once (``as_json``) and adds the ``RunRecord`` every summary shares
 contract: a field's name is its key, fields in the order the file shows them, and a field marked ``OMITTED_WHEN_NONE``
 is left out instead of written as null. Readers that want the record back (``step=merge`` reads its parts so)
 call ``read``. Nested values that are free-form by nature (a distribution's statistics from ``report.stats``, the
-settings, a teacher's pair counts) stay dicts.
+settings, the counts of a filter or a retriever by name) stay dicts.
 """
 
 from __future__ import annotations
@@ -178,10 +178,73 @@ class EncodeSummary:
 
 
 @dataclass
+class ProbeTraining:
+    """What the probe's training ran; a run that trained no step says why (``not_trained``) and nothing more."""
+
+    steps: int
+    rows: int
+    negatives_per_row: int | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+    precision: str | None = field(default=None, metadata=OMITTED_WHEN_NONE)  # autocast: bf16, fp16 or fp32
+    train_loss: float | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+    short: str | None = field(default=None, metadata=OMITTED_WHEN_NONE)  # fewer steps than probe.steps: why
+    not_trained: str | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+
+
+@dataclass
+class ProbeDev:
+    """The dev set the student is judged on: its queries, its corpus, where it came from, the split's file."""
+
+    queries: int
+    corpus: int
+    source: str
+    split: str
+
+
+@dataclass
+class ProbeMining:
+    """The probe's mining figures (its ``mine/`` run's, a part of its ``MineSummary``)."""
+
+    negatives: NegativeCounts
+    candidates: Candidates
+    similarity: dict[str, Stats]
+    negative_rank: Stats
+    encoded: dict[str, int]
+
+
+@dataclass
+class TeacherScores:
+    """How the probe's teacher scored the training rows: distinct pairs, how many came from the cache, the scores."""
+
+    pairs: int
+    pairs_cached: int
+    scores: dict[str, Stats]  # positive, negative
+
+
+@dataclass(kw_only=True)  # keyword-only: the optional teacher fields sit where the file shows them
+class ProbeRecord:
+    """``step=probe``'s own figures: the metric and the student, how it trained (loss, temperatures, teacher), its
+    metrics on the dev set before and after training."""
+
+    metric: str
+    student: str
+    loss: str
+    temperature: float
+    teacher: str | None  # the teacher's identity with probe.teacher, else None
+    teacher_scores: TeacherScores | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+    teacher_temperature: float | None = field(default=None, metadata=OMITTED_WHEN_NONE)  # probe.loss=distill's
+    before: dict[str, float]  # ndcg@10, mrr@10, recall@10, recall@100
+    after: dict[str, float]
+    before_cached: bool
+    train: ProbeTraining
+    dev: ProbeDev
+    mine: ProbeMining
+
+
+@dataclass
 class ProbeSummary:
     rows: int
     objective: float | None
-    probe: dict[str, Any]  # the metric, the student, its metrics, training, the dev set, the mining figures
+    probe: ProbeRecord
     lengths: dict[str, Any]
     input: str
     candidate_pool: str | None

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from prep import seeds
+from prep.contract import ProbeTraining
 from prep.evaluation.losses import distillation_loss_class
 from prep.progress import on_terminal
 
@@ -159,9 +160,9 @@ def make_loss(model: SentenceTransformer, probe: ProbeConfig) -> torch.nn.Module
 
 
 def train(model: SentenceTransformer, rows: list[TrainingRow], probe: ProbeConfig, seed: int, on_cpu: bool,
-          precision: str = "fp32") -> dict[str, Any]:
+          precision: str = "fp32") -> ProbeTraining:
     """Fine-tune ``model`` in place on mined rows for ``probe.steps`` steps, under ``precision`` autocast (bf16,
-    fp16 or fp32: none); returns what ran (steps, rows, negatives per row, the last logged loss)."""
+    fp16 or fp32: none); returns what ran (steps, rows, negatives per row, the precision, the mean loss)."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.training_args import (
@@ -186,5 +187,5 @@ def train(model: SentenceTransformer, rows: list[TrainingRow], probe: ProbeConfi
         trainer = SentenceTransformerTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(columns),
                                              loss=make_loss(model, probe))
         result = trainer.train()
-    return {"steps": int(result.global_step), "rows": len(rows), "negatives_per_row": negatives,
-            "precision": precision, "train_loss": round(float(result.training_loss), 6)}
+    return ProbeTraining(steps=int(result.global_step), rows=len(rows), negatives_per_row=negatives,
+                         precision=precision, train_loss=round(float(result.training_loss), 6))

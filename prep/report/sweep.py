@@ -55,43 +55,49 @@ COLUMNS = [
 
 
 
-def _get(data: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    return data
-
-
 def job_row(job: str, summary: dict[str, Any]) -> dict[str, Any]:
-    """One table row from one job's summary (steps other than mine and probe leave mining columns empty)."""
-    probe = summary.get("probe") or {}
-    after = {f"probe_{name}": _get(probe, "after", name) for name in ("ndcg@10", "mrr@10", "recall@10", "recall@100")}
-    return {**mining_columns(job, {**summary, **probe.get("mine", {})}),  # a probe's mining figures, if any
-            "probe_ndcg@10_before": _get(probe, "before", "ndcg@10"), **after,
+    """One table row from one job's summary, read as its records (``contract``): steps other than mine and probe
+    leave the mining columns empty, and a field an older summary lacks leaves its cell empty."""
+    kind = contract.STEP_SUMMARIES.get(summary.get("step"))
+    record = contract.read(kind, summary) if kind else None
+    probe = record.probe if isinstance(record, contract.ProbeSummary) else None
+    before, after = ((probe.before or {}), (probe.after or {})) if probe else ({}, {})
+    return {**job_columns(job, contract.read(contract.RunRecord, summary), record),
+            "probe_ndcg@10_before": before.get("ndcg@10"),
+            **{f"probe_{name}": after.get(name) for name in ("ndcg@10", "mrr@10", "recall@10", "recall@100")},
             "objective": summary.get("objective"), "objective_mean": None, "best": "",
-            **{f"probe_{key}": probe.get(key) for key in ("loss", "temperature", "teacher", "teacher_temperature")},
+            "probe_loss": probe and probe.loss, "probe_temperature": probe and probe.temperature,
+            "probe_teacher": probe and probe.teacher, "probe_teacher_temperature": probe and probe.teacher_temperature,
             "vs_best": None, "vs_best_low": None, "vs_best_high": None, "tied": ""}
 
 
-def mining_columns(job: str, summary: dict[str, Any]) -> dict[str, Any]:
-    negative = _get(summary, "similarity", "negative") or {}
+def job_columns(job: str, run: contract.RunRecord, record: contract.StepSummary | None) -> dict[str, Any]:
+    """The columns every job has (its overrides, rows, seconds, cache) and the mining figures of a mine job or a
+    probe's mining (empty for the other steps)."""
+    if isinstance(record, contract.ProbeSummary):
+        mining = record.probe.mine if record.probe else None
+    else:
+        mining = record if isinstance(record, contract.MineSummary) else None
+    negatives = mining.negatives if mining else None
+    similarity = (mining.similarity if mining else None) or {}
+    negative = similarity.get("negative") or {}
+    cache, seconds = getattr(record, "cache", None), run.seconds or {}
     return {
         "job": job,
-        "overrides": " ".join(summary.get("overrides", [])),
-        "rows": summary.get("rows"),
-        "rows_short": _get(summary, "negatives", "rows_short"),
-        "filled_random": _get(summary, "negatives", "filled_random"),
-        "negatives_mean": _get(summary, "negatives", "mean"),
+        "overrides": " ".join(run.overrides or []),
+        "rows": record and record.rows,
+        "rows_short": negatives and negatives.rows_short,
+        "filled_random": negatives and negatives.filled_random,
+        "negatives_mean": negatives and negatives.mean,
         "neg_sim_mean": negative.get("mean"),
         **{f"neg_sim_p{p}": negative.get(f"p{p}") for p in (5, 25, 50, 75, 95)},
-        "neg_rank_mean": _get(summary, "negative_rank", "mean"),
-        "pos_sim_mean": _get(summary, "similarity", "positive", "mean"),
-        "seconds_total": _get(summary, "seconds", "total"),
-        "seconds_encode": _get(summary, "seconds", "encode"),
-        "passages_encoded": _get(summary, "encoded", "passages"),
-        "cache_hits": _get(summary, "cache", "hits"),
-        "cache_misses": _get(summary, "cache", "misses"),
+        "neg_rank_mean": ((mining.negative_rank if mining else None) or {}).get("mean"),
+        "pos_sim_mean": (similarity.get("positive") or {}).get("mean"),
+        "seconds_total": seconds.get("total"),
+        "seconds_encode": seconds.get("encode"),
+        "passages_encoded": (getattr(mining or record, "encoded", None) or {}).get("passages"),
+        "cache_hits": cache and cache.hits,
+        "cache_misses": cache and cache.misses,
     }
 
 

@@ -68,21 +68,21 @@ def run(cfg: Any) -> dict[str, Any]:
     mined = mine_training_rows(step, training)
     if probe.teacher:
         mined = score_training_rows(step, mined)
-    metrics, trained = judge(step, student_name, mined, dev)
-    objective = metrics["after"][str(probe.metric)]
+    judged = judge(step, student_name, mined, dev)
+    objective = judged.after[str(probe.metric)]
     log.info("probe: %s %.4f after %d steps (%.4f before); dev of %d queries over %d passages", probe.metric,
-             objective, trained["steps"], metrics["before"][str(probe.metric)], len(dev.queries), len(dev.corpus))
+             objective, judged.trained.steps, judged.before[str(probe.metric)], len(dev.queries), len(dev.corpus))
     return step.finish(contract.ProbeSummary(
         rows=len(rows),
         objective=objective,
-        probe={"metric": str(probe.metric), "student": student_name, "loss": str(probe.loss),
-               "temperature": probe.temperature, **teacher_figures(training_settings(settings), mined), **metrics,
-               "train": trained,
-                  "dev": {"queries": len(dev.queries), "corpus": len(dev.corpus),
-                          "source": probe.dev or f"hold-out of {probe.dev_fraction} of the input",
-                          "split": str(step.run_dir / contract.PROBE_SPLIT)},
-                  "mine": {k: mined["summary"].get(k) for k in ("negatives", "candidates", "similarity",
-                                                                 "negative_rank", "encoded")}},
+        probe=contract.ProbeRecord(
+            metric=str(probe.metric), student=student_name, loss=str(probe.loss), temperature=probe.temperature,
+            **teacher_figures(training_settings(settings), mined),
+            before=judged.before, after=judged.after, before_cached=judged.before_cached, train=judged.trained,
+            dev=contract.ProbeDev(queries=len(dev.queries), corpus=len(dev.corpus),
+                                  source=probe.dev or f"hold-out of {probe.dev_fraction} of the input",
+                                  split=str(step.run_dir / contract.PROBE_SPLIT)),
+            mine=contract.read(contract.ProbeMining, mined["summary"])),
         lengths={**resolved.summary(), **mined["summary"]["lengths"]},
         input=source.label,
         candidate_pool=pool_source.label if pool_source else None,
@@ -185,14 +185,24 @@ def teacher_figures(probe: ProbeConfig, mined: dict[str, Any]) -> dict[str, Any]
     scored = mined.get("score_summary")
     if scored is None:
         return {"teacher": None}
-    figures = {"teacher": scored["teacher"], "teacher_scores": {
-        "pairs": scored["pairs_distinct"], "pairs_cached": scored["pairs_cached"], "scores": scored["scores"]}}
+    figures = {"teacher": scored["teacher"], "teacher_scores": contract.TeacherScores(
+        pairs=scored["pairs_distinct"], pairs_cached=scored["pairs_cached"], scores=scored["scores"])}
     if probe.loss == "distill":
         figures["teacher_temperature"] = probe.teacher_temperature
     return figures
 
 
-def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) -> tuple[dict[str, Any], dict]:
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    """The student's metrics on the dev set before and after training, and what the training ran."""
+
+    before: dict[str, float]
+    after: dict[str, float]
+    before_cached: bool  # the metrics before came from the cache
+    trained: contract.ProbeTraining
+
+
+def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) -> Judgement:
     """The student's metrics on ``dev`` before and after training on the mined rows, and what the training ran."""
     import torch
 
@@ -210,20 +220,21 @@ def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) 
     if len(mined["rows"]) < settings.probe.batch_size:  # a batch never fills: the trainer would run no step
         log.warning("probe: %d training rows, fewer than probe.batch_size=%d: the student is not trained, and its "
                     "metrics after are those before", len(mined["rows"]), settings.probe.batch_size)
-        trained = {"steps": 0, "rows": len(mined["rows"]),
-                   "not_trained": f"fewer training rows than probe.batch_size={settings.probe.batch_size}"}
-        return {"before": before, "after": before, "before_cached": before_cached}, trained
+        not_trained = contract.ProbeTraining(
+            steps=0, rows=len(mined["rows"]),
+            not_trained=f"fewer training rows than probe.batch_size={settings.probe.batch_size}")
+        return Judgement(before, before, before_cached, not_trained)
     with step.phase("train"):
         trained = train(model, mined["rows"], training_settings(settings), settings.seed, cpu,
                         effective_dtype(settings.hardware))
-    if trained["steps"] < settings.probe.steps:
+    if trained.steps < settings.probe.steps:
         # sentence-transformers' no-duplicate sampler leaves out a batch in which a text would come twice: rows
         # that share many negatives (a small pool) can fill fewer batches than asked, or none.
-        trained["short"] = (f"{trained['steps']} of probe.steps={settings.probe.steps} steps: too few batches of "
+        trained.short = (f"{trained.steps} of probe.steps={settings.probe.steps} steps: too few batches of "
                             f"probe.batch_size={settings.probe.batch_size} rows without a repeated text")
         log.warning("probe: trained %s (rows share negatives); lower probe.batch_size or probe.negatives, or give "
-                    "more rows or a larger pool", trained["short"])
+                    "more rows or a larger pool", trained.short)
     with step.phase("evaluate"):
         after, per_query = evaluate_queries(model, dev)
     write_json(step.run_dir / contract.PROBE_QUERIES, {"dev": texts_fingerprint(dev_texts(dev)), **per_query})
-    return {"before": before, "after": after, "before_cached": before_cached}, trained
+    return Judgement(before, after, before_cached, trained)

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from prep import contract
 from prep.io.jsonl import read_jsonl
 from prep.io.paths import SAMPLE_POOL, SAMPLE_TRAIN
 from tests.bench import bench_script
@@ -61,12 +62,13 @@ def test_the_probe_sweeps_pick_by_its_seeds_mean_mines_the_training_queries_with
         module.probe_pick(args, SAMPLE_TRAIN, SAMPLE_POOL, tmp_path / "out", tmp_path / "cache")
     assert len(sweeps) == 1
 
-    summary = module.mine("p", pick["overrides"], SAMPLE_TRAIN, SAMPLE_POOL, tmp_path / "out", 3,
-                          tmp_path / "cache", common=[])
-    miner = summary["config"]["miner"]
+    mined = module.mine("p", pick["overrides"], SAMPLE_TRAIN, SAMPLE_POOL, tmp_path / "out", 3,
+                        tmp_path / "cache", common=[])
+    miner = contract.read(contract.RunRecord, contract.load(mined.output.parent / contract.SUMMARY)).config["miner"]
     picked = (miner["range_for_sampling"], miner["sampling_strategy"], miner["negative_number"])
     assert picked == ([10, 100], "random", 3)
-    assert all(len(row["neg"]) == 3 for row in read_jsonl(summary["output"]))
+    assert all(len(row["neg"]) == 3 for row in read_jsonl(mined.output))
+    assert mined.summary.negatives.max == 3
 
 
 def test_a_recipe_that_mined_a_trained_recipes_rows_byte_for_byte_takes_its_runs(tmp_path):

@@ -138,3 +138,36 @@ def test_the_jobs_of_two_sweeps_gathered_in_one_folder_get_one_verdict(tmp_path,
         ("0", "0.895", ""), ("1", "0.895", ""), ("2", "0.9", "*"), ("3", "0.9", "*")]
     assert OmegaConf.load(gathered / "best_sampling.yaml").sampling_strategy == "random"
     assert sorted(p.name for p in first.iterdir()) == ["0", "1"]  # the sweeps' own folders are left as they were
+
+
+def test_a_jobs_row_reads_each_steps_record_and_leaves_what_an_older_summary_lacks_empty():
+    """The sweep reads a summary through its records (contract): a mine job's figures, a probe's own mining and
+    metrics, a score job's cache; a field an older summary lacks is an empty cell, not an error."""
+    from prep.report.sweep import job_row
+
+    run = {"seconds": {"total": 9.5, "encode": 2.0}, "overrides": ["seed=1"], "summary": "s", "seed": 1,
+           "peak_memory_gb": 1.0, "config": {}, "output": None}
+    negatives = {"mean": 7.0, "min": 7, "max": 7, "rows_short": 1, "filled_random": 2, "rows_filled": 1}
+    similarity = {"negative": {"mean": 0.4, "p5": 0.1, "p25": 0.2, "p50": 0.4, "p75": 0.5, "p95": 0.7},
+                  "positive": {"mean": 0.8}}
+    mining = {"negatives": negatives, "similarity": similarity, "negative_rank": {"mean": 20.5},
+              "encoded": {"queries": 3, "passages": 30}}
+    mined = job_row("0", {"step": "mine", "rows": 40, **mining, "cache": {"hits": 1, "misses": 2}, **run})
+    assert (mined["rows"], mined["rows_short"], mined["filled_random"], mined["negatives_mean"]) == (40, 1, 2, 7.0)
+    assert (mined["neg_sim_mean"], mined["neg_sim_p95"], mined["neg_rank_mean"], mined["pos_sim_mean"]) == (
+        0.4, 0.7, 20.5, 0.8)
+    assert (mined["passages_encoded"], mined["cache_hits"], mined["cache_misses"]) == (30, 1, 2)
+    assert (mined["seconds_total"], mined["overrides"], mined["probe_loss"]) == (9.5, "seed=1", None)
+    probe = {"metric": "ndcg@10", "student": "m", "loss": "distill", "temperature": 0.05, "teacher": "t",
+             "teacher_temperature": 0.02, "before": {"ndcg@10": 0.5}, "after": {"ndcg@10": 0.6, "recall@100": 0.9},
+             "mine": mining}
+    probed = job_row("1", {"step": "probe", "rows": 50, "objective": 0.6, "probe": probe, **run})
+    assert (probed["probe_ndcg@10_before"], probed["probe_ndcg@10"], probed["probe_recall@100"]) == (0.5, 0.6, 0.9)
+    assert (probed["probe_loss"], probed["probe_teacher"], probed["probe_teacher_temperature"]) == (
+        "distill", "t", 0.02)
+    assert (probed["negatives_mean"], probed["passages_encoded"], probed["cache_hits"]) == (7.0, 30, None)
+    scored = job_row("2", {"step": "score", "rows": 5, "cache": {"hits": 4, "misses": 0}, **run})
+    assert (scored["cache_hits"], scored["negatives_mean"], scored["probe_ndcg@10"]) == (4, None, None)
+    older = job_row("3", {"step": "probe", "rows": 5, "probe": {"after": {"ndcg@10": 0.7}}, "overrides": []})
+    assert (older["probe_ndcg@10"], older["probe_loss"], older["neg_sim_mean"], older["seconds_total"]) == (
+        0.7, None, None, None)
