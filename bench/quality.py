@@ -264,7 +264,9 @@ def train(model_path: str, rows: list[dict], negatives: int, seed: int, batch_si
     torch.manual_seed(seed)
     model = SentenceTransformer(model_path, device="cpu")
     model.max_seq_length = max_length
-    # Dropout off: with attention dropout on, CPU attention falls to a slow path (17 s a step, not 9 s).
+    # The Dropout modules off (17 s a step here with them, 9 s without). MiniLM's fused attention (SDPA) keeps its
+    # dropout, which it reads from a float its layer copied from the config, not from a module: every quality table
+    # was measured so (prep.evaluation.student.without_dropout turns that one off too, as probe.dropout=false does).
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0

