@@ -24,11 +24,12 @@ import numpy as np
 from prep import seeds
 from prep.contract import ProbeTraining
 from prep.evaluation.losses import distillation_loss_class
-from prep.progress import on_terminal
+from prep.progress import on_terminal, progress
 
 if TYPE_CHECKING:
     import torch
     from sentence_transformers import SentenceTransformer
+    from transformers import TrainerCallback
 
     from prep.config.schema import ProbeConfig
 
@@ -163,6 +164,26 @@ def training_columns(rows: list[TrainingRow], negatives: int, seed: int) -> dict
     return columns
 
 
+def logged_steps() -> TrainerCallback:
+    """The training's steps as log lines (``prep.progress``) where the trainer's own bar is off (not a terminal), so
+    a batch job's log says how far training is rather than nothing for minutes."""
+    from transformers import TrainerCallback
+
+    class LoggedSteps(TrainerCallback):
+        bar = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.bar = progress(total=state.max_steps, desc="train the student", unit="step")
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.bar.update(1)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.bar.close()
+
+    return LoggedSteps()
+
+
 def make_loss(model: SentenceTransformer, probe: ProbeConfig) -> torch.nn.Module:
     """``probe.loss`` for ``model``, its similarities divided by ``probe.temperature``."""
     from sentence_transformers.sentence_transformer import losses
@@ -201,7 +222,8 @@ def train(model: SentenceTransformer, rows: list[TrainingRow], probe: ProbeConfi
         # them (under a progress bar of its own, which disable_tqdm does not reach) only while the card has none.
         model.model_card_data.widget = [{"text": "unused"}]
         trainer = SentenceTransformerTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(columns),
-                                             loss=make_loss(model, probe))
+                                             loss=make_loss(model, probe),
+                                             callbacks=None if on_terminal() else [logged_steps()])
         result = trainer.train()
     return ProbeTraining(steps=int(result.global_step), rows=len(rows), negatives_per_row=negatives,
                          precision=precision, train_loss=round(float(result.training_loss), 6))

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 
 import pytest
 from omegaconf import OmegaConf
@@ -17,11 +18,14 @@ TINY = ["step=probe", "probe.steps=3", "probe.batch_size=8", "probe.negatives=2"
 
 
 @pytest.mark.slow
-def test_probe_holds_out_mines_trains_and_returns_its_objective(make_config, tmp_path, capfd):
+def test_probe_holds_out_mines_trains_and_returns_its_objective(make_config, tmp_path, capfd, caplog):
     import run
 
+    caplog.set_level(logging.INFO, logger="prep.progress")
     first = probe.run(make_config(*TINY, f"run_dir={tmp_path / 'a'}"))
     assert "Computing widget examples" not in capfd.readouterr().err  # a bar the probe's log never shows
+    # Not on a terminal the trainer's bar is off, and the training's steps are logged instead.
+    assert "train the student: 100% (3/3) in " in caplog.text
     rows = read_jsonl(SAMPLE_TRAIN)
     split = json.loads((tmp_path / "a" / "probe_split.json").read_text())
     assert len(split["dev"]) == round(0.2 * len(rows)) and sorted(split["train"] + split["dev"]) == list(range(170))
