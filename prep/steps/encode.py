@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prep import contract
 from prep.cache import tables
@@ -31,10 +31,15 @@ from prep.models.lengths import miner_lengths
 from prep.models.runtime import check_devices
 from prep.steps.frame import StepRun
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from prep.config.schema import Config
+
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Any) -> dict[str, Any]:
+def run(cfg: DictConfig | Config) -> dict[str, Any]:
     settings = settings_of(cfg)
     check_model_source(settings.miner.model_name_or_path, "miner.model_name_or_path", settings.miner.cache_dir)
     check_devices(settings.hardware)

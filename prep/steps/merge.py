@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prep import contract
 from prep.config.settings import settings_of
@@ -29,10 +29,15 @@ from prep.io.formats import container_of, write_saved_dataset
 from prep.steps.frame import StepRun
 from prep.steps.mine.shards import find_parts
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from prep.config.schema import Config
+
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Any) -> dict[str, Any]:
+def run(cfg: DictConfig | Config) -> dict[str, Any]:
     settings = settings_of(cfg)
     folder = paths.user_path(settings.input)
     if folder is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prep import contract
 from prep.config.choices import Step
@@ -23,10 +23,15 @@ from prep.models.teacher import make_teacher
 from prep.steps import mine, score, split
 from prep.steps.frame import StepRun, stage
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from prep.config.schema import Config
+
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Any) -> dict[str, Any]:
+def run(cfg: DictConfig | Config) -> dict[str, Any]:
     settings = settings_of(cfg)
     step = StepRun(settings, "pipeline")
     mined, scored = step.run_dir / contract.MINED, step.run_dir / contract.SCORED

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prep import contract, seeds
 from prep.cache import tables
@@ -45,10 +45,13 @@ from prep.models.teacher import make_teacher
 from prep.steps import mine, score
 from prep.steps.frame import StepRun, stage
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Any) -> dict[str, Any]:
+def run(cfg: DictConfig | Config) -> dict[str, Any]:
     settings = settings_of(cfg)
     probe = settings.probe
     student_name = probe.student or settings.miner.model_name_or_path

@@ -27,6 +27,8 @@ from prep.report.stats import describe, table
 from prep.steps.frame import StepRun
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
     from prep.config.schema import Config
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ def default_input(settings: Config) -> Path:
     return paths.newest_output(settings, "mine", contract.MINED) or paths.SAMPLE_MINED
 
 
-def run(cfg: Any) -> dict[str, Any]:
+def run(cfg: DictConfig | Config) -> dict[str, Any]:
     settings = settings_of(cfg)
     check_devices(settings.hardware)
     step = StepRun(settings, "score", default_output=contract.SCORED)

@@ -38,7 +38,9 @@ from prep.models.tokens import TextLengths, load_tokenizer
 from prep.steps.frame import StepRun
 
 if TYPE_CHECKING:
-    from prep.config.schema import ColumnsConfig
+    from omegaconf import DictConfig
+
+    from prep.config.schema import ColumnsConfig, Config
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +163,7 @@ def _discard(results: list[FileResult]) -> None:
                 temp.unlink(missing_ok=True)
 
 
-def run(cfg: Any) -> dict[str, Any]:
+def run(cfg: DictConfig | Config) -> dict[str, Any]:
     settings = settings_of(cfg)
     splitter = settings.splitter
     bounds = parse_length_list(splitter.length_list)

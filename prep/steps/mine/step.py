@@ -33,12 +33,15 @@ from prep.steps.mine.viewer import viewer_rows
 from prep.steps.mine.write import open_outputs, write_block
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from prep.config.schema import Config
     from prep.models.teacher import EmbedderTeacher, RerankerTeacher
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def run(cfg: DictConfig | Config, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Mine the input file's rows, or ``rows`` when given (``step=probe`` mines its training rows, already read
     and checked)."""
     settings = settings_of(cfg)
