@@ -2,7 +2,7 @@
 
     python bench/probe_presets.py [--dir .bench/probe] [--queries 2000] [--corpus 0] [--sizes 15x16,30x16]
                                   [--presets flagembedding,top_k,topk_percpos,percpos_random,in_batch]
-                                  [--seeds 0,1] [--corpus-dir .bench/debian-2k-8k]
+                                  [--seeds 0,1] [--corpus-dir .bench/debian-2k-8k] [--against _fp32]
                                   [--tag _n7 probe.negatives=7 ...]
 
 Builds the Debian corpus (../shared/bench/debian_corpus.py), then for each probe size (steps x batch) and
@@ -13,7 +13,9 @@ strict nDCG@10, from bench/README.md's quality table; the teacher recipes have n
 mines as full training did (ranks 2-200, 7 negatives), so both judge the same files.
 Overrides after the options go to every probe job (``--tag`` names their sweep folders apart). Prints, and
 writes to DIR/results<tag>.md, each size's nDCG@10 per arm (the seeds' mean and each seed's), Kendall tau
-against full training, and the seconds a probe job took (medians: in all, mining, training, evaluating).
+against full training, and the seconds a probe job took (medians: in all, mining, training, evaluating). With
+``--against TAG`` (finished sweeps of other overrides, e.g. another precision), each arm's difference from its
+TAG twin, paired over the same dev queries, with its interval.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ import sys
 from itertools import combinations
 from pathlib import Path
 from statistics import median
+
+import numpy as np
+
+from prep.report.noise import paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS_SCRIPT = ROOT.parent / "shared" / "bench" / "debian_corpus.py"
@@ -72,6 +78,29 @@ def probe_sweep(args: argparse.Namespace, corpus: Path, steps: int, batch: int, 
     return arms
 
 
+def against(args: argparse.Namespace, corpus: Path, steps: int, batch: int, runs: list[dict[str, dict]]) -> list[str]:
+    """Each arm minus the same arm of the finished sweeps tagged ``--against`` (same seeds and size: the same dev
+    sets), paired over each seed's dev queries and pooled over the seeds (``prep.report.noise``): table lines."""
+    other = argparse.Namespace(**{**vars(args), "tag": args.against})
+    lines = []
+    for preset in args.presets:
+        pairs = []
+        for seed, run in zip(args.seeds.split(","), runs):
+            name = f"sweep_{steps}x{batch}_seed{seed}{args.against}" + (f"_{IN_BATCH}" if preset == IN_BATCH else "")
+            if not (args.dir / name / "sweep_summary.csv").is_file():
+                raise SystemExit(f"--against {args.against}: {args.dir / name} holds no finished sweep")
+            theirs = probe_sweep(other, corpus, steps, batch, int(seed))[preset]
+            pairs.append(tuple(np.asarray(per_query(job)["ndcg@10"]) for job in (run[preset], theirs)))
+        d = paired_difference(pairs)
+        lines.append(f"| {steps}x{batch} | {preset} | {d.mean:+.4f} | {d.low:+.4f} to {d.high:+.4f} |")
+    return lines
+
+
+def per_query(summary: dict) -> dict:
+    """A probe job's figures per dev query (``probe_queries.json`` beside its summary)."""
+    return json.loads((Path(summary["summary"]).parent / "probe_queries.json").read_text())
+
+
 def merged(*groups: list[str]) -> list[str]:
     """The overrides of every group, a later one replacing an earlier one of the same key (one value a key)."""
     by_key = {}
@@ -97,6 +126,8 @@ def main() -> None:
     parser.add_argument("--presets", default=",".join(FULL_TRAINING))
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--tag", default="", help="suffix of the sweep folders (runs with other --extra settings)")
+    parser.add_argument("--against", default=None,
+                        help="the tag of finished sweeps (other extra overrides) to pair each arm with, query by query")
     parser.add_argument("extra", nargs="*", help="more overrides for every probe job, e.g. probe.negatives=7")
     args = parser.parse_args()
     args.presets = args.presets.split(",")
@@ -111,6 +142,7 @@ def main() -> None:
              "| probe (steps x batch) | " + " | ".join(args.presets)
              + " | Kendall tau vs full training | s per job (median): total / mine / train / evaluate |",
              "|---|" + "---|" * (len(args.presets) + 2)]
+    paired = []
     for size in args.sizes.split(","):
         steps, batch = (int(v) for v in size.split("x"))
         runs = [probe_sweep(args, corpus, steps, batch, int(seed)) for seed in args.seeds.split(",")]
@@ -124,6 +156,12 @@ def main() -> None:
         cells = " | ".join(f"{means[p]:.4f} ({seeds_cell(runs, p)})" for p in args.presets)
         lines.append(f"| {size} | {cells} | {tau} | {seconds} |")
         print(lines[-1], flush=True)
+        if args.against is not None:
+            paired += against(args, corpus, steps, batch, runs)
+    if paired:
+        lines += ["", f"Each arm minus the same arm of the sweeps tagged {args.against} (nDCG@10, paired over the dev "
+                  "queries of each seed, 95% interval of the two-level bootstrap):", "",
+                  "| probe | arm | difference | interval |", "|---|---|---|---|", *paired]
     (args.dir / f"results{args.tag}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

@@ -56,3 +56,36 @@ def test_the_presets_run_as_one_sweep_and_the_in_batch_arm_as_a_job_with_no_nega
     assert f"hydra.sweep.dir={tmp_path / 'sweep_30x16_seed1_n7_in_batch'}" in in_batch
     module.probe_sweep(args, tmp_path / "corpus", 30, 16, 1)
     assert len(commands) == 2  # done sweeps are read back, not run again
+
+
+def test_against_pairs_each_arm_with_its_twin_of_another_tag_query_by_query(tmp_path):
+    """--against: an arm of this tag minus the same arm of finished sweeps of another tag, over the same dev queries;
+    a tag without finished sweeps is refused, not run."""
+    module = bench_script("probe_presets")
+
+    def finished(tag: str, seed: int, ndcg: dict[str, list[float]]) -> dict[str, dict]:
+        runs = {}
+        for name, presets in ((f"sweep_15x16_seed{seed}{tag}", ["top_k"]),
+                              (f"sweep_15x16_seed{seed}{tag}_in_batch", ["in_batch"])):
+            for job, preset in enumerate(presets):
+                folder = tmp_path / name / str(job)
+                folder.mkdir(parents=True)
+                summary = {"overrides": [f"sampling={'top_k' if preset == 'in_batch' else preset}"],
+                           "objective": sum(ndcg[preset]) / 4, "summary": str(folder / "summary.json")}
+                (folder / "summary.json").write_text(json.dumps(summary))
+                (folder / "probe_queries.json").write_text(json.dumps({"ndcg@10": ndcg[preset]}))
+                runs[preset] = summary
+            (tmp_path / name / "sweep_summary.csv").write_text("")
+        return runs
+
+    old = {"top_k": [0.5, 0.5, 0.5, 0.5], "in_batch": [0.4, 0.4, 0.4, 0.4]}
+    new = {"top_k": [0.6, 0.6, 0.6, 0.6], "in_batch": [0.4, 0.4, 0.4, 0.4]}
+    finished("_fp32", 0, old)
+    runs = [finished("_bf16", 0, new)]
+    args = argparse.Namespace(dir=tmp_path, presets=["top_k", "in_batch"], extra=[], tag="_bf16", against="_fp32",
+                              seeds="0")
+    lines = module.against(args, tmp_path / "corpus", 15, 16, runs)
+    assert lines == ["| 15x16 | top_k | +0.1000 | +0.1000 to +0.1000 |",
+                     "| 15x16 | in_batch | +0.0000 | +0.0000 to +0.0000 |"]
+    with pytest.raises(SystemExit, match="--against _fp16: .*sweep_15x16_seed0_fp16 holds no finished sweep"):
+        module.against(argparse.Namespace(**{**vars(args), "against": "_fp16"}), tmp_path / "corpus", 15, 16, runs)
