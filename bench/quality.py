@@ -198,7 +198,8 @@ def grid_params(sweep: str) -> dict[str, str]:
     from omegaconf import OmegaConf
 
     params = OmegaConf.load(ROOT / "conf" / "sweep" / f"{sweep}.yaml").hydra.sweeper.params
-    return {str(key): str(value) for key, value in params.items()}
+    # The seeds are --probe-seeds' (recorded apart, and given on the command line, which wins over the file's).
+    return {str(key): str(value) for key, value in params.items() if key != "seed"}
 
 
 def setting_objective(row: dict) -> float:

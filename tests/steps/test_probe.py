@@ -28,7 +28,7 @@ def test_probe_holds_out_mines_trains_and_returns_its_objective(make_config, tmp
     assert "train the student: 100% (3/3) in " in caplog.text
     rows = read_jsonl(SAMPLE_TRAIN)
     split = json.loads((tmp_path / "a" / "probe_split.json").read_text())
-    assert len(split["dev"]) == round(0.2 * len(rows)) and sorted(split["train"] + split["dev"]) == list(range(170))
+    assert len(split["dev"]) == round(0.3 * len(rows)) and sorted(split["train"] + split["dev"]) == list(range(170))
     training_positives = {p for i in split["train"] for p in rows[i]["pos"]}
     assert not training_positives & {p for i in split["dev"] for p in rows[i]["pos"]}
     mined = read_jsonl(tmp_path / "a" / "mined.jsonl")
