@@ -21,7 +21,8 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
@@ -36,16 +37,19 @@ from prep.errors import PrepError, UsageError
 from prep.io.saved import quiet_datasets
 from prep.steps import run_step
 
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 OPTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a config file's name: what Hydra reads as a choice
 
 
 class Result(NamedTuple):
-    dataset: Any  # datasets.Dataset (a DatasetDict of buckets for split)
+    dataset: Dataset | DatasetDict  # a DatasetDict of buckets for split
     summary: dict[str, Any]
 
 
-def compose(step: str, overrides: dict[str, Any]) -> Any:
+def compose(step: str, overrides: dict[str, Any]) -> DictConfig:
     """The config ``python run.py step=STEP ...`` would get, with ``overrides`` applied (checked as the command
     line's are: an unknown key or a wrong type raises, naming the key)."""
 
@@ -134,7 +138,7 @@ def _input_of(data: Any, run_dir: Path) -> str:
     raise UsageError(f"data: a path, a dataset id or a datasets.Dataset, got {type(data).__name__}")
 
 
-def read_output(summary: dict[str, Any], step: str) -> Any:
+def read_output(summary: dict[str, Any], step: str) -> Dataset | DatasetDict:
     """The step's output through ``datasets``: a Dataset, or for ``split`` a DatasetDict of its buckets."""
     import datasets
 
@@ -149,7 +153,7 @@ def read_output(summary: dict[str, Any], step: str) -> Any:
     return _load(output, datasets, arrow_cache)
 
 
-def _load(path: Path, datasets: Any, arrow_cache: Path) -> Any:
+def _load(path: Path, datasets: ModuleType, arrow_cache: Path) -> Dataset:
     if path.is_dir():
         return datasets.load_from_disk(str(path))
     builder = "parquet" if path.suffix == ".parquet" else "json"
