@@ -80,18 +80,22 @@ def probe_sweep(args: argparse.Namespace, corpus: Path, steps: int, batch: int, 
 
 def against(args: argparse.Namespace, corpus: Path, steps: int, batch: int, runs: list[dict[str, dict]]) -> list[str]:
     """Each arm minus the same arm of the finished sweeps tagged ``--against`` (same seeds and size: the same dev
-    sets), paired over each seed's dev queries and pooled over the seeds (``prep.report.noise``): table lines."""
-    other = argparse.Namespace(**{**vars(args), "tag": args.against})
-    lines = []
-    for preset in args.presets:
-        pairs = []
-        for seed, run in zip(args.seeds.split(","), runs):
-            name = f"sweep_{steps}x{batch}_seed{seed}{args.against}" + (f"_{IN_BATCH}" if preset == IN_BATCH else "")
+    sets), paired over each seed's dev queries and pooled over the seeds (``prep.report.noise``): table lines.
+    Those sweeps are only read: one that is not there is refused, never run with this run's overrides."""
+    seeds = args.seeds.split(",")
+    for seed in seeds:
+        base = f"sweep_{steps}x{batch}_seed{seed}{args.against}"
+        needed = ([base] if set(args.presets) - {IN_BATCH} else []) + (
+            [f"{base}_{IN_BATCH}"] if IN_BATCH in args.presets else [])
+        for name in needed:
             if not (args.dir / name / "sweep_summary.csv").is_file():
                 raise SystemExit(f"--against {args.against}: {args.dir / name} holds no finished sweep")
-            theirs = probe_sweep(other, corpus, steps, batch, int(seed))[preset]
-            pairs.append(tuple(np.asarray(per_query(job)["ndcg@10"]) for job in (run[preset], theirs)))
-        d = paired_difference(pairs)
+    other = argparse.Namespace(**{**vars(args), "tag": args.against})
+    theirs = [probe_sweep(other, corpus, steps, batch, int(seed)) for seed in seeds]
+    lines = []
+    for preset in args.presets:
+        d = paired_difference([(np.asarray(per_query(ours[preset])["ndcg@10"]),
+                                np.asarray(per_query(their[preset])["ndcg@10"])) for ours, their in zip(runs, theirs)])
         lines.append(f"| {steps}x{batch} | {preset} | {d.mean:+.4f} | {d.low:+.4f} to {d.high:+.4f} |")
     return lines
 

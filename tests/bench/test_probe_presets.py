@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 
 import pytest
 
@@ -89,3 +90,7 @@ def test_against_pairs_each_arm_with_its_twin_of_another_tag_query_by_query(tmp_
                      "| 15x16 | in_batch | +0.0000 | +0.0000 to +0.0000 |"]
     with pytest.raises(SystemExit, match="--against _fp16: .*sweep_15x16_seed0_fp16 holds no finished sweep"):
         module.against(argparse.Namespace(**{**vars(args), "against": "_fp16"}), tmp_path / "corpus", 15, 16, runs)
+    finished("_fp8", 0, old)  # its in-batch arm's sweep gone: refused, not run with this run's overrides
+    shutil.rmtree(tmp_path / "sweep_15x16_seed0_fp8_in_batch")
+    with pytest.raises(SystemExit, match="sweep_15x16_seed0_fp8_in_batch holds no finished sweep"):
+        module.against(argparse.Namespace(**{**vars(args), "against": "_fp8"}), tmp_path / "corpus", 15, 16, runs)
