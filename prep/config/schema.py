@@ -243,8 +243,8 @@ class ProbeConfig:
     # train_group_size 8: 7 negatives); 3 ranked the presets unlike full training (docs/probe.md).
     negatives: int = 7
     learning_rate: float = 2e-5  # the student's learning rate (AdamW, as sentence-transformers' trainer)
-    # false: the student trains with every dropout probability of its config at 0 (faster steps on a CPU; full
-    # training, FlagEmbedding's and sentence-transformers', keeps the model's dropout).
+    # false: the student trains with every dropout probability of its config at 0 (less than half the memory, not
+    # faster in bf16 here: docs/probe.md, "How much to probe"; full training keeps the model's dropout).
     dropout: bool = True
     max_length: int | None = None  # tokens per text, in training and evaluation; null: the student's own
     loss: ProbeLoss = ProbeLoss.mnrl  # the training loss: mnrl, cached_mnrl or distill (teacher scores)
