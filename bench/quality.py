@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
-import math
 import os
 import random
 import subprocess
@@ -50,8 +50,6 @@ import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
-
-import numpy as np
 
 from prep import contract
 from prep.io.formats import write_jsonl
@@ -81,6 +79,9 @@ RECIPES = {
           ["sampling=top_k", "miner.retriever=hybrid", "miner.exclude_other_positives=true",
            "miner.other_positive_threshold=0.95"]),
 }
+# The table's figures after the proxies: (ranking, metric).
+QUALITY_COLUMNS = (("strict", "ndcg@10"), ("sibling_tolerant", "ndcg@10"), ("strict", "recall@10"),
+                   ("strict", "mrr@10"), ("sibling_tolerant", "mrr@10"))
 
 
 def fast_bf16() -> bool:
@@ -253,84 +254,46 @@ def score(key: str, rows: list[dict], teacher: Path, out: Path, cache: Path) -> 
 
 def train(model_path: str, rows: list[dict], negatives: int, seed: int, batch_size: int, lr: float,
           max_length: int, teacher_temperature: float | None = None):
-    """One epoch of MultipleNegativesRankingLoss over ``rows`` (with ``teacher_temperature``: FlagEmbedding's
-    distillation from the rows' ``pos_scores``/``neg_scores``); returns the fine-tuned SentenceTransformer."""
+    """The probe's training (``prep.evaluation.student.train``: sentence-transformers' trainer, the no-duplicates
+    sampler, 10% warm-up, the model's dropout) for one epoch's steps over ``rows``: MultipleNegativesRankingLoss, or
+    with ``teacher_temperature`` FlagEmbedding's distillation from the rows' ``pos_scores``/``neg_scores``. Returns
+    the fine-tuned SentenceTransformer and what the trainer ran."""
     import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from transformers import get_linear_schedule_with_warmup
 
-    from prep.evaluation.losses import distillation_loss_class
+    from prep.config.schema import ProbeConfig, ProbeLoss
+    from prep.evaluation import student
 
     torch.manual_seed(seed)
-    model = SentenceTransformer(model_path, device="cpu")
-    model.max_seq_length = max_length
-    # The Dropout modules off (17 s a step here with them, 9 s without). MiniLM's fused attention (SDPA) keeps its
-    # dropout, which it reads from a float its layer copied from the config, not from a module: every quality table
-    # was measured so (prep.evaluation.student.without_dropout turns that one off too, as probe.dropout=false does).
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    distill = teacher_temperature is not None
-    loss_function = (distillation_loss_class()(model, 0.05, teacher_temperature) if distill
-                     else MultipleNegativesRankingLoss(model))
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    batches = [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(0.1 * len(batches)), len(batches))
-    model.train()
-    for step, batch in enumerate(batches):
-        columns = [[rows[i]["query"] for i in batch], [rows[i]["pos"][0] for i in batch]]
-        columns += [[rows[i]["neg"][k] for i in batch] for k in range(negatives)]
-        features = [model.tokenize(texts) for texts in columns]
-        labels = (torch.tensor([[rows[i]["pos_scores"][0], *rows[i]["neg_scores"][:negatives]] for i in batch])
-                  if distill else None)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast_bf16()):
-            loss = loss_function(features, labels)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
-        if step % 8 == 0:
-            log(f"  step {step + 1}/{len(batches)} loss {loss.item():.4f}")
+    model = student.load_student(model_path, max_length, on_cpu=True)
+    settings = ProbeConfig(steps=len(rows) // batch_size, batch_size=batch_size, negatives=negatives, learning_rate=lr,
+                           max_length=max_length, temperature=0.05, teacher_temperature=teacher_temperature,
+                           loss=ProbeLoss.mnrl if teacher_temperature is None else ProbeLoss.distill)
+    trained = student.train(model, student.training_rows(rows), settings, seed, on_cpu=True,
+                            precision="bf16" if fast_bf16() else "fp32")
     model.eval()
-    return model
+    return model, trained
 
 
 def evaluate(model, test: list[dict], passages: list[str], source_of: dict[str, str], max_length: int) -> dict:
-    """nDCG@10, recall@10, MRR@10 over ``passages``, strict and sibling-tolerant."""
-    import torch
+    """The probe's evaluation (``prep.evaluation.student``: sentence-transformers' evaluator, fp32) of ``test`` over
+    ``passages``, strict and sibling-tolerant (each query's ranking without the other passages of its positive's
+    source package); the corpus is encoded once for both."""
+    from prep.evaluation import student
 
     model.max_seq_length = max_length
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast_bf16()):
-        passage_vectors = model.encode(passages, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-        query_vectors = model.encode([r["query"] for r in test], batch_size=64, normalize_embeddings=True,
-                                     convert_to_numpy=True)
-    passage_vectors = passage_vectors.astype(np.float32)
-    query_vectors = query_vectors.astype(np.float32)
-    by_source: dict[str, set[int]] = {}
-    for index, text in enumerate(passages):
-        by_source.setdefault(source_of.get(text, ""), set()).add(index)
-    index_of = {text: i for i, text in enumerate(passages)}
-    scores = query_vectors @ passage_vectors.T
-    depth = 200
-    top = np.argpartition(-scores, depth, axis=1)[:, :depth]
-    results = {"strict": [], "sibling_tolerant": []}
-    for row_index, row in enumerate(test):
-        candidates = top[row_index][np.argsort(-scores[row_index, top[row_index]], kind="stable")]
-        relevant = {index_of[p] for p in row["pos"]}
-        siblings = set().union(*(by_source.get(source_of.get(p, ""), set()) for p in row["pos"])) - relevant
-        for mode, ranking in (("strict", candidates), ("sibling_tolerant", [c for c in candidates
-                                                                             if c not in siblings])):
-            ranked = [int(c) for c in ranking[:10]]
-            gains = [1.0 if c in relevant else 0.0 for c in ranked]
-            dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
-            ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
-            first = next((i for i, g in enumerate(gains) if g), None)
-            results[mode].append((dcg / ideal, sum(gains) / len(relevant), 0.0 if first is None else 1 / (first + 1)))
-    return {mode: dict(zip(("ndcg@10", "recall@10", "mrr@10"), np.mean(values, axis=0).round(4).tolist()))
-            for mode, values in results.items()}
+    passage_ids = {text: str(number) for number, text in enumerate(passages)}
+    by_source: dict[str, set[str]] = {}
+    for text, passage_id in passage_ids.items():
+        by_source.setdefault(source_of.get(text, ""), set()).add(passage_id)
+    queries = {f"q{number}": row["query"] for number, row in enumerate(test)}
+    relevant = {f"q{number}": {passage_ids[p] for p in row["pos"]} for number, row in enumerate(test)}
+    siblings = {query_id: set().union(*(by_source.get(source_of.get(p, ""), set()) for p in row["pos"]))
+                - relevant[query_id] for query_id, row in zip(queries, test)}
+    strict = student.DevSet(queries, {i: text for text, i in passage_ids.items()}, relevant)
+    vectors = student.encode_corpus(model, strict)
+    return {"strict": student.evaluate(model, strict, corpus_vectors=vectors),
+            "sibling_tolerant": student.evaluate(model, dataclasses.replace(strict, ignored=siblings),
+                                                 corpus_vectors=vectors)}
 
 
 def main() -> None:
@@ -432,10 +395,10 @@ def main() -> None:
                         f"{args.distill_teacher_temperature})", ["sampling=top_k"])
 
     if "base" not in results:
-        from sentence_transformers import SentenceTransformer
+        from prep.evaluation.student import load_student
 
         started = time.time()
-        results["base"] = evaluate(SentenceTransformer(model_path, device="cpu"), test, eval_passages, source_of,
+        results["base"] = evaluate(load_student(model_path, None, on_cpu=True), test, eval_passages, source_of,
                                    args.eval_max_length)
         log(f"base model: {results['base']} ({time.time() - started:.0f} s)")
         results_path.write_text(json.dumps(results, indent=1))
@@ -466,12 +429,13 @@ def main() -> None:
                 continue
             started = time.time()
             log(f"train ({key}) {label}, seed {seed}")
-            model = train(model_path, rows[: args.train_queries], negatives, int(seed), args.batch_size, args.lr,
-                          args.train_max_length, args.distill_teacher_temperature if key == "m" else None)
+            model, ran = train(model_path, rows[: args.train_queries], negatives, int(seed), args.batch_size, args.lr,
+                               args.train_max_length, args.distill_teacher_temperature if key == "m" else None)
             trained = time.time() - started
             metrics = evaluate(model, test, eval_passages, source_of, args.eval_max_length)
             evaluated = time.time() - started - trained
-            entry["runs"][seed] = {**metrics, "train_s": round(trained), "eval_s": round(evaluated)}
+            entry["runs"][seed] = {**metrics, "train_s": round(trained), "eval_s": round(evaluated),
+                                   "steps": ran.steps, "precision": ran.precision}
             log(f"  ({key}) seed {seed}: {metrics}")
             results_path.write_text(json.dumps(results, indent=1))
         results_path.write_text(json.dumps(results, indent=1))
@@ -499,11 +463,12 @@ def probe_recipe(args: argparse.Namespace, results: dict, train_path: Path, corp
         if seed in entry["runs"] or reuse_run(results, "p", twin, seed):
             continue
         started = time.time()
-        model = train(model_path, rows[: args.train_queries], args.negatives, int(seed), args.batch_size, args.lr,
-                      args.train_max_length)
+        model, ran = train(model_path, rows[: args.train_queries], args.negatives, int(seed), args.batch_size,
+                           args.lr, args.train_max_length)
         trained = time.time() - started
         metrics = evaluate(model, test, eval_passages, source_of, args.eval_max_length)
-        entry["runs"][seed] = {**metrics, "train_s": round(trained), "eval_s": round(time.time() - started - trained)}
+        entry["runs"][seed] = {**metrics, "train_s": round(trained), "eval_s": round(time.time() - started - trained),
+                               "steps": ran.steps, "precision": ran.precision}
         log(f"  (p) seed {seed}: {metrics}")
         (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -567,18 +532,15 @@ def write_table(out: Path, results: dict, args: argparse.Namespace) -> None:
              "|---|---|---|---|---|---|---|---|---|"]
     base = results.get("base")
     if base:
-        lines.append(f"| base model | | | | {base['strict']['ndcg@10']} | {base['sibling_tolerant']['ndcg@10']} | "
-                     f"{base['strict']['recall@10']} | {base['strict']['mrr@10']} | "
-                     f"{base['sibling_tolerant']['mrr@10']} |")
+        cells = [f"{base[mode][metric]:.4f}" for mode, metric in QUALITY_COLUMNS]
+        lines.append("| base model | | | | " + " | ".join(cells) + " |")
     for key in sorted(k for k in results if len(k) == 1):
         entry = results[key]
         if not entry["runs"]:
             continue
 
         runs = list(entry["runs"].values())
-        cells = [" / ".join(f"{run[mode][metric]:.4f}" for run in runs)
-                 for mode, metric in (("strict", "ndcg@10"), ("sibling_tolerant", "ndcg@10"), ("strict", "recall@10"),
-                                      ("strict", "mrr@10"), ("sibling_tolerant", "mrr@10"))]
+        cells = [" / ".join(f"{run[mode][metric]:.4f}" for run in runs) for mode, metric in QUALITY_COLUMNS]
         figures = entry.get("proxy", {})
         proxies = [figures.get(name, "-") for name in ("same_source_share", "negative_similarity_mean",
                                                        "negative_rank_mean")]

@@ -44,6 +44,11 @@ def dev_texts(dev: DevSet) -> Iterator[str]:
     for query_id, passages in dev.relevant.items():
         yield query_id
         yield from sorted(passages)
+    if dev.ignored:  # a dev set without them keeps the key it had before they existed
+        yield "ignored"
+        for query_id, passages in dev.ignored.items():
+            yield query_id
+            yield from sorted(passages)
 
 
 def cached_evaluation(cache: Cache, student: str, max_length: int, device: str, dev: DevSet,

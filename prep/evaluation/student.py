@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -51,11 +51,22 @@ class TrainingRow(NamedTuple):
 
 @dataclass(frozen=True)
 class DevSet:
-    """Queries, corpus and which corpus passages answer each query, keyed as the evaluator takes them."""
+    """Queries, corpus and which corpus passages answer each query, keyed as the evaluator takes them;
+    ``ignored``: passages left out of a query's ranking before it is scored (near duplicates of its positive that
+    the labels do not mark, say), by query."""
 
     queries: dict[str, str]
     corpus: dict[str, str]
     relevant: dict[str, set[str]]
+    ignored: dict[str, set[str]] = field(default_factory=dict)
+
+
+def training_rows(rows: list[dict[str, Any]]) -> list[TrainingRow]:
+    """Mined rows (``query``, ``pos``, ``neg``) as the student trains on them: the first positive, every negative,
+    and the teacher's scores of both where the rows were scored (``pos_scores``, ``neg_scores``)."""
+    return [TrainingRow(row["query"], row["pos"][0], row["neg"],
+                        [row["pos_scores"][0], *row["neg_scores"]] if "pos_scores" in row else None)
+            for row in rows]
 
 
 def load_student(name_or_path: str, max_length: int | None, on_cpu: bool, dropout: bool = True
@@ -84,22 +95,34 @@ def without_dropout(name_or_path: str) -> dict[str, float]:
     return {key: 0.0 for key, value in config.items() if "dropout" in key and isinstance(value, float)}
 
 
-def evaluate(model: SentenceTransformer, dev: DevSet, batch_size: int = 64) -> dict[str, float]:
-    """nDCG@10, MRR@10, recall@10 and recall@100 of ``model`` on ``dev`` (sentence-transformers' evaluator)."""
-    return evaluate_queries(model, dev, batch_size)[0]
+def evaluate(model: SentenceTransformer, dev: DevSet, batch_size: int = 64,
+             corpus_vectors: torch.Tensor | None = None) -> dict[str, float]:
+    """nDCG@10, MRR@10, recall@10 and recall@100 of ``model`` on ``dev`` (sentence-transformers' evaluator);
+    ``corpus_vectors``: the corpus encoded already (``encode_corpus``), for several dev sets over one corpus."""
+    return evaluate_queries(model, dev, batch_size, corpus_vectors)[0]
 
 
-def evaluate_queries(model: SentenceTransformer, dev: DevSet, batch_size: int = 64
-                     ) -> tuple[dict[str, float], dict[str, list]]:
+def encode_corpus(model: SentenceTransformer, dev: DevSet, batch_size: int = 64) -> torch.Tensor:
+    """``dev``'s corpus as the evaluator encodes it (as documents, in the corpus's order)."""
+    return model.encode_document(list(dev.corpus.values()), batch_size=batch_size, convert_to_tensor=True,
+                                 show_progress_bar=False)
+
+
+def evaluate_queries(model: SentenceTransformer, dev: DevSet, batch_size: int = 64,
+                     corpus_vectors: torch.Tensor | None = None) -> tuple[dict[str, float], dict[str, list]]:
     """The metrics of ``evaluate``, and each dev query's: ``query_ids``, then one list per metric in that order
     (the evaluator averages them; a sweep compares settings query by query, ``report/noise.py``)."""
     from sentence_transformers import util
 
+    # The evaluator keeps each query's top max(k) hits; the ignored ones are dropped from those, so it keeps as
+    # many more as a query ignores at most (through map@k, which nothing reads), and recall@100 still sees 100.
+    depth = 100 + max((len(passages) for passages in dev.ignored.values()), default=0)
     evaluator = _per_query_evaluator()(
         dev.queries, dev.corpus, dev.relevant, mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[10],
-        precision_recall_at_k=[10, 100], map_at_k=[100], batch_size=batch_size, write_csv=False,
+        precision_recall_at_k=[10, 100], map_at_k=[depth], batch_size=batch_size, write_csv=False,
         score_functions={"cosine": util.cos_sim}, main_score_function="cosine")
-    scores = evaluator(model)
+    evaluator.ignored = dev.ignored
+    scores = evaluator(model, corpus_embeddings=corpus_vectors)
     metrics = {name: round(float(scores[key]), 6) for name, key in METRICS.items()}
     return metrics, {"query_ids": list(evaluator.queries_ids), **evaluator.per_query}
 
@@ -115,10 +138,13 @@ def _per_query_evaluator() -> type:
 
     class PerQueryEvaluator(InformationRetrievalEvaluator):
         per_query: dict[str, list[float]]
+        ignored: dict[str, set[str]]
 
         def compute_metrics(self, queries_result_list: list[Any]) -> dict[str, Any]:
-            self.per_query = per_query_metrics(self.queries_ids, self.relevant_docs, queries_result_list)
-            return super().compute_metrics(queries_result_list)
+            kept = [[hit for hit in hits if hit["corpus_id"] not in self.ignored.get(query_id, ())]
+                    for query_id, hits in zip(self.queries_ids, queries_result_list)]
+            self.per_query = per_query_metrics(self.queries_ids, self.relevant_docs, kept)
+            return super().compute_metrics(kept)
 
     return PerQueryEvaluator
 

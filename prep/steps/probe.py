@@ -31,7 +31,7 @@ from prep.config.schema import Config, ProbeConfig
 from prep.config.settings import settings_of
 from prep.errors import UsageError
 from prep.evaluation.holdout import hold_out
-from prep.evaluation.student import DevSet, TrainingRow, evaluate, evaluate_queries, load_student, train
+from prep.evaluation.student import DevSet, evaluate, evaluate_queries, load_student, train, training_rows
 from prep.io import paths
 from prep.io.atomic import write_json
 from prep.io.jsonl import check_training_row, read_jsonl
@@ -165,7 +165,7 @@ def mine_training_rows(step: StepRun, training: list[dict[str, Any]]) -> dict[st
     with step.phase("mine"):
         summary = mine.run(stage(settings, Step.mine, step.run_dir / "mine", output), rows=training)
         mined = read_jsonl(output)
-    return {"summary": summary, "rows": [TrainingRow(row["query"], row["pos"][0], row["neg"]) for row in mined]}
+    return {"summary": summary, "rows": training_rows(mined)}
 
 
 def score_training_rows(step: StepRun, mined: dict[str, Any]) -> dict[str, Any]:
@@ -177,9 +177,7 @@ def score_training_rows(step: StepRun, mined: dict[str, Any]) -> dict[str, Any]:
         summary = score.run(stage(settings, Step.score, step.run_dir / "score", output,
                                   input=step.run_dir / contract.MINED))
         scored = read_jsonl(output)
-    rows = [TrainingRow(row["query"], row["pos"][0], row["neg"], [row["pos_scores"][0], *row["neg_scores"]])
-            for row in scored]
-    return {**mined, "rows": rows, "score_summary": summary}
+    return {**mined, "rows": training_rows(scored), "score_summary": summary}
 
 
 def teacher_figures(probe: ProbeConfig, mined: dict[str, Any]) -> dict[str, Any]:

@@ -89,3 +89,33 @@ def test_a_student_without_dropout_trains_with_none_anywhere_attention_included(
     assert torch.equal(first, second) is not dropout
     attention = student[0].auto_model.encoder.layer[0].attention.self
     assert (attention.dropout_prob == 0.0) is not dropout
+
+
+def test_a_querys_ignored_passages_leave_its_ranking_alone_and_a_corpus_encoded_once_serves_every_dev_set(minilm):
+    from prep.evaluation.student import encode_corpus
+
+    passages = {"c0": "Honey bees live in hives.", "c1": "Bees make honey from nectar.", "c2": "Wasps build nests.",
+                "c3": "Rain is expected tomorrow.", "c4": "Clouds bring rain."}
+    queries = {"q0": "how do bees make honey", "q1": "will it rain"}
+    relevant = {"q0": {"c0"}, "q1": {"c4"}}
+    full = DevSet(queries, passages, relevant)
+    ignoring = DevSet(queries, passages, relevant, ignored={"q0": {"c1"}})
+    _, as_labelled = evaluate_queries(minilm, full)
+    metrics, per_query = evaluate_queries(minilm, ignoring, corpus_vectors=encode_corpus(minilm, full))
+    # q0 without c1 ranks as over a corpus that lacks c1; q1 ignores nothing and keeps its figures
+    _, without_c1 = evaluate_queries(minilm, DevSet({"q0": queries["q0"]}, {k: v for k, v in passages.items()
+                                                                           if k != "c1"}, {"q0": {"c0"}}))
+    assert as_labelled["mrr@10"][0] < 1.0, "c1 (about making honey) outranks the labelled c0: the test needs that"
+    assert [figures[0] for name, figures in per_query.items() if name != "query_ids"] == \
+        [figures[0] for name, figures in without_c1.items() if name != "query_ids"]
+    assert [figures[1] for figures in per_query.values()] == [figures[1] for figures in as_labelled.values()]
+    assert metrics == evaluate(minilm, ignoring)  # the corpus encoded by the evaluator gives the same figures
+
+
+def test_mined_rows_become_training_rows_with_the_teachers_scores_where_they_were_scored():
+    from prep.evaluation.student import TrainingRow, training_rows
+
+    mined = [{"query": "q", "pos": ["p", "p2"], "neg": ["n1", "n2"]}]
+    scored = [{**mined[0], "pos_scores": [0.9, 0.8], "neg_scores": [0.3, 0.1]}]
+    assert training_rows(mined) == [TrainingRow("q", "p", ["n1", "n2"], None)]
+    assert training_rows(scored) == [TrainingRow("q", "p", ["n1", "n2"], [0.9, 0.3, 0.1])]
