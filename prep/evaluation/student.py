@@ -63,9 +63,11 @@ class DevSet:
 
 def training_rows(rows: list[dict[str, Any]]) -> list[TrainingRow]:
     """Mined rows (``query``, ``pos``, ``neg``) as the student trains on them: the first positive, every negative,
-    and the teacher's scores of both where the rows were scored (``pos_scores``, ``neg_scores``)."""
+    and the teacher's scores of both where the rows were scored (``pos_scores`` and ``neg_scores``; a mined row keeps
+    its input's ``pos_scores`` but not the ``neg_scores`` of its old negatives, and trains without scores)."""
     return [TrainingRow(row["query"], row["pos"][0], row["neg"],
-                        [row["pos_scores"][0], *row["neg_scores"]] if "pos_scores" in row else None)
+                        [row["pos_scores"][0], *row["neg_scores"]] if "neg_scores" in row and "pos_scores" in row
+                        else None)
             for row in rows]
 
 

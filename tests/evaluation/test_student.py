@@ -118,4 +118,6 @@ def test_mined_rows_become_training_rows_with_the_teachers_scores_where_they_wer
     mined = [{"query": "q", "pos": ["p", "p2"], "neg": ["n1", "n2"]}]
     scored = [{**mined[0], "pos_scores": [0.9, 0.8], "neg_scores": [0.3, 0.1]}]
     assert training_rows(mined) == [TrainingRow("q", "p", ["n1", "n2"], None)]
+    # mining keeps the input's pos_scores and drops the old negatives' neg_scores: no scores to train with
+    assert training_rows([{**mined[0], "pos_scores": [0.9, 0.8]}]) == [TrainingRow("q", "p", ["n1", "n2"], None)]
     assert training_rows(scored) == [TrainingRow("q", "p", ["n1", "n2"], [0.9, 0.3, 0.1])]
