@@ -311,6 +311,19 @@ def evaluate(model, test: list[dict], passages: list[str], source_of: dict[str, 
                                                  corpus_vectors=vectors)}
 
 
+def trained_run(args: argparse.Namespace, model_path: str, rows: list[dict], negatives: int, seed: int,
+                judged: tuple[list[dict], list[str], dict[str, str]], teacher_temperature: float | None = None) -> dict:
+    """One run of a recipe: the student trained on the first ``--train-queries`` rows under ``seed``, then judged on
+    ``judged`` (test rows, passages, each passage's source package); its figures, costs, steps and precision."""
+    started = time.time()
+    model, ran = train(model_path, rows[: args.train_queries], negatives, seed, args.batch_size, args.lr,
+                       args.train_max_length, teacher_temperature)
+    trained = time.time() - started
+    metrics = evaluate(model, *judged, args.eval_max_length)
+    return {**metrics, "train_s": round(trained), "eval_s": round(time.time() - started - trained),
+            "steps": ran.steps, "precision": ran.precision}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=".bench/quality")
@@ -443,16 +456,10 @@ def main() -> None:
         for seed in args.seeds.split(","):
             if seed in entry["runs"] or reuse_run(results, key, twin, seed):
                 continue
-            started = time.time()
             log(f"train ({key}) {label}, seed {seed}")
-            model, ran = train(model_path, rows[: args.train_queries], negatives, int(seed), args.batch_size, args.lr,
-                               args.train_max_length, args.distill_teacher_temperature if key == "m" else None)
-            trained = time.time() - started
-            metrics = evaluate(model, test, eval_passages, source_of, args.eval_max_length)
-            evaluated = time.time() - started - trained
-            entry["runs"][seed] = {**metrics, "train_s": round(trained), "eval_s": round(evaluated),
-                                   "steps": ran.steps, "precision": ran.precision}
-            log(f"  ({key}) seed {seed}: {metrics}")
+            entry["runs"][seed] = trained_run(args, model_path, rows, negatives, int(seed), (test, eval_passages,
+                                              source_of), args.distill_teacher_temperature if key == "m" else None)
+            log(f"  ({key}) seed {seed}: {entry['runs'][seed]}")
             results_path.write_text(json.dumps(results, indent=1))
         results_path.write_text(json.dumps(results, indent=1))
     write_table(out, results, args)
@@ -478,14 +485,9 @@ def probe_recipe(args: argparse.Namespace, results: dict, train_path: Path, corp
     for seed in args.seeds.split(","):
         if seed in entry["runs"] or reuse_run(results, "p", twin, seed):
             continue
-        started = time.time()
-        model, ran = train(model_path, rows[: args.train_queries], args.negatives, int(seed), args.batch_size,
-                           args.lr, args.train_max_length)
-        trained = time.time() - started
-        metrics = evaluate(model, test, eval_passages, source_of, args.eval_max_length)
-        entry["runs"][seed] = {**metrics, "train_s": round(trained), "eval_s": round(time.time() - started - trained),
-                               "steps": ran.steps, "precision": ran.precision}
-        log(f"  (p) seed {seed}: {metrics}")
+        entry["runs"][seed] = trained_run(args, model_path, rows, args.negatives, int(seed),
+                                          (test, eval_passages, source_of))
+        log(f"  (p) seed {seed}: {entry['runs'][seed]}")
         (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
